@@ -1,0 +1,487 @@
+"""What ``fastbp.MLP`` and ``fastbp.reference.MLP`` share: configuration, validation,
+initialisation, parameter storage, the training loop's bookkeeping, save and load.
+
+The two implementations differ only in how they compute (compiled kernels or plain
+NumPy); everything a user can get wrong is checked here, once, before any state changes.
+
+Storage (identical in both): all parameters live in ONE flat buffer ordered
+``W1, b1, W2, b2, ...`` (each ``W`` row-major, shaped ``(n_in, n_out)``), with per-layer
+views ``self._W[l]`` and ``self._b[l]``.  Gradients and optimizer state (``n_slots`` rows
+of the same length) use the same layout.
+"""
+
+import json
+import math
+import os
+import tempfile
+import zlib
+
+import numpy as np
+
+from .optimizers import Optimizer, get_optimizer, optimizer_from_config
+
+# ---------------------------------------------------------------------------
+# Name tables -> integer codes (the codes are what the kernels understand).
+# ---------------------------------------------------------------------------
+LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = 0, 1, 2, 3, 4, 5
+HIDDEN_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU}
+OUTPUT_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
+
+MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY = 0, 1, 2
+LOSSES = {"mse": MSE, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "cross_entropy": CROSS_ENTROPY}
+LOSS_ALIASES = {
+    "mean_squared_error": "mse",
+    "bce": "binary_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+    "ce": "cross_entropy",
+    "categorical_cross_entropy": "cross_entropy",
+    "categorical_crossentropy": "cross_entropy",
+}
+# Which output activation each loss may be paired with.
+LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
+
+INITIALISERS = ("he", "xavier", "normal")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+FORMAT_NAME = "fastbp-mlp"
+FORMAT_VERSION = 1
+
+
+def _lookup(kind, name, table):
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
+    key = name.lower()
+    if key not in table:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
+    return key
+
+
+def layer_layout(sizes):
+    """Offsets of each layer's W and b in the flat parameter buffer, and its length."""
+    w_off, b_off, off = [], [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        w_off.append(off)
+        off += n_in * n_out
+        b_off.append(off)
+        off += n_out
+    return w_off, b_off, off
+
+
+def init_weights(rng, sizes, init, dtype):
+    """Initial (W, b) per layer, drawn in float64 from ``rng`` and cast to ``dtype``.
+
+    ``he``: N(0, 2/n_in); ``xavier`` (Glorot normal): N(0, 2/(n_in + n_out));
+    ``normal``: N(0, 0.01**2).  Biases are zero.
+    """
+    out = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        if init == "he":
+            std = math.sqrt(2.0 / n_in)
+        elif init == "xavier":
+            std = math.sqrt(2.0 / (n_in + n_out))
+        else:
+            std = 0.01
+        W = rng.standard_normal((n_in, n_out)) * std
+        out.append((W.astype(dtype), np.zeros(n_out, dtype=dtype)))
+    return out
+
+
+class History(list):
+    """Per-epoch training losses (a list), plus ``history`` — a dict of metric name -> list."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {"loss": []}
+
+    def _record(self, **metrics):
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        self.append(metrics["loss"])
+
+    @property
+    def loss(self):
+        return self.history["loss"]
+
+
+class BaseMLP:
+    """A fully connected network ``Z = A @ W + b`` with a fused output activation + loss.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths, input first: ``[n_features, hidden..., n_outputs]`` (at least two).
+    activation : str or list of str
+        Hidden activation(s): ``linear``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``;
+        one name for all hidden layers or one per hidden layer.
+    output : str
+        Output activation: ``linear``, ``sigmoid`` or ``softmax``.
+    loss : str
+        ``mse`` (mean over all elements), ``binary_cross_entropy`` (needs ``sigmoid``
+        output) or ``cross_entropy`` (needs ``softmax`` output; targets are integer labels
+        of shape (n,) or one-hot / probability rows of shape (n, k)).  PyTorch's
+        definitions, mean reduction; the cross-entropies are computed from the logits.
+    optimizer : Optimizer or str
+        ``fastbp.SGD/RMSprop/Adam/AdamW/AdaGrad`` instance, or a name for its defaults.
+    init : str
+        ``he``, ``xavier`` or ``normal`` (std 0.01).  Biases start at zero.
+    dtype : str
+        ``float32`` or ``float64``; inputs are converted once at the API boundary.
+    seed : int or None
+        Seeds the one NumPy ``Generator`` that draws the initial weights and then each
+        epoch's shuffle order (identically in ``fastbp`` and ``fastbp.reference``).
+    l2 : float
+        Adds ``l2 * sum ||W||^2 / 2`` (weights only) to the loss and its gradient.
+    clip_norm : float or None
+        If set, the global gradient norm over all parameters is clipped to this value
+        before each update (PyTorch's ``clip_grad_norm_``).
+    leaky_slope : float
+        Negative-side slope of ``leaky_relu`` (default 0.01).
+    """
+
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
+                 optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
+                 clip_norm=None, leaky_slope=0.01):
+        # ---- validate everything before building anything ----
+        try:
+            sizes = [s for s in sizes]
+        except TypeError:
+            raise TypeError("sizes must be a list of layer widths, e.g. [4, 16, 3]") from None
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {sizes!r}")
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+                raise ValueError(f"layer widths must be positive integers, got {sizes!r}")
+        sizes = [int(s) for s in sizes]
+        n_hidden = len(sizes) - 2
+        if isinstance(activation, str):
+            activations = [activation] * n_hidden
+        else:
+            activations = list(activation)
+            if len(activations) != n_hidden:
+                raise ValueError(f"activation lists {len(activations)} names for {n_hidden} hidden layers")
+        activations = [_lookup("activation", a, HIDDEN_ACTIVATIONS) for a in activations]
+        output = _lookup("output activation", output, OUTPUT_ACTIVATIONS)
+        if isinstance(loss, str):
+            loss = LOSS_ALIASES.get(loss.lower(), loss)
+        loss = _lookup("loss", loss, LOSSES)
+        if output not in LOSS_OUTPUTS[LOSSES[loss]]:
+            raise ValueError(
+                f"loss {loss!r} needs output activation {' or '.join(LOSS_OUTPUTS[LOSSES[loss]])}, got {output!r}"
+            )
+        if output == "softmax" and sizes[-1] < 2 and loss == "cross_entropy":
+            raise ValueError("softmax + cross_entropy needs at least 2 output units; "
+                             "for two classes with one unit use output='sigmoid', loss='binary_cross_entropy'")
+        optimizer = get_optimizer(optimizer)
+        init = _lookup("init", init, {k: k for k in INITIALISERS})
+        if isinstance(dtype, type) or isinstance(dtype, np.dtype):
+            dtype = np.dtype(dtype).name
+        dtype = _lookup("dtype", dtype, DTYPES)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        l2 = self._check_float("l2", l2, allow_zero=True)
+        if clip_norm is not None:
+            clip_norm = self._check_float("clip_norm", clip_norm, allow_zero=False)
+        leaky_slope = self._check_float("leaky_slope", leaky_slope, allow_zero=True)
+
+        self.sizes = sizes
+        self.activations = activations
+        self.output = output
+        self.loss = loss
+        self.optimizer = optimizer
+        self.init = init
+        self.dtype = np.dtype(DTYPES[dtype])
+        self.seed = None if seed is None else int(seed)
+        self.l2 = l2
+        self.clip_norm = clip_norm
+        self.leaky_slope = leaky_slope
+        self._rng = np.random.default_rng(self.seed)
+
+        self._w_off, self._b_off, self.n_params = layer_layout(sizes)
+        self._params = np.zeros(self.n_params, dtype=self.dtype)
+        self._grads = np.zeros(self.n_params, dtype=self.dtype)
+        self._slots = np.zeros((optimizer.n_slots, self.n_params), dtype=self.dtype)
+        self._step = 0
+        self._W, self._b = self._views(self._params)
+        self._gW, self._gb = self._views(self._grads)
+        for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
+            W[...] = W0
+            b[...] = b0
+        self._setup()
+
+    # ------------------------------------------------------------------ hooks
+    def _setup(self):
+        """Subclass hook: called once the buffers exist."""
+
+    def _forward(self, X):
+        """Network output for a validated X."""
+        raise NotImplementedError
+
+    def _evaluate(self, X, T):
+        """(mean loss including the L2 term, output) for validated X, T."""
+        raise NotImplementedError
+
+    def _loss_and_grads(self, X, T):
+        """Loss of the batch; writes the gradient into ``self._grads``."""
+        raise NotImplementedError
+
+    def _train_batch(self, X, T):
+        """Loss of the batch; one forward + backward + clipping + optimizer update."""
+        raise NotImplementedError
+
+    def _run_epoch(self, X, T, perm, batch_size):
+        """Sample-weighted mean batch loss of one epoch over ``X[perm]`` in mini-batches."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- helpers
+    @staticmethod
+    def _check_float(name, value, allow_zero):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        value = float(value)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            need = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+        return value
+
+    def _views(self, flat):
+        Ws, bs = [], []
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            Ws.append(flat[self._w_off[l]:self._w_off[l] + n_in * n_out].reshape(n_in, n_out))
+            bs.append(flat[self._b_off[l]:self._b_off[l] + n_out])
+        return Ws, bs
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def is_classifier(self):
+        return self.loss in ("cross_entropy", "binary_cross_entropy")
+
+    def _as_float_array(self, a, what):
+        if isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous:
+            arr = a
+        else:
+            try:
+                arr = np.asarray(a)
+            except Exception as exc:  # ragged lists and the like
+                raise ValueError(f"{what} could not be read as an array: {exc}") from None
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{what} must be numeric (bool, int or float), got dtype {arr.dtype}")
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        return arr
+
+    def _check_X(self, X):
+        X = self._as_float_array(X, "X")
+        if X.ndim != 2:
+            hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
+        if X.shape[0] == 0:
+            raise ValueError("X is empty (0 samples)")
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X has {X.shape[1]} features but the model expects {self.sizes[0]}")
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or inf; clean or impute the data first")
+        return X
+
+    def _check_y(self, y, n):
+        """Targets as a dense float matrix T of shape (n, k) in the model's dtype."""
+        k = self.sizes[-1]
+        try:
+            y_arr = np.asarray(y)
+        except Exception as exc:
+            raise ValueError(f"y could not be read as an array: {exc}") from None
+        if y_arr.dtype.kind not in "biuf":
+            raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
+        if y_arr.shape[:1] != (n,):
+            raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
+        if not np.isfinite(y_arr).all():
+            raise ValueError("y contains NaN or inf")
+        if self.loss == "cross_entropy" and y_arr.ndim == 1:
+            if y_arr.dtype.kind == "f" and not np.all(y_arr == np.round(y_arr)):
+                raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
+            labels = y_arr.astype(np.int64)
+            if labels.min() < 0 or labels.max() >= k:
+                bad = labels[(labels < 0) | (labels >= k)][0]
+                raise ValueError(f"class label {bad} is outside [0, {k}) for a model with {k} outputs")
+            T = np.zeros((n, k), dtype=self.dtype)
+            T[np.arange(n), labels] = 1
+            return T
+        if y_arr.ndim == 1 and k == 1:
+            y_arr = y_arr.reshape(n, 1)
+        if y_arr.ndim != 2 or y_arr.shape[1] != k:
+            raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
+                             f"with {k} outputs, got {y_arr.shape}")
+        T = np.ascontiguousarray(y_arr, dtype=self.dtype)
+        if self.is_classifier and (T.min() < 0 or T.max() > 1):
+            raise ValueError(f"{self.loss} targets must lie in [0, 1]")
+        if self.loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
+            raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
+        return T
+
+    def _check_data(self, X, y):
+        X = self._check_X(X)
+        return X, self._check_y(y, X.shape[0])
+
+    # ----------------------------------------------------------- public API
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True):
+        """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
+
+        Each epoch draws a permutation from the model's seeded generator (when
+        ``shuffle``) and runs the whole pass; the last batch may be smaller.
+        Returns a :class:`History`: the list of per-epoch mean training losses.
+        """
+        X, T = self._check_data(X, y)
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = X.shape[0]
+        batch_size = int(min(batch_size, n))
+        history = History()
+        for epoch in range(int(epochs)):
+            perm = self._rng.permutation(n) if shuffle else np.arange(n)
+            loss = float(self._run_epoch(X, T, perm, batch_size))
+            history._record(loss=loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged: the loss of epoch {epoch + 1} is {loss}; "
+                    "lower the learning rate, set clip_norm, or scale the inputs"
+                )
+        return history
+
+    def predict(self, X):
+        """Network output: probabilities for softmax / sigmoid outputs, values for linear."""
+        return self._forward(self._check_X(X))
+
+    def predict_classes(self, X):
+        """Class labels: argmax for softmax, ``p > 0.5`` for sigmoid (per output)."""
+        if not self.is_classifier:
+            raise ValueError(f"predict_classes needs a classification loss; this model uses {self.loss!r}")
+        P = self.predict(X)
+        if self.loss == "cross_entropy":
+            return P.argmax(axis=1)
+        labels = (P > 0.5).astype(np.int64)
+        return labels[:, 0] if labels.shape[1] == 1 else labels
+
+    def evaluate(self, X, y):
+        """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
+        X, T = self._check_data(X, y)
+        loss, P = self._evaluate(X, T)
+        metrics = {"loss": float(loss)}
+        if self.loss == "cross_entropy":
+            metrics["accuracy"] = float(np.mean(P.argmax(axis=1) == T.argmax(axis=1)))
+        elif self.loss == "binary_cross_entropy":
+            metrics["accuracy"] = float(np.mean((P > 0.5) == (T > 0.5)))
+        return metrics
+
+    def loss_and_grads(self, X, y):
+        """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""
+        X, T = self._check_data(X, y)
+        loss = self._loss_and_grads(X, T)
+        return float(loss), [(dW.copy(), db.copy()) for dW, db in zip(self._gW, self._gb)]
+
+    def train_step(self, X, y):
+        """One forward + backward + optimizer update on this batch; returns its loss."""
+        X, T = self._check_data(X, y)
+        return float(self._train_batch(X, T))
+
+    def get_weights(self):
+        """Copies of the parameters: a list of ``(W, b)``, W shaped ``(n_in, n_out)``."""
+        return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
+
+    def set_weights(self, weights):
+        """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
+        weights = list(weights)
+        if len(weights) != self.n_layers:
+            raise ValueError(f"expected {self.n_layers} (W, b) pairs, got {len(weights)}")
+        checked = []
+        for l, pair in enumerate(weights):
+            W, b = pair
+            W = self._as_float_array(W, f"W[{l}]")
+            b = self._as_float_array(b, f"b[{l}]")
+            if W.shape != self._W[l].shape or b.shape != self._b[l].shape:
+                raise ValueError(f"layer {l}: expected W {self._W[l].shape} and b {self._b[l].shape}, "
+                                 f"got {W.shape} and {b.shape}")
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ValueError(f"layer {l}: weights contain NaN or inf")
+            checked.append((W, b))
+        for l, (W, b) in enumerate(checked):
+            self._W[l][...] = W
+            self._b[l][...] = b
+
+    # -------------------------------------------------------- save and load
+    def get_config(self):
+        return {
+            "sizes": self.sizes, "activation": self.activations, "output": self.output,
+            "loss": self.loss, "init": self.init, "dtype": self.dtype.name, "seed": self.seed,
+            "l2": self.l2, "clip_norm": self.clip_norm, "leaky_slope": self.leaky_slope,
+            "optimizer": type(self.optimizer).__name__, "optimizer_config": self.optimizer.get_config(),
+        }
+
+    def save(self, path):
+        """Write the model (config, weights, optimizer state and step) to an ``.npz`` file.
+
+        The file is written to a temporary file in the same directory, flushed, fsynced
+        and renamed over ``path``, so an interrupted save never destroys an older file.
+        Each array carries a CRC32 checksum; nothing is pickled.
+        """
+        path = os.fspath(path)
+        arrays = {"params": self._params, "slots": self._slots,
+                  "step": np.array([self._step], dtype=np.int64),
+                  "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
+        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
+                  "crc32": {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Rebuild a model written by ``save`` (by either implementation)."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable fastbp model file ({type(exc).__name__}: {exc})") from None
+        try:
+            header = json.loads(arrays.pop("header").tobytes().decode())
+        except Exception:
+            raise ValueError(f"{path}: not a fastbp model file (no valid header)") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+            raise ValueError(f"{path}: not a fastbp model file")
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: file format version {header.get('version')!r} is not supported "
+                             f"(this fastbp reads version {FORMAT_VERSION})")
+        for key, crc in header["crc32"].items():
+            if key not in arrays:
+                raise ValueError(f"{path}: array {key!r} is missing; the file is truncated or corrupt")
+            if zlib.crc32(np.ascontiguousarray(arrays[key]).view(np.uint8)) != crc:
+                raise ValueError(f"{path}: checksum mismatch in {key!r}; the file is corrupt")
+        cfg = dict(header["config"])
+        optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
+        model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
+        if arrays["params"].shape != model._params.shape or arrays["slots"].shape != model._slots.shape:
+            raise ValueError(f"{path}: array shapes do not match the saved configuration")
+        model._params[...] = arrays["params"]
+        model._slots[...] = arrays["slots"]
+        model._step = int(arrays["step"][0])
+        model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
+        return model
+
+    def __repr__(self):
+        return (f"{type(self).__module__.split('.')[-1]}.MLP({self.sizes}, activation={self.activations}, "
+                f"output={self.output!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, dtype={self.dtype.name!r})")

@@ -1,0 +1,190 @@
+"""The plain NumPy reference MLP: the textbook model, written to be read.
+
+``Z = A @ W + b``, an activation, a loss, the chain rule backwards, an optimizer
+step.  Every step allocates and every operation is a NumPy call: this module is
+the oracle every ``fastbp`` kernel is tested against and the baseline every
+benchmark is measured against.  It has the same API as ``fastbp``::
+
+    import fastbp.reference as fb     # instead of: import fastbp as fb
+
+Configuration, validation, initialisation, storage and save/load are shared with
+``fastbp`` (``fastbp/_base.py``); the arithmetic below is independent of the kernels.
+"""
+
+import numpy as np
+
+from . import _base
+from ._base import BaseMLP, History
+from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
+
+__all__ = ["MLP", "History", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]
+
+
+# --------------------------------------------------------------- activations
+def sigmoid(z):
+    """Logistic function, computed without overflow for large |z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def activation(name, z, slope=0.01):
+    if name == "linear":
+        return z
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, slope * z).astype(z.dtype, copy=False)
+    if name == "softmax":
+        return softmax(z)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activation_derivative(name, z, slope=0.01):
+    """d activation / dz, elementwise, from the pre-activation z (0 at relu's kink)."""
+    if name == "linear":
+        return np.ones_like(z)
+    if name == "sigmoid":
+        s = sigmoid(z)
+        return s * (1 - s)
+    if name == "tanh":
+        return 1 - np.tanh(z) ** 2
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1, slope).astype(z.dtype)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+# -------------------------------------------------------------------- losses
+def loss_and_delta(loss, output, Z, P, T):
+    """Mean loss and dLoss/dZ for output logits Z, output P = output(Z), targets T.
+
+    The cross-entropies are computed from the logits (log-sum-exp), never log(P).
+    """
+    n, k = Z.shape
+    if loss == "cross_entropy":
+        m = Z.max(axis=1, keepdims=True)
+        log_p = Z - (m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True)))
+        value = -(T * log_p).sum() / n
+        delta = (P * T.sum(axis=1, keepdims=True) - T) / n
+    elif loss == "binary_cross_entropy":
+        value = (np.maximum(Z, 0) - Z * T + np.log1p(np.exp(-np.abs(Z)))).mean()
+        delta = (P - T) / (n * k)
+    else:  # mse, mean over all n * k elements
+        value = ((P - T) ** 2).mean()
+        g = 2 * (P - T) / (n * k)
+        if output == "linear":
+            delta = g
+        elif output == "sigmoid":
+            delta = g * P * (1 - P)
+        else:  # softmax: the Jacobian-vector product
+            delta = P * (g - (g * P).sum(axis=1, keepdims=True))
+    return value, delta.astype(Z.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- optimizers
+def clip_by_global_norm(g, max_norm):
+    """PyTorch's clip_grad_norm_: scale g by max_norm / (norm + 1e-6) when that is < 1."""
+    norm = np.sqrt(np.sum(g.astype(np.float64) ** 2))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        g *= g.dtype.type(coef)
+
+
+def optimizer_step(opt, p, g, slots, t):
+    """Apply ``opt``'s rule in place to parameters p with gradient g; t is the 1-based step."""
+    if isinstance(opt, SGD):
+        if opt.momentum > 0:
+            v = slots[0]
+            v[...] = opt.momentum * v + g
+            d = g + opt.momentum * v if opt.nesterov else v
+        else:
+            d = g
+        p -= opt.lr * d
+    elif isinstance(opt, RMSprop):
+        s = slots[0]
+        s[...] = opt.rho * s + (1 - opt.rho) * g * g
+        p -= opt.lr * g / (np.sqrt(s) + opt.eps)
+    elif isinstance(opt, Adam):  # and AdamW
+        if isinstance(opt, AdamW):
+            p *= 1 - opt.lr * opt.weight_decay
+        m, v = slots[0], slots[1]
+        m[...] = opt.beta1 * m + (1 - opt.beta1) * g
+        v[...] = opt.beta2 * v + (1 - opt.beta2) * g * g
+        step_size = opt.lr / (1 - opt.beta1 ** t)
+        denom = np.sqrt(v) / np.sqrt(1 - opt.beta2 ** t) + opt.eps
+        p -= step_size * m / denom
+    elif isinstance(opt, AdaGrad):
+        s = slots[0]
+        s += g * g
+        p -= opt.lr * g / (np.sqrt(s) + opt.eps)
+    else:
+        raise TypeError(f"unsupported optimizer {opt!r}")
+
+
+# --------------------------------------------------------------------- model
+class MLP(BaseMLP):
+    __doc__ = "The NumPy reference MLP. " + BaseMLP.__doc__
+
+    def _forward_cache(self, X):
+        """Pre-activations Z and activations A of every layer (A[0] is X)."""
+        A, Z = [X], []
+        for l in range(self.n_layers):
+            z = A[-1] @ self._W[l] + self._b[l]
+            Z.append(z)
+            name = self.activations[l] if l < self.n_layers - 1 else self.output
+            A.append(activation(name, z, self.leaky_slope))
+        return Z, A
+
+    def _l2_term(self):
+        if self.l2 == 0:
+            return 0.0
+        return 0.5 * self.l2 * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in self._W)
+
+    def _forward(self, X):
+        return self._forward_cache(X)[1][-1]
+
+    def _evaluate(self, X, T):
+        Z, A = self._forward_cache(X)
+        value, _ = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
+        return float(value) + self._l2_term(), A[-1]
+
+    def _loss_and_grads(self, X, T):
+        Z, A = self._forward_cache(X)
+        value, delta = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
+        for l in range(self.n_layers - 1, -1, -1):
+            self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
+            self._gb[l][...] = delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ self._W[l].T) * activation_derivative(self.activations[l - 1], Z[l - 1],
+                                                                        self.leaky_slope)
+        return float(value) + self._l2_term()
+
+    def _train_batch(self, X, T):
+        value = self._loss_and_grads(X, T)
+        if self.clip_norm is not None:
+            clip_by_global_norm(self._grads, self.clip_norm)
+        self._step += 1
+        optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step)
+        return value
+
+    def _run_epoch(self, X, T, perm, batch_size):
+        total = 0.0
+        for start in range(0, X.shape[0], batch_size):
+            idx = perm[start:start + batch_size]
+            total += self._train_batch(X[idx], T[idx]) * len(idx)
+        return total / X.shape[0]
+
+
+def load(path):
+    """Load a model saved by ``MLP.save`` (from either implementation) as a reference MLP."""
+    return MLP.load(path)
