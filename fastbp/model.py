@@ -1,2 +1,105 @@
-# TEMPORARY placeholder while the kernel-backed model is written.
-from .reference import MLP, load  # noqa: F401
+"""The fast MLP: the shared API of ``fastbp._base`` driving the kernels of ``fastbp.kernels``.
+
+Python here only validates, converts and hands buffers to compiled code:
+
+* parameters, gradients and optimizer state are single flat buffers (``fastbp._base``);
+* activations, deltas and the gathered mini-batch live in a workspace allocated once for
+  the largest batch seen, then reused (``_ensure_workspace``);
+* ``fit`` makes one compiled call per epoch (gather, forward, backward, update for every
+  mini-batch), so nothing is allocated and no Python runs per step.
+"""
+
+import numpy as np
+
+from . import kernels
+from ._base import LOSSES, OUTPUT_ACTIVATIONS, HIDDEN_ACTIVATIONS, BaseMLP
+
+__all__ = ["MLP", "load"]
+
+# Rows per chunk for inference and evaluation when no larger workspace exists already.
+_INFERENCE_CHUNK = 1024
+
+
+class MLP(BaseMLP):
+    __doc__ = "The fast (Numba) MLP. " + BaseMLP.__doc__
+
+    def _setup(self):
+        L = self.n_layers
+        meta = np.zeros((L, 6), dtype=np.int64)
+        ws_off = 0
+        for l in range(L):
+            meta[l, 0], meta[l, 1] = self.sizes[l], self.sizes[l + 1]
+            meta[l, 2], meta[l, 3] = self._w_off[l], self._b_off[l]
+            meta[l, 4] = ws_off  # in units of rows; scaled by the capacity below
+            ws_off += self.sizes[l + 1]
+            meta[l, 5] = HIDDEN_ACTIVATIONS[self.activations[l]] if l < L - 1 else OUTPUT_ACTIVATIONS[self.output]
+        self._ws_row_offsets = meta[:, 4].copy()
+        self._ws_width = ws_off
+        self._meta = meta
+        self._loss_code = LOSSES[self.loss]
+        hyper = list(self.optimizer.hyper) + [0.0] * (5 - len(self.optimizer.hyper))
+        self._cfg = np.array([self.leaky_slope, self.l2, self.clip_norm or 0.0] + hyper, dtype=np.float64)
+        self._step_arr = np.zeros(1, dtype=np.int64)
+        self._capacity = 0
+
+    # The step count lives in a 1-element array the kernels increment.
+    @property
+    def _step(self):
+        return int(self._step_arr[0])
+
+    @_step.setter
+    def _step(self, value):
+        if not hasattr(self, "_step_arr"):
+            self._step_arr = np.zeros(1, dtype=np.int64)
+        self._step_arr[0] = value
+
+    def _ensure_workspace(self, rows):
+        """Size the workspace for batches of up to ``rows`` rows (reallocated only to grow)."""
+        if rows <= self._capacity:
+            return
+        self._capacity = rows
+        self._meta[:, 4] = self._ws_row_offsets * rows
+        self._acts = np.empty(rows * self._ws_width, dtype=self.dtype)
+        self._deltas = np.empty(rows * self._ws_width, dtype=self.dtype)
+        self._Xb = np.empty(rows * self.sizes[0], dtype=self.dtype)
+        self._Tb = np.empty(rows * self.sizes[-1], dtype=self.dtype)
+
+    def _chunk(self, n):
+        return min(n, max(self._capacity, _INFERENCE_CHUNK))
+
+    # ------------------------------------------------------------- hooks
+    def _forward(self, X):
+        chunk = self._chunk(X.shape[0])
+        self._ensure_workspace(chunk)
+        P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        kernels.predict(self._params, X, self._meta, self._cfg[0], self._acts, chunk, P)
+        return P
+
+    def _evaluate(self, X, T):
+        chunk = self._chunk(X.shape[0])
+        self._ensure_workspace(chunk)
+        P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        loss = kernels.evaluate(self._params, X, T, self._meta, self._loss_code, self._cfg,
+                                self._acts, self._deltas, chunk, P)
+        return loss, P
+
+    def _loss_and_grads(self, X, T):
+        self._ensure_workspace(X.shape[0])
+        return kernels.loss_and_grads(self._params, self._grads, X, T, self._meta, self._loss_code,
+                                      self._cfg, self._acts, self._deltas)
+
+    def _train_batch(self, X, T):
+        self._ensure_workspace(X.shape[0])
+        return kernels.train_batch(self._params, self._grads, self._slots, self._step_arr, X, T, self._meta,
+                                   self._loss_code, self.optimizer.code, self._cfg, self._acts, self._deltas)
+
+    def _run_epoch(self, X, T, perm, batch_size):
+        self._ensure_workspace(batch_size)
+        return kernels.train_epoch(self._params, self._grads, self._slots, self._step_arr, X, T,
+                                   perm.astype(np.int64, copy=False), batch_size, self._meta, self._loss_code,
+                                   self.optimizer.code, self._cfg, self._acts, self._deltas, self._Xb, self._Tb)
+
+
+def load(path):
+    """Load a model saved by ``MLP.save`` (from either implementation) as a fast MLP."""
+    return MLP.load(path)

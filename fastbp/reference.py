@@ -11,6 +11,8 @@ Configuration, validation, initialisation, storage and save/load are shared with
 ``fastbp`` (``fastbp/_base.py``); the arithmetic below is independent of the kernels.
 """
 
+import math
+
 import numpy as np
 
 from . import _base
@@ -121,7 +123,7 @@ def optimizer_step(opt, p, g, slots, t):
         m[...] = opt.beta1 * m + (1 - opt.beta1) * g
         v[...] = opt.beta2 * v + (1 - opt.beta2) * g * g
         step_size = opt.lr / (1 - opt.beta1 ** t)
-        denom = np.sqrt(v) / np.sqrt(1 - opt.beta2 ** t) + opt.eps
+        denom = np.sqrt(v) / math.sqrt(1 - opt.beta2 ** t) + opt.eps
         p -= step_size * m / denom
     elif isinstance(opt, AdaGrad):
         s = slots[0]

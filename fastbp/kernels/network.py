@@ -1,0 +1,155 @@
+"""Whole-network kernels over flat buffers: forward, loss + gradients, a training step,
+a whole training epoch, and chunked inference.
+
+Layout, shared with ``fastbp._base``:
+
+* ``params`` / ``grads``: one flat buffer each, ``W1, b1, W2, b2, ...``; ``slots`` holds the
+  optimizer state, one row per state buffer, in the same layout.
+* ``meta``: int64 ``(L, 6)``, one row per layer: ``n_in, n_out, W offset, b offset,
+  workspace offset, activation code`` (the last layer's code is the output activation).
+* ``acts`` / ``deltas``: the workspace, one flat buffer each; layer ``l`` uses
+  ``capacity * n_out`` entries at its workspace offset, of which the first ``m * n_out``
+  hold an ``m``-row batch.  ``Xb`` / ``Tb`` receive each gathered mini-batch.
+* ``cfg``: float64 ``[leaky slope, l2, clip_norm (0 = off), optimizer hyper-parameters...]``.
+
+Nothing here allocates: every array is a view into a buffer the caller owns.
+"""
+
+import numpy as np
+
+from .common import jit
+from .dense import dense_backward, dense_forward
+from .losses import output_loss
+from .optim import clip_global_norm, optimizer_update, sum_squares
+
+CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER = 0, 1, 2, 3
+
+
+@jit
+def layer_params(flat, meta, l):
+    """Views ``(W, b)`` of layer ``l`` in a flat parameter-shaped buffer."""
+    n_in, n_out, wo, bo = meta[l, 0], meta[l, 1], meta[l, 2], meta[l, 3]
+    return flat[wo:wo + n_in * n_out].reshape((n_in, n_out)), flat[bo:bo + n_out]
+
+
+@jit
+def layer_rows(buf, meta, l, m):
+    """The ``m``-row view of layer ``l``'s part of a workspace buffer."""
+    off, n = meta[l, 4], meta[l, 1]
+    return buf[off:off + m * n].reshape((m, n))
+
+
+@jit
+def forward_hidden(params, X, meta, slope, acts):
+    """Run the hidden layers on ``X``; returns the last hidden activation (or ``X``)."""
+    m = X.shape[0]
+    A_prev = X
+    for l in range(meta.shape[0] - 1):
+        W, b = layer_params(params, meta, l)
+        A = layer_rows(acts, meta, l, m)
+        dense_forward(A_prev, W, b, A, meta[l, 5], slope)
+        A_prev = A
+    return A_prev
+
+
+@jit
+def l2_term(params, meta, l2):
+    """``l2 / 2 * sum_l ||W_l||^2`` (weights only)."""
+    if l2 == 0.0:
+        return 0.0
+    acc = 0.0
+    for l in range(meta.shape[0]):
+        W, _ = layer_params(params, meta, l)
+        acc += sum_squares(W.reshape(W.size))
+    return 0.5 * l2 * acc
+
+
+@jit
+def forward_loss(params, X, T, meta, loss_code, slope, acts, deltas):
+    """Forward pass and fused output loss; leaves the output in ``acts`` and dL/dZ in ``deltas``."""
+    m = X.shape[0]
+    L = meta.shape[0]
+    A_prev = forward_hidden(params, X, meta, slope, acts)
+    W, b = layer_params(params, meta, L - 1)
+    Z = layer_rows(acts, meta, L - 1, m)
+    np.dot(A_prev, W, Z)
+    return output_loss(Z, b, T, meta[L - 1, 5], loss_code, layer_rows(deltas, meta, L - 1, m))
+
+
+@jit
+def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas):
+    """Mean loss (with the L2 term) of the batch ``(X, T)``; writes the gradient into ``grads``."""
+    m = X.shape[0]
+    slope, l2 = cfg[CFG_SLOPE], cfg[CFG_L2]
+    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas)
+    for l in range(meta.shape[0] - 1, -1, -1):
+        W, _ = layer_params(params, meta, l)
+        gW, gb = layer_params(grads, meta, l)
+        D = layer_rows(deltas, meta, l, m)
+        if l > 0:
+            dense_backward(layer_rows(acts, meta, l - 1, m), W, D, gW, gb,
+                           layer_rows(deltas, meta, l - 1, m), meta[l - 1, 5], slope, l2, True)
+        else:  # nobody needs the input's gradient
+            dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
+    return loss + l2_term(params, meta, l2)
+
+
+@jit
+def train_batch(params, grads, slots, step, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
+    """Forward, backward, optional global-norm clipping and one optimizer update."""
+    loss = loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas)
+    if cfg[CFG_CLIP] > 0.0:
+        clip_global_norm(grads, cfg[CFG_CLIP])
+    step[0] += 1
+    optimizer_update(opt_code, params, grads, slots, step[0], cfg[CFG_HYPER:])
+    return loss
+
+
+@jit
+def train_epoch(params, grads, slots, step, X, T, perm, batch_size, meta, loss_code, opt_code, cfg,
+                acts, deltas, Xb, Tb):
+    """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss."""
+    n, n_in = X.shape
+    k = T.shape[1]
+    total = 0.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        xb = Xb[:m * n_in].reshape((m, n_in))
+        tb = Tb[:m * k].reshape((m, k))
+        for i in range(m):
+            r = perm[start + i]
+            for j in range(n_in):
+                xb[i, j] = X[r, j]
+            for j in range(k):
+                tb[i, j] = T[r, j]
+        total += train_batch(params, grads, slots, step, xb, tb, meta, loss_code, opt_code, cfg,
+                             acts, deltas) * m
+    return total / n
+
+
+@jit
+def predict(params, X, meta, slope, acts, chunk, P):
+    """``P <- network(X)``, ``chunk`` rows at a time through the workspace."""
+    n = X.shape[0]
+    L = meta.shape[0]
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        A_prev = forward_hidden(params, X[start:start + m], meta, slope, acts)
+        W, b = layer_params(params, meta, L - 1)
+        out = layer_rows(acts, meta, L - 1, m)
+        dense_forward(A_prev, W, b, out, meta[L - 1, 5], slope)
+        P[start:start + m] = out
+
+
+@jit
+def evaluate(params, X, T, meta, loss_code, cfg, acts, deltas, chunk, P):
+    """Mean loss (with the L2 term) over ``(X, T)``, ``chunk`` rows at a time; output into ``P``."""
+    n = X.shape[0]
+    L = meta.shape[0]
+    total = 0.0
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        total += forward_loss(params, X[start:start + m], T[start:start + m], meta, loss_code,
+                              cfg[CFG_SLOPE], acts, deltas) * m
+        P[start:start + m] = layer_rows(acts, meta, L - 1, m)
+    return total / n + l2_term(params, meta, cfg[CFG_L2])
