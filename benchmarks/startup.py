@@ -1,0 +1,59 @@
+"""Cold and warm start-up of fastbp: import + first ``fit`` in a fresh Python process.
+
+Cold: an empty Numba cache directory, so everything ``fit`` needs is compiled.
+Warm: the same cache directory again, now populated by the cold run.
+
+    python benchmarks/startup.py [--repeat 3] [--dtype float32]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastbp as fb
+t1 = time.perf_counter()
+rng = np.random.default_rng(0)
+X = rng.standard_normal((150, 4)).astype("{dtype}")
+y = rng.integers(0, 3, 150)
+model = fb.MLP([4, 16, 3], optimizer=fb.Adam(1e-3), dtype="{dtype}", seed=0)
+model.fit(X, y, epochs=1, batch_size=16)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def run(cache_dir, dtype):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHILD.format(dtype=dtype)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    total = time.perf_counter() - start
+    imp, fit = map(float, out.split())
+    return total, imp, fit
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args()
+    cold, warm = [], []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as cache:
+            cold.append(run(cache, args.dtype))
+            warm.append(run(cache, args.dtype))
+    for name, runs in (("cold (empty cache)", cold), ("warm (cache populated)", warm)):
+        total, imp, fit = (statistics.median(col) for col in zip(*runs))
+        print(f"{name:24s} process {total:6.2f} s   import fastbp {imp:5.2f} s   first fit {fit:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Every kernel against its NumPy reference (fastbp.reference), on awkward shapes.
+
+float64 must agree to ~1e-10 relative, float32 to ~1e-5.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastbp import _base
+from fastbp import kernels as K
+from fastbp import reference as R
+from fastbp import optimizers as O
+
+SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 33)]
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
+HIDDEN = list(_base.HIDDEN_ACTIVATIONS)
+
+
+def rand(rng, shape, dtype, scale=2.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", HIDDEN + ["softmax"])
+def test_bias_activation(name, shape, dtype):
+    rng = np.random.default_rng(0)
+    Z, b = rand(rng, shape, dtype), rand(rng, shape[1], dtype)
+    expected = R.activation(name, Z + b, 0.05)
+    code = {**_base.HIDDEN_ACTIVATIONS, **_base.OUTPUT_ACTIVATIONS}[name]
+    out = Z.copy()
+    K.bias_activation(out, b, code, 0.05)
+    np.testing.assert_allclose(out, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", HIDDEN)
+def test_activation_backward(name, shape, dtype):
+    rng = np.random.default_rng(1)
+    Z, D = rand(rng, shape, dtype), rand(rng, shape, dtype)
+    A = R.activation(name, Z, 0.05)
+    expected = D * R.activation_derivative(name, Z, 0.05)
+    out = D.copy()
+    K.activation_backward(out, A, _base.HIDDEN_ACTIVATIONS[name], 0.05)
+    np.testing.assert_allclose(out, expected, **TOL[dtype])
+
+
+def test_sigmoid_does_not_overflow():
+    Z = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]])
+    out = Z.copy()
+    K.bias_activation(out, np.zeros(5), _base.SIGMOID, 0.0)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, R.sigmoid(Z), rtol=1e-12)
+
+
+PAIRS = [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy"),
+         ("linear", "mse"), ("sigmoid", "mse"), ("softmax", "mse")]
+
+
+def targets(rng, loss, shape, dtype):
+    n, k = shape
+    if loss == "cross_entropy":
+        T = np.zeros(shape, dtype)
+        T[np.arange(n), rng.integers(0, k, n)] = 1
+        return T
+    return rng.random(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 2), (7, 2), (13, 17), (64, 10), (5, 1)])
+@pytest.mark.parametrize("out_name,loss", PAIRS)
+def test_output_loss(out_name, loss, shape, dtype):
+    if out_name == "softmax" and shape[1] == 1 and loss == "cross_entropy":
+        pytest.skip("softmax cross-entropy needs two classes")
+    rng = np.random.default_rng(2)
+    Zraw, b = rand(rng, shape, dtype, 3.0), rand(rng, shape[1], dtype)
+    T = targets(rng, loss, shape, dtype)
+    Z = Zraw + b
+    P = R.activation(out_name, Z)
+    ref_loss, ref_delta = R.loss_and_delta(loss, out_name, Z, P, T)
+    Zk, D = Zraw.copy(), np.empty_like(Zraw)
+    value = K.output_loss(Zk, b, T, _base.OUTPUT_ACTIVATIONS[out_name], _base.LOSSES[loss], D)
+    np.testing.assert_allclose(value, ref_loss, **TOL[dtype])
+    np.testing.assert_allclose(Zk, P, **TOL[dtype])
+    np.testing.assert_allclose(D, ref_delta, **TOL[dtype])
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    Z = np.array([[1000.0, -1000.0, 0.0], [-800.0, 800.0, 1.0]])
+    T = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    D = np.empty_like(Z)
+    value = K.output_loss(Z.copy(), np.zeros(3), T, _base.SOFTMAX, _base.CROSS_ENTROPY, D)
+    assert np.isfinite(value) and np.all(np.isfinite(D))
+    np.testing.assert_allclose(value, (2000.0 + 0.0) / 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n_in,n_out", [(1, 1, 1), (1, 5, 3), (7, 1, 4), (13, 17, 1), (64, 33, 20)])
+@pytest.mark.parametrize("name", HIDDEN)
+def test_dense_forward_backward(name, m, n_in, n_out, dtype):
+    rng = np.random.default_rng(3)
+    A_prev, W, b = rand(rng, (m, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
+    code = _base.HIDDEN_ACTIVATIONS[name]
+    A = np.empty((m, n_out), dtype)
+    K.dense_forward(A_prev, W, b, A, code, 0.01)
+    np.testing.assert_allclose(A, R.activation(name, A_prev @ W + b), **TOL[dtype])
+
+    # Backward through this layer into a previous layer whose activation is `name`.
+    Z_prev = rand(rng, (m, n_in), dtype)
+    A_prev = R.activation(name, Z_prev)
+    D = rand(rng, (m, n_out), dtype)
+    gW, gb, D_prev = np.empty_like(W), np.empty_like(b), np.empty_like(A_prev)
+    K.dense_backward(A_prev, W, D, gW, gb, D_prev, code, 0.01, 0.1, True)
+    np.testing.assert_allclose(gW, A_prev.T @ D + dtype(0.1) * W, **TOL[dtype])
+    np.testing.assert_allclose(gb, D.sum(axis=0), **TOL[dtype])
+    np.testing.assert_allclose(D_prev, (D @ W.T) * R.activation_derivative(name, Z_prev), **TOL[dtype])
+
+
+def test_dense_backward_skips_input_gradient():
+    rng = np.random.default_rng(4)
+    A_prev, W, D = rng.random((3, 4)), rng.random((4, 2)), rng.random((3, 2))
+    sentinel = np.full((3, 4), 7.0)
+    K.dense_backward(A_prev, W, D, np.empty((4, 2)), np.empty(2), sentinel, _base.RELU, 0.0, 0.0, False)
+    assert np.all(sentinel == 7.0)
+
+
+OPTIMIZERS = [
+    O.SGD(0.1), O.SGD(0.1, momentum=0.9), O.SGD(0.1, momentum=0.9, nesterov=True),
+    O.RMSprop(0.01), O.Adam(0.01), O.AdamW(0.01, weight_decay=0.1), O.AdaGrad(0.1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+def test_optimizer_update(opt, dtype):
+    rng = np.random.default_rng(5)
+    n = 1001
+    p_ref = rand(rng, n, dtype)
+    slots_ref = np.zeros((opt.n_slots, n), dtype)
+    p, slots = p_ref.copy(), slots_ref.copy()
+    hyper = np.array(list(opt.hyper) + [0.0] * (5 - len(opt.hyper)))
+    for t in range(1, 6):
+        g = rand(rng, n, dtype)
+        R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
+        K.optimizer_update(opt.code, p, g.copy(), slots, t, hyper)
+        np.testing.assert_allclose(p, p_ref, **TOL[dtype])
+        np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e6])
+def test_clip_global_norm(max_norm, dtype):
+    rng = np.random.default_rng(6)
+    g = rand(rng, 777, dtype)
+    expected = g.copy()
+    R.clip_by_global_norm(expected, max_norm)
+    got = g.copy()
+    norm = K.clip_global_norm(got, max_norm)
+    np.testing.assert_allclose(norm, np.linalg.norm(g.astype(np.float64)), rtol=1e-10)
+    np.testing.assert_allclose(got, expected, **TOL[dtype])
+    if max_norm < norm:
+        np.testing.assert_allclose(np.linalg.norm(got.astype(np.float64)), max_norm, rtol=1e-4)
+    else:
+        assert np.array_equal(got, g)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 40), n=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 30.0]),
+       name=st.sampled_from(HIDDEN + ["softmax"]))
+def test_bias_activation_property(m, n, scale, name):
+    rng = np.random.default_rng(m * 100 + n)
+    Z, b = rng.standard_normal((m, n)) * scale, rng.standard_normal(n) * scale
+    out = Z.copy()
+    K.bias_activation(out, b, {**_base.HIDDEN_ACTIVATIONS, **_base.OUTPUT_ACTIVATIONS}[name], 0.01)
+    np.testing.assert_allclose(out, R.activation(name, Z + b), rtol=1e-10, atol=1e-300)
