@@ -7,7 +7,8 @@ NumPy); everything a user can get wrong is checked here, once, before any state 
 Storage (identical in both): all parameters live in ONE flat buffer ordered
 ``W1, b1, W2, b2, ...`` (each ``W`` row-major, shaped ``(n_in, n_out)``), with per-layer
 views ``self._W[l]`` and ``self._b[l]``.  Gradients and optimizer state (``n_slots`` rows
-of the same length) use the same layout.
+of the same length) use the same layout; all three are regions of one allocation
+(``allocate_state``).
 """
 
 import json
@@ -84,6 +85,39 @@ def init_weights(rng, sizes, init, dtype):
         W = rng.standard_normal((n_in, n_out)) * std
         out.append((W.astype(dtype), np.zeros(n_out, dtype=dtype)))
     return out
+
+
+def carve(lengths, dtype):
+    """Zeroed 1-D arrays of the given lengths, carved from ONE 64-byte aligned allocation.
+
+    Region ``r`` starts ``r`` KiB past a page boundary (modulo 4 KiB): were the regions all
+    page-aligned, loops streaming through several of them at once (an optimizer's
+    ``p[i], g[i], m[i], v[i]``; a layer's activations and deltas) would alias modulo 4 KiB —
+    Adam over W3's 269k parameters measured 243 us that way and 77 us this way.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    page, kib = 4096 // itemsize, 1024 // itemsize
+    starts, end = [], 0
+    for r, n in enumerate(lengths):
+        start = -(-end // page) * page + (r % 4) * kib
+        starts.append(start)
+        end = start + n
+    raw = np.zeros(end + 4096 // itemsize, dtype=dtype)
+    base = (-raw.ctypes.data % 4096) // itemsize  # page-align region 0
+    return [raw[base + a:base + a + n] for a, n in zip(starts, lengths)]
+
+
+def allocate_state(n_params, n_slots, dtype):
+    """Parameters, gradients and optimizer state: ``(params, grads, slots)`` from ``carve``.
+
+    ``slots`` is C-contiguous ``(n_slots, stride)``; its rows hold the state in their first
+    ``n_params`` entries and are ``stride`` apart, ``stride`` being ``n_params`` rounded up
+    to a page plus one KiB, for the same reason as in ``carve``.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    stride = -(-n_params // (4096 // itemsize)) * (4096 // itemsize) + 1024 // itemsize
+    params, grads, slots = carve([n_params, n_params, n_slots * stride], dtype)
+    return params, grads, slots.reshape(n_slots, stride)
 
 
 class History(list):
@@ -197,9 +231,8 @@ class BaseMLP:
         self._rng = np.random.default_rng(self.seed)
 
         self._w_off, self._b_off, self.n_params = layer_layout(sizes)
-        self._params = np.zeros(self.n_params, dtype=self.dtype)
-        self._grads = np.zeros(self.n_params, dtype=self.dtype)
-        self._slots = np.zeros((optimizer.n_slots, self.n_params), dtype=self.dtype)
+        self._params, self._grads, self._slots_buf = allocate_state(self.n_params, optimizer.n_slots, self.dtype)
+        self._slots = self._slots_buf[:, :self.n_params]
         self._step = 0
         self._W, self._b = self._views(self._params)
         self._gW, self._gb = self._views(self._grads)

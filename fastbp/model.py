@@ -12,7 +12,7 @@ Python here only validates, converts and hands buffers to compiled code:
 import numpy as np
 
 from . import kernels
-from ._base import LOSSES, OUTPUT_ACTIVATIONS, HIDDEN_ACTIVATIONS, BaseMLP
+from ._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, BaseMLP, carve
 
 __all__ = ["MLP", "load"]
 
@@ -59,10 +59,8 @@ class MLP(BaseMLP):
             return
         self._capacity = rows
         self._meta[:, 4] = self._ws_row_offsets * rows
-        self._acts = np.empty(rows * self._ws_width, dtype=self.dtype)
-        self._deltas = np.empty(rows * self._ws_width, dtype=self.dtype)
-        self._Xb = np.empty(rows * self.sizes[0], dtype=self.dtype)
-        self._Tb = np.empty(rows * self.sizes[-1], dtype=self.dtype)
+        self._acts, self._deltas, self._Xb, self._Tb = carve(
+            [rows * self._ws_width, rows * self._ws_width, rows * self.sizes[0], rows * self.sizes[-1]], self.dtype)
 
     def _chunk(self, n):
         return min(n, max(self._capacity, _INFERENCE_CHUNK))
@@ -90,12 +88,12 @@ class MLP(BaseMLP):
 
     def _train_batch(self, X, T):
         self._ensure_workspace(X.shape[0])
-        return kernels.train_batch(self._params, self._grads, self._slots, self._step_arr, X, T, self._meta,
+        return kernels.train_batch(self._params, self._grads, self._slots_buf, self._step_arr, X, T, self._meta,
                                    self._loss_code, self.optimizer.code, self._cfg, self._acts, self._deltas)
 
     def _run_epoch(self, X, T, perm, batch_size):
         self._ensure_workspace(batch_size)
-        return kernels.train_epoch(self._params, self._grads, self._slots, self._step_arr, X, T,
+        return kernels.train_epoch(self._params, self._grads, self._slots_buf, self._step_arr, X, T,
                                    perm.astype(np.int64, copy=False), batch_size, self._meta, self._loss_code,
                                    self.optimizer.code, self._cfg, self._acts, self._deltas, self._Xb, self._Tb)
 

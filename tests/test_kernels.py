@@ -146,7 +146,7 @@ def test_optimizer_update(opt, dtype):
     for t in range(1, 6):
         g = rand(rng, n, dtype)
         R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
-        K.optimizer_update(opt.code, p, g.copy(), slots, t, hyper)
+        K.update_range(opt.code, p, g.copy(), slots, 0, n, t, hyper)
         np.testing.assert_allclose(p, p_ref, **TOL[dtype])
         np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
 

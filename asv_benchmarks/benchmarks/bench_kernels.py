@@ -65,7 +65,7 @@ class OptimizerUpdate:
         self.time_update(name)
 
     def time_update(self, name):
-        K.optimizer_update(self.code, self.p, self.g, self.slots, 10, self.hyper)
+        K.update_range(self.code, self.p, self.g, self.slots, 0, self.p.size, 10, self.hyper)
 
 
 class ClipNorm:

@@ -18,6 +18,7 @@ from .optim import (
     adam_update,
     clip_global_norm,
     optimizer_update,
+    update_range,
     rmsprop_update,
     sgd_update,
     sum_squares,
@@ -25,6 +26,6 @@ from .optim import (
 
 __all__ = [
     "bias_activation", "activation_backward", "dense_forward", "dense_backward", "column_sums",
-    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update",
+    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update", "update_range",
     "clip_global_norm", "sum_squares", "loss_and_grads", "train_batch", "train_epoch", "predict", "evaluate",
 ]

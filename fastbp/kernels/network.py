@@ -20,7 +20,7 @@ import numpy as np
 from .common import jit
 from .dense import dense_backward, dense_forward
 from .losses import output_loss
-from .optim import clip_global_norm, optimizer_update, sum_squares
+from .optim import clip_global_norm, sum_squares, update_range
 
 CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER = 0, 1, 2, 3
 
@@ -77,31 +77,51 @@ def forward_loss(params, X, T, meta, loss_code, slope, acts, deltas):
 
 
 @jit
+def backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas):
+    """Gradients of layer ``l`` from its delta; writes the previous layer's delta (if any)."""
+    W, _ = layer_params(params, meta, l)
+    gW, gb = layer_params(grads, meta, l)
+    D = layer_rows(deltas, meta, l, m)
+    if l > 0:
+        dense_backward(layer_rows(acts, meta, l - 1, m), W, D, gW, gb,
+                       layer_rows(deltas, meta, l - 1, m), meta[l - 1, 5], slope, l2, True)
+    else:  # nobody needs the input's gradient
+        dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
+
+
+@jit
 def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas):
     """Mean loss (with the L2 term) of the batch ``(X, T)``; writes the gradient into ``grads``."""
     m = X.shape[0]
     slope, l2 = cfg[CFG_SLOPE], cfg[CFG_L2]
-    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas)
+    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas) + l2_term(params, meta, l2)
     for l in range(meta.shape[0] - 1, -1, -1):
-        W, _ = layer_params(params, meta, l)
-        gW, gb = layer_params(grads, meta, l)
-        D = layer_rows(deltas, meta, l, m)
-        if l > 0:
-            dense_backward(layer_rows(acts, meta, l - 1, m), W, D, gW, gb,
-                           layer_rows(deltas, meta, l - 1, m), meta[l - 1, 5], slope, l2, True)
-        else:  # nobody needs the input's gradient
-            dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
-    return loss + l2_term(params, meta, l2)
+        backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas)
+    return loss
 
 
 @jit
 def train_batch(params, grads, slots, step, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
-    """Forward, backward, optional global-norm clipping and one optimizer update."""
-    loss = loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas)
-    if cfg[CFG_CLIP] > 0.0:
-        clip_global_norm(grads, cfg[CFG_CLIP])
+    """Forward, backward, optional global-norm clipping and one optimizer update.
+
+    Without clipping, each layer is updated as soon as its gradient (and the delta it
+    passes down, which needs the old weights) is computed, while the gradient is still in
+    cache; the result is the same as updating all layers after the backward pass.
+    With clipping, the global norm is needed first, so the update is a separate pass.
+    """
+    m = X.shape[0]
+    slope, l2, clip = cfg[CFG_SLOPE], cfg[CFG_L2], cfg[CFG_CLIP]
+    hyper = cfg[CFG_HYPER:]
+    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas) + l2_term(params, meta, l2)
     step[0] += 1
-    optimizer_update(opt_code, params, grads, slots, step[0], cfg[CFG_HYPER:])
+    t = step[0]
+    for l in range(meta.shape[0] - 1, -1, -1):
+        backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas)
+        if clip <= 0.0:
+            update_range(opt_code, params, grads, slots, meta[l, 2], meta[l, 3] + meta[l, 1], t, hyper)
+    if clip > 0.0:
+        clip_global_norm(grads, clip)
+        update_range(opt_code, params, grads, slots, 0, params.size, t, hyper)
     return loss
 
 

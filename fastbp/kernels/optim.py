@@ -43,19 +43,26 @@ def rmsprop_update(p, g, s, lr, rho, eps):
 
 @jit
 def adam_update(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
-    """Adam (``weight_decay == 0``) or AdamW (decoupled decay of every parameter first)."""
+    """Adam (``weight_decay == 0``) or AdamW (decoupled decay of every parameter first).
+
+    The bias correction of the second moment is applied as a multiplication by
+    ``1 / sqrt(1 - beta2**t)`` (PyTorch divides by its inverse): one division per element
+    instead of two, the same value to the last bit or so.
+    """
     dt = p.dtype.type
     b1, c1, b2, c2, eps_ = dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(eps)
     step_size = dt(lr / (1.0 - beta1 ** t))
-    bc2_sqrt = dt(math.sqrt(1.0 - beta2 ** t))
+    inv_bc2_sqrt = dt(1.0 / math.sqrt(1.0 - beta2 ** t))
     decay = dt(1.0 - lr * weight_decay)
     if weight_decay != 0.0:
         for i in range(p.size):
             p[i] *= decay
     for i in range(p.size):
-        m[i] = b1 * m[i] + c1 * g[i]
-        v[i] = b2 * v[i] + c2 * g[i] * g[i]
-        p[i] -= step_size * m[i] / (np.sqrt(v[i]) / bc2_sqrt + eps_)
+        mi = b1 * m[i] + c1 * g[i]
+        vi = b2 * v[i] + c2 * g[i] * g[i]
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (np.sqrt(vi) * inv_bc2_sqrt + eps_)
 
 
 @jit
@@ -68,16 +75,26 @@ def adagrad_update(p, g, s, lr, eps):
 
 
 @jit
-def optimizer_update(code, params, grads, slots, t, hyper):
-    """Dispatch on the optimizer code; ``slots`` has one row per state buffer."""
+def optimizer_update(code, p, g, s0, s1, t, hyper):
+    """Dispatch on the optimizer code over 1-D buffers: parameters ``p``, gradient ``g``
+    and up to two state buffers ``s0``, ``s1`` (pass any unused one as ``g``)."""
     if code == SGD_CODE:
-        sgd_update(params, grads, slots[0] if slots.shape[0] > 0 else grads, hyper[0], hyper[1], hyper[2] != 0.0)
+        sgd_update(p, g, s0, hyper[0], hyper[1], hyper[2] != 0.0)
     elif code == RMSPROP_CODE:
-        rmsprop_update(params, grads, slots[0], hyper[0], hyper[1], hyper[2])
+        rmsprop_update(p, g, s0, hyper[0], hyper[1], hyper[2])
     elif code == ADAM_CODE or code == ADAMW_CODE:
-        adam_update(params, grads, slots[0], slots[1], t, hyper[0], hyper[1], hyper[2], hyper[3], hyper[4])
+        adam_update(p, g, s0, s1, t, hyper[0], hyper[1], hyper[2], hyper[3], hyper[4])
     elif code == ADAGRAD_CODE:
-        adagrad_update(params, grads, slots[0], hyper[0], hyper[1])
+        adagrad_update(p, g, s0, hyper[0], hyper[1])
+
+
+@jit
+def update_range(code, params, grads, slots, lo, hi, t, hyper):
+    """``optimizer_update`` on the flat range ``[lo, hi)`` (one layer's ``W`` and ``b``)."""
+    g = grads[lo:hi]
+    s0 = slots[0][lo:hi] if slots.shape[0] > 0 else g
+    s1 = slots[1][lo:hi] if slots.shape[0] > 1 else g
+    optimizer_update(code, params[lo:hi], g, s0, s1, t, hyper)
 
 
 @jit
