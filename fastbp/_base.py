@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 import zlib
 
 import numpy as np
@@ -42,6 +43,9 @@ LOSS_ALIASES = {
 LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
 
 INITIALISERS = ("he", "xavier", "normal")
+NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
+# What a training step reports (kernels and reference alike).
+STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 FORMAT_NAME = "fastbp-mlp"
@@ -126,6 +130,7 @@ class History(list):
     def __init__(self):
         super().__init__()
         self.history = {"loss": []}
+        self.stopped = None  # why training stopped early, if it did
 
     def _record(self, **metrics):
         for key, value in metrics.items():
@@ -258,12 +263,27 @@ class BaseMLP:
         raise NotImplementedError
 
     def _train_batch(self, X, T):
-        """Loss of the batch; one forward + backward + clipping + optimizer update."""
+        """One forward + backward + clipping + optimizer update: ``(loss, status, layer)``.
+
+        If the loss or a gradient is not finite nothing is updated and ``status`` is
+        ``STATUS_LOSS`` / ``STATUS_GRAD``, ``layer`` the (first, from the output) bad layer.
+        """
         raise NotImplementedError
 
-    def _run_epoch(self, X, T, perm, batch_size):
-        """Sample-weighted mean batch loss of one epoch over ``X[perm]`` in mini-batches."""
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
+        """One epoch over ``X[perm]`` in mini-batches: ``(loss, status, layer, batch, skipped)``.
+
+        ``loss`` is the sample-weighted mean loss of the applied batches.  A non-finite
+        batch is not applied; it ends the epoch unless ``skip_nonfinite`` (then ``skipped``
+        counts such batches).
+        """
         raise NotImplementedError
+
+    def _nonfinite_message(self, status, layer, where):
+        what = "loss" if status == STATUS_LOSS else f"gradient of layer {layer}"
+        return (f"training diverged: the {what} is NaN or inf at {where}; that batch was not applied, so "
+                "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
+                "the data's scale")
 
     # --------------------------------------------------------------- helpers
     @staticmethod
@@ -357,13 +377,22 @@ class BaseMLP:
         return X, self._check_y(y, X.shape[0])
 
     # ----------------------------------------------------------- public API
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True):
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise"):
         """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
 
         Each epoch draws a permutation from the model's seeded generator (when
         ``shuffle``) and runs the whole pass; the last batch may be smaller.
         Returns a :class:`History`: the list of per-epoch mean training losses.
+
+        A batch whose loss or gradient is NaN or inf is never applied (checked inside the
+        compiled epoch). ``on_nonfinite`` says what happens next: ``"raise"`` (default) a
+        ``FloatingPointError`` naming the epoch, batch and layer; ``"stop"`` a
+        ``RuntimeWarning`` and training stops (``history.stopped`` says why);
+        ``"skip_batch"`` the batch is skipped and training goes on
+        (``history.history["skipped_batches"]`` counts them per epoch).
         """
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         X, T = self._check_data(X, y)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -372,15 +401,24 @@ class BaseMLP:
         n = X.shape[0]
         batch_size = int(min(batch_size, n))
         history = History()
+        skip = on_nonfinite == "skip_batch"
         for epoch in range(int(epochs)):
             perm = self._rng.permutation(n) if shuffle else np.arange(n)
-            loss = float(self._run_epoch(X, T, perm, batch_size))
-            history._record(loss=loss)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged: the loss of epoch {epoch + 1} is {loss}; "
-                    "lower the learning rate, set clip_norm, or scale the inputs"
-                )
+            loss, status, layer, batch, skipped = self._run_epoch(X, T, perm, batch_size, skip)
+            if status != STATUS_OK and not skip:
+                message = self._nonfinite_message(status, layer, f"epoch {epoch + 1}, batch {batch + 1}")
+                if on_nonfinite == "raise":
+                    raise FloatingPointError(message)
+                warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
+                history.stopped = message
+                break
+            if skip:
+                history._record(loss=float(loss), skipped_batches=skipped)
+                if skipped:
+                    warnings.warn(f"epoch {epoch + 1}: skipped {skipped} batch(es) with a NaN or inf loss "
+                                  "or gradient", RuntimeWarning, stacklevel=2)
+            else:
+                history._record(loss=float(loss))
         return history
 
     def predict(self, X):
@@ -415,9 +453,16 @@ class BaseMLP:
         return float(loss), [(dW.copy(), db.copy()) for dW, db in zip(self._gW, self._gb)]
 
     def train_step(self, X, y):
-        """One forward + backward + optimizer update on this batch; returns its loss."""
+        """One forward + backward + optimizer update on this batch; returns its loss.
+
+        Raises ``FloatingPointError`` (and updates nothing) if the loss or a gradient is
+        NaN or inf.
+        """
         X, T = self._check_data(X, y)
-        return float(self._train_batch(X, T))
+        loss, status, layer = self._train_batch(X, T)
+        if status != STATUS_OK:
+            raise FloatingPointError(self._nonfinite_message(status, layer, f"step {self._step + 1}"))
+        return float(loss)
 
     def get_weights(self):
         """Copies of the parameters: a list of ``(W, b)``, W shaped ``(n_in, n_out)``."""

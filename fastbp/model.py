@@ -39,19 +39,20 @@ class MLP(BaseMLP):
         self._loss_code = LOSSES[self.loss]
         hyper = list(self.optimizer.hyper) + [0.0] * (5 - len(self.optimizer.hyper))
         self._cfg = np.array([self.leaky_slope, self.l2, self.clip_norm or 0.0] + hyper, dtype=np.float64)
-        self._step_arr = np.zeros(1, dtype=np.int64)
+        self._state = np.zeros(5, dtype=np.int64)
         self._capacity = 0
 
-    # The step count lives in a 1-element array the kernels increment.
+    # The step count lives in the int64 array the kernels update:
+    # [step, status of the last batch, its bad layer, bad batch index, batches skipped].
     @property
     def _step(self):
-        return int(self._step_arr[0])
+        return int(self._state[0])
 
     @_step.setter
     def _step(self, value):
-        if not hasattr(self, "_step_arr"):
-            self._step_arr = np.zeros(1, dtype=np.int64)
-        self._step_arr[0] = value
+        if not hasattr(self, "_state"):
+            self._state = np.zeros(5, dtype=np.int64)
+        self._state[0] = value
 
     def _ensure_workspace(self, rows):
         """Size the workspace for batches of up to ``rows`` rows (reallocated only to grow)."""
@@ -88,14 +89,18 @@ class MLP(BaseMLP):
 
     def _train_batch(self, X, T):
         self._ensure_workspace(X.shape[0])
-        return kernels.train_batch(self._params, self._grads, self._slots_buf, self._step_arr, X, T, self._meta,
+        loss = kernels.train_batch(self._params, self._grads, self._slots_buf, self._state, X, T, self._meta,
                                    self._loss_code, self.optimizer.code, self._cfg, self._acts, self._deltas)
+        return loss, int(self._state[1]), int(self._state[2])
 
-    def _run_epoch(self, X, T, perm, batch_size):
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
         self._ensure_workspace(batch_size)
-        return kernels.train_epoch(self._params, self._grads, self._slots_buf, self._step_arr, X, T,
+        loss = kernels.train_epoch(self._params, self._grads, self._slots_buf, self._state, X, T,
                                    perm.astype(np.int64, copy=False), batch_size, self._meta, self._loss_code,
-                                   self.optimizer.code, self._cfg, self._acts, self._deltas, self._Xb, self._Tb)
+                                   self.optimizer.code, self._cfg, self._acts, self._deltas, self._Xb, self._Tb,
+                                   skip_nonfinite)
+        s = self._state
+        return loss, int(s[1]), int(s[2]), int(s[3]), int(s[4])
 
 
 def load(path):

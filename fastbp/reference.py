@@ -172,19 +172,35 @@ class MLP(BaseMLP):
         return float(value) + self._l2_term()
 
     def _train_batch(self, X, T):
-        value = self._loss_and_grads(X, T)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as warnings
+            value = self._loss_and_grads(X, T)
+        if not np.isfinite(value):  # nothing is updated: the weights stay the last finite ones
+            return value, _base.STATUS_LOSS, self.n_layers - 1
+        for l in range(self.n_layers - 1, -1, -1):
+            if not (np.isfinite(self._gW[l]).all() and np.isfinite(self._gb[l]).all()):
+                return value, _base.STATUS_GRAD, l
         if self.clip_norm is not None:
             clip_by_global_norm(self._grads, self.clip_norm)
         self._step += 1
         optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step)
-        return value
+        return value, _base.STATUS_OK, -1
 
-    def _run_epoch(self, X, T, perm, batch_size):
-        total = 0.0
-        for start in range(0, X.shape[0], batch_size):
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
+        total, counted, skipped = 0.0, 0, 0
+        status, layer, bad_batch = _base.STATUS_OK, -1, -1
+        for b, start in enumerate(range(0, X.shape[0], batch_size)):
             idx = perm[start:start + batch_size]
-            total += self._train_batch(X[idx], T[idx]) * len(idx)
-        return total / X.shape[0]
+            value, st, bad_layer = self._train_batch(X[idx], T[idx])
+            if st != _base.STATUS_OK:
+                status, layer, bad_batch = st, bad_layer, b
+                if not skip_nonfinite:
+                    break
+                skipped += 1
+                continue
+            total += value * len(idx)
+            counted += len(idx)
+        loss = total / counted if counted else float("nan")
+        return loss, status, layer, bad_batch, skipped
 
 
 def load(path):

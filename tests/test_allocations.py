@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent(
             step = [allocs(model.train_step, Xb, yb) for _ in range(5)]
             # Boundary cost: the same array arguments, handed to a kernel that does nothing.
             Tb = model._check_y(yb, 10)
-            args = (model._params, model._grads, model._slots_buf, model._step_arr, Xb, Tb, model._meta,
+            args = (model._params, model._grads, model._slots_buf, model._state, Xb, Tb, model._meta,
                     model._cfg, model._acts, model._deltas)
             noop(*args)
             boundary = allocs(noop, *args)

@@ -23,6 +23,7 @@ from .losses import output_loss
 from .optim import clip_global_norm, sum_squares, update_range
 
 CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER = 0, 1, 2, 3
+STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 
 
 @jit
@@ -101,38 +102,65 @@ def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas):
 
 
 @jit
-def train_batch(params, grads, slots, step, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
+def count_nonfinite(x):
+    """Number of NaN / inf entries (an integer reduction, so the loop vectorises)."""
+    bad = 0
+    for i in range(x.size):
+        bad += (x[i] - x[i]) != 0
+    return bad
+
+
+@jit
+def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
     """Forward, backward, optional global-norm clipping and one optimizer update.
 
-    Without clipping, each layer is updated as soon as its gradient (and the delta it
-    passes down, which needs the old weights) is computed, while the gradient is still in
-    cache; the result is the same as updating all layers after the backward pass.
-    With clipping, the global norm is needed first, so the update is a separate pass.
+    ``state`` is int64 ``[step, status, layer, batch, skipped]``.  If the loss or any
+    layer's gradient is NaN or inf, nothing is updated: ``status`` becomes
+    ``STATUS_LOSS`` or ``STATUS_GRAD`` and ``layer`` names the layer (the output layer for
+    the loss), so the parameters stay the last finite ones.  Otherwise ``step`` is
+    incremented and every layer is updated (after clipping the global norm, if asked).
     """
     m = X.shape[0]
     slope, l2, clip = cfg[CFG_SLOPE], cfg[CFG_L2], cfg[CFG_CLIP]
-    hyper = cfg[CFG_HYPER:]
+    L = meta.shape[0]
     loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas) + l2_term(params, meta, l2)
-    step[0] += 1
-    t = step[0]
-    for l in range(meta.shape[0] - 1, -1, -1):
+    if not np.isfinite(loss):
+        state[1] = STATUS_LOSS
+        state[2] = L - 1
+        return loss
+    for l in range(L - 1, -1, -1):
         backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas)
-        if clip <= 0.0:
-            update_range(opt_code, params, grads, slots, meta[l, 2], meta[l, 3] + meta[l, 1], t, hyper)
+        # checked while this layer's gradient is still in cache
+        if count_nonfinite(grads[meta[l, 2]:meta[l, 3] + meta[l, 1]]) > 0:
+            state[1] = STATUS_GRAD
+            state[2] = l
+            return loss
     if clip > 0.0:
         clip_global_norm(grads, clip)
-        update_range(opt_code, params, grads, slots, 0, params.size, t, hyper)
+    state[0] += 1
+    state[1] = STATUS_OK
+    update_range(opt_code, params, grads, slots, 0, params.size, state[0], cfg[CFG_HYPER:])
     return loss
 
 
 @jit
-def train_epoch(params, grads, slots, step, X, T, perm, batch_size, meta, loss_code, opt_code, cfg,
-                acts, deltas, Xb, Tb):
-    """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss."""
+def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_code, opt_code, cfg,
+                acts, deltas, Xb, Tb, skip_nonfinite):
+    """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss.
+
+    A batch whose loss or gradient is not finite is not applied.  With ``skip_nonfinite``
+    the epoch goes on (``state[4]`` counts the skipped batches, their samples are left out
+    of the mean); otherwise it stops there, with ``state[3]`` the batch's index.
+    """
     n, n_in = X.shape
     k = T.shape[1]
     total = 0.0
-    for start in range(0, n, batch_size):
+    counted = 0
+    state[1] = STATUS_OK
+    state[3] = -1
+    state[4] = 0
+    for b in range((n + batch_size - 1) // batch_size):
+        start = b * batch_size
         m = min(batch_size, n - start)
         xb = Xb[:m * n_in].reshape((m, n_in))
         tb = Tb[:m * k].reshape((m, k))
@@ -142,9 +170,18 @@ def train_epoch(params, grads, slots, step, X, T, perm, batch_size, meta, loss_c
                 xb[i, j] = X[r, j]
             for j in range(k):
                 tb[i, j] = T[r, j]
-        total += train_batch(params, grads, slots, step, xb, tb, meta, loss_code, opt_code, cfg,
-                             acts, deltas) * m
-    return total / n
+        loss = train_batch(params, grads, slots, state, xb, tb, meta, loss_code, opt_code, cfg, acts, deltas)
+        if state[1] != STATUS_OK:
+            state[3] = b
+            if not skip_nonfinite:
+                break
+            state[4] += 1
+            continue
+        total += loss * m
+        counted += m
+    if counted == 0:
+        return np.nan
+    return total / counted
 
 
 @jit
