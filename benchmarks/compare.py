@@ -1,60 +1,279 @@
-"""Epoch time of fastbp vs the NumPy reference on the four standard workloads, in one process.
+"""Epoch time of fastbp vs the NumPy reference and, when installed, PyTorch, JAX and
+scikit-learn, on the four standard workloads, all in one run; plus the share of the
+sgemm-bound limit fastbp reaches.
 
-    python benchmarks/compare.py [--workloads W1 W3] [--epochs 5]
+    python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers]
 
 Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He init,
-shuffled mini-batches; the time is the median over ``--epochs`` epochs after one warm-up epoch.
+shuffled mini-batches (the last one smaller when the batch size does not divide n).
+Times are medians over ``--repeat`` measurements after a warm-up epoch.
+
+* fastbp / reference: ``fit(X, y, epochs=E) / E``, E chosen so one measurement takes ~0.3 s.
+  "reference (tuned malloc)" runs the reference in a child process with
+  ``MALLOC_MMAP_THRESHOLD_`` raised, so glibc keeps its large temporaries instead of
+  returning them to the OS every step (the plain reference is page-fault bound on W3/W4).
+* PyTorch: eager ``nn.Sequential`` + ``torch.optim.Adam`` (best of ``foreach`` and ``fused``),
+  ``torch.set_num_threads`` = this machine's cores.
+* JAX: one ``jax.jit``-compiled epoch: ``lax.scan`` over the full batches, then the remainder.
+* scikit-learn: ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call).
+* sgemm-bound limit: the same epoch's GEMMs alone (forward ``2nP``, backward ``4nP`` minus the
+  first layer's input gradient), timed through the same BLAS on the same shapes; the share
+  is ``limit time / fastbp time``.
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-import fastbp
-import fastbp.reference
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "asv_benchmarks"))
+from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
 
-WORKLOADS = {
-    "W1": ([4, 16, 3], 150, 16, "float64"),
-    "W2": ([64, 128, 10], 1797, 32, "float32"),
-    "W3": ([784, 256, 256, 10], 10_000, 128, "float32"),
-    "W4": ([1024, 2048, 2048, 10], 4_096, 256, "float32"),
-}
+import fastbp  # noqa: E402
+import fastbp.reference  # noqa: E402
 
 
-def make_data(sizes, n, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], n)
-    return X, y
-
-
-def epoch_times(fb, sizes, X, y, batch_size, dtype, epochs):
-    """Median seconds per epoch of ``fb.MLP`` (one warm-up epoch first)."""
-    model = fb.MLP(sizes, activation="relu", output="softmax", loss="cross_entropy",
-                   optimizer=fb.Adam(lr=1e-3), init="he", dtype=dtype, seed=0)
-    model.fit(X, y, epochs=1, batch_size=batch_size)
+def median_time(fn, repeat):
     times = []
-    for _ in range(epochs):
+    for _ in range(repeat):
         start = time.perf_counter()
-        model.fit(X, y, epochs=1, batch_size=batch_size)
+        fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
+    """Seconds per epoch of ``fb.MLP.fit``, measured over E epochs per call."""
+    model = make_model(fb, sizes, dtype)
+    start = time.perf_counter()
+    model.fit(X, y, epochs=1, batch_size=batch_size)  # warm-up (compiles fastbp)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(X, y, epochs=1, batch_size=batch_size)
+    one = min(one, time.perf_counter() - start)
+    epochs = max(1, int(0.3 / max(one, 1e-6)))
+    return median_time(lambda: model.fit(X, y, epochs=epochs, batch_size=batch_size), repeat) / epochs
+
+
+def time_reference_tuned(workload, repeat):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 31))
+    out = subprocess.run([sys.executable, __file__, "--child-reference", workload, "--repeat", str(repeat)],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def time_torch(sizes, X, y, batch_size, dtype, repeat):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    n = len(X)
+    best = None
+    for flavour in ("foreach", "fused"):
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+        net = torch.nn.Sequential(*layers[:-1]).to(tdtype)
+        try:
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3, **{flavour: True})
+        except (RuntimeError, TypeError, ValueError):
+            continue
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def epoch():
+            perm = torch.randperm(n)
+            for s in range(0, n, batch_size):
+                idx = perm[s:s + batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(Xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+
+        try:
+            epoch()
+        except RuntimeError:  # e.g. fused Adam unsupported for this dtype/device
+            continue
+        t = median_time(epoch, repeat)
+        best = t if best is None else min(best, t)
+    return best
+
+
+def time_jax(sizes, X, y, batch_size, dtype, repeat):
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    n = len(X)
+    nb, rem = divmod(n, batch_size)
+    key = jax.random.PRNGKey(0)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        key, sub = jax.random.split(key)
+        params.append((jax.random.normal(sub, (a, b), dtype=dtype) * np.sqrt(2.0 / a), jnp.zeros(b, dtype=dtype)))
+    b1, b2, lr, eps = 0.9, 0.999, 1e-3, 1e-8
+
+    def loss_fn(p, x, t):
+        for W, b in p[:-1]:
+            x = jax.nn.relu(x @ W + b)
+        W, b = p[-1]
+        logp = jax.nn.log_softmax(x @ W + b)
+        return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
+
+    def step(carry, batch):
+        p, m, v, t = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, *batch)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m_, g_: b1 * m_ + (1 - b1) * g_, m, g)
+        v = jax.tree_util.tree_map(lambda v_, g_: b2 * v_ + (1 - b2) * g_ * g_, v, g)
+        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+        p = jax.tree_util.tree_map(lambda p_, m_, v_: p_ - lr / bc1 * m_ / (jnp.sqrt(v_) / jnp.sqrt(bc2) + eps),
+                                   p, m, v)
+        return (p, m, v, t), loss
+
+    @jax.jit
+    def epoch(carry, X, Y, perm):
+        idx = perm[:nb * batch_size].reshape(nb, batch_size)
+        carry, losses = jax.lax.scan(step, carry, (X[idx], Y[idx]))
+        if rem:
+            r = perm[nb * batch_size:]
+            carry, _ = step(carry, (X[r], Y[r]))
+        return carry, losses
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = [(params, zeros, zeros, jnp.asarray(0.0, dtype=dtype))]
+    Xj, Yj = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+    rng = np.random.default_rng(0)
+
+    def run():
+        carry, losses = epoch(state[0], Xj, Yj, jnp.asarray(rng.permutation(n)))
+        jax.block_until_ready(losses)
+        state[0] = carry
+
+    run()
+    return median_time(run, repeat)
+
+
+def time_sklearn(sizes, X, y, batch_size, dtype, repeat):
+    try:
+        import warnings
+
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu", solver="adam",
+                        learning_rate_init=1e-3, batch_size=batch_size, shuffle=True, random_state=0)
+    classes = np.arange(sizes[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.partial_fit(X, y, classes=classes)
+        return median_time(lambda: clf.partial_fit(X, y), repeat)
+
+
+def time_gemm_limit(sizes, X, y, batch_size, dtype, repeat):
+    """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
+    from numba import njit
+
+    from fastbp.kernels.network import layer_params, layer_rows
+
+    @njit
+    def gemm_epoch(params, grads, X, meta, acts, deltas, bs):
+        n = X.shape[0]
+        L = meta.shape[0]
+        for start in range(0, n, bs):
+            m = min(bs, n - start)
+            A_prev = X[start:start + m]
+            for l in range(L):
+                W, _ = layer_params(params, meta, l)
+                A = layer_rows(acts, meta, l, m)
+                np.dot(A_prev, W, A)
+                A_prev = A
+            for l in range(L - 1, -1, -1):
+                W, _ = layer_params(params, meta, l)
+                gW, _ = layer_params(grads, meta, l)
+                D = layer_rows(deltas, meta, l, m)
+                Ap = X[start:start + m] if l == 0 else layer_rows(acts, meta, l - 1, m)
+                np.dot(Ap.T, D, gW)
+                if l > 0:
+                    np.dot(D, W.T, layer_rows(deltas, meta, l - 1, m))
+
+    model = make_model(fastbp, sizes, dtype)
+    model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
+    model._deltas[:] = 0.01
+    args = (model._params, model._grads, X, model._meta, model._acts, model._deltas, batch_size)
+    gemm_epoch(*args)
+    return median_time(lambda: gemm_epoch(*args), repeat)
+
+
+def gemm_flops(sizes, n):
+    P = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 6 * n * P - 2 * n * sizes[0] * sizes[1]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-peers", action="store_true", help="only fastbp and the reference")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child-reference", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"{'workload':8s} {'shape':22s} {'fastbp ms':>10s} {'reference ms':>13s} {'speed-up':>9s}")
+
+    if args.child_reference:
+        sizes, n, batch_size, dtype = WORKLOADS[args.child_reference]
+        X, y = make_data(sizes, n, dtype)
+        print(time_fit(fastbp.reference, sizes, X, y, batch_size, dtype, args.repeat))
+        return
+
+    columns = ["fastbp", "reference", "reference (tuned malloc)"]
+    if not args.no_peers:
+        columns += ["PyTorch eager", "JAX epoch jit", "scikit-learn"]
+    results = {}
     for name in args.workloads:
         sizes, n, batch_size, dtype = WORKLOADS[name]
         X, y = make_data(sizes, n, dtype)
-        fast = epoch_times(fastbp, sizes, X, y, batch_size, dtype, args.epochs)
-        ref = epoch_times(fastbp.reference, sizes, X, y, batch_size, dtype, max(3, args.epochs // 2))
-        shape = "-".join(map(str, sizes))
-        print(f"{name:8s} {shape:22s} {fast * 1e3:10.2f} {ref * 1e3:13.2f} {ref / fast:8.1f}x", flush=True)
+        r = {
+            "fastbp": time_fit(fastbp, sizes, X, y, batch_size, dtype, args.repeat),
+            "reference": time_fit(fastbp.reference, sizes, X, y, batch_size, dtype, args.repeat),
+            "reference (tuned malloc)": time_reference_tuned(name, args.repeat),
+            "gemm limit": time_gemm_limit(sizes, X, y, batch_size, dtype, args.repeat),
+        }
+        if not args.no_peers:
+            r["PyTorch eager"] = time_torch(sizes, X, y, batch_size, dtype, args.repeat)
+            r["JAX epoch jit"] = time_jax(sizes, X, y, batch_size, dtype, args.repeat)
+            r["scikit-learn"] = time_sklearn(sizes, X, y, batch_size, dtype, args.repeat)
+        results[name] = r
+        print(f"{name} done", file=sys.stderr, flush=True)
+
+    print(f"machine: {os.cpu_count()} cores; times in ms per epoch (median of {args.repeat}); "
+          "speed-up = peer time / fastbp time, same run")
+    header = f"| workload | {' | '.join(columns)} | GEMM-only limit | share of limit |"
+    print(header)
+    print("|" + "---|" * (len(columns) + 3))
+    for name, r in results.items():
+        fast = r["fastbp"]
+        cells = [f"{fast * 1e3:.3g}"]
+        for col in columns[1:]:
+            t = r.get(col)
+            cells.append("n/a" if t is None else f"{t * 1e3:.3g} ({t / fast:.1f}x)")
+        sizes, n, _, _ = WORKLOADS[name]
+        limit = r["gemm limit"]
+        gflops = gemm_flops(sizes, n) / limit / 1e9
+        print(f"| {name} | {' | '.join(cells)} | {limit * 1e3:.3g} ({gflops:.0f} GFLOP/s) | {100 * limit / fast:.0f} % |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":
