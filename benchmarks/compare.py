@@ -210,8 +210,9 @@ def time_gemm_limit(sizes, X, y, batch_size, dtype, repeat):
 
     model = make_model(fastbp, sizes, dtype)
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
-    model._deltas[:] = 0.01
-    args = (model._params, model._grads, X, model._meta, model._acts, model._deltas, batch_size)
+    meta, acts, deltas, _, _ = model._train_workspace(batch_size)
+    deltas[:] = 0.01
+    args = (model._params, model._grads, X, meta, acts, deltas, batch_size)
     gemm_epoch(*args)
     return median_time(lambda: gemm_epoch(*args), repeat)
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import warnings
 import zlib
 
@@ -59,6 +60,15 @@ def _lookup(kind, name, table):
     if key not in table:
         raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
     return key
+
+
+def _all_finite(a, block=1 << 20):
+    """``np.isfinite(a).all()`` in blocks of rows, so a memory-mapped dataset larger than
+    RAM is checked without a temporary of its size."""
+    if a.size <= block or a.ndim < 2:
+        return bool(np.isfinite(a).all())
+    rows = max(1, block // max(1, a.shape[1]))
+    return all(np.isfinite(a[i:i + rows]).all() for i in range(0, a.shape[0], rows))
 
 
 def layer_layout(sizes):
@@ -122,6 +132,17 @@ def allocate_state(n_params, n_slots, dtype):
     stride = -(-n_params // (4096 // itemsize)) * (4096 // itemsize) + 1024 // itemsize
     params, grads, slots = carve([n_params, n_params, n_slots * stride], dtype)
     return params, grads, slots.reshape(n_slots, stride)
+
+
+class _Release:
+    def __init__(self, lock):
+        self._lock = lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
 
 
 class History(list):
@@ -234,6 +255,7 @@ class BaseMLP:
         self.clip_norm = clip_norm
         self.leaky_slope = leaky_slope
         self._rng = np.random.default_rng(self.seed)
+        self._training = threading.Lock()  # held while any call changes the model
 
         self._w_off, self._b_off, self.n_params = layer_layout(sizes)
         self._params, self._grads, self._slots_buf = allocate_state(self.n_params, optimizer.n_slots, self.dtype)
@@ -333,7 +355,7 @@ class BaseMLP:
             raise ValueError("X is empty (0 samples)")
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X has {X.shape[1]} features but the model expects {self.sizes[0]}")
-        if not np.isfinite(X).all():
+        if not _all_finite(X):
             raise ValueError("X contains NaN or inf; clean or impute the data first")
         return X
 
@@ -377,6 +399,15 @@ class BaseMLP:
         return X, self._check_y(y, X.shape[0])
 
     # ----------------------------------------------------------- public API
+    def _exclusive(self):
+        """Refuse a second thread that tries to change the model while another one does."""
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(
+                "this model is being trained or modified in another thread; train a model from one thread "
+                "at a time (predict and evaluate may be called from several threads)"
+            )
+        return _Release(self._training)
+
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise"):
         """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
 
@@ -402,23 +433,25 @@ class BaseMLP:
         batch_size = int(min(batch_size, n))
         history = History()
         skip = on_nonfinite == "skip_batch"
-        for epoch in range(int(epochs)):
-            perm = self._rng.permutation(n) if shuffle else np.arange(n)
-            loss, status, layer, batch, skipped = self._run_epoch(X, T, perm, batch_size, skip)
-            if status != STATUS_OK and not skip:
-                message = self._nonfinite_message(status, layer, f"epoch {epoch + 1}, batch {batch + 1}")
-                if on_nonfinite == "raise":
-                    raise FloatingPointError(message)
-                warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
-                history.stopped = message
-                break
-            if skip:
-                history._record(loss=float(loss), skipped_batches=skipped)
-                if skipped:
-                    warnings.warn(f"epoch {epoch + 1}: skipped {skipped} batch(es) with a NaN or inf loss "
-                                  "or gradient", RuntimeWarning, stacklevel=2)
-            else:
-                history._record(loss=float(loss))
+        with self._exclusive():
+            for epoch in range(int(epochs)):
+                perm = self._rng.permutation(n) if shuffle else np.arange(n)
+                loss, status, layer, batch, skipped = self._run_epoch(X, T, perm, batch_size, skip)
+                if status != STATUS_OK and not skip:
+                    message = self._nonfinite_message(status, layer, f"epoch {epoch + 1}, batch {batch + 1}")
+                    if on_nonfinite == "raise":
+                        raise FloatingPointError(message)
+                    warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
+                    history.stopped = message
+                    break
+                if skip:
+                    history._record(loss=float(loss), skipped_batches=skipped)
+                    if skipped:
+                        warnings.warn(f"epoch {epoch + 1}: skipped {skipped} batch(es) with a NaN or inf loss "
+                                      "or gradient", RuntimeWarning, stacklevel=2)
+                else:
+                    history._record(loss=float(loss))
+
         return history
 
     def predict(self, X):
@@ -449,7 +482,8 @@ class BaseMLP:
     def loss_and_grads(self, X, y):
         """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""
         X, T = self._check_data(X, y)
-        loss = self._loss_and_grads(X, T)
+        with self._exclusive():
+            loss = self._loss_and_grads(X, T)
         return float(loss), [(dW.copy(), db.copy()) for dW, db in zip(self._gW, self._gb)]
 
     def train_step(self, X, y):
@@ -459,7 +493,8 @@ class BaseMLP:
         NaN or inf.
         """
         X, T = self._check_data(X, y)
-        loss, status, layer = self._train_batch(X, T)
+        with self._exclusive():
+            loss, status, layer = self._train_batch(X, T)
         if status != STATUS_OK:
             raise FloatingPointError(self._nonfinite_message(status, layer, f"step {self._step + 1}"))
         return float(loss)
@@ -484,9 +519,10 @@ class BaseMLP:
             if not (np.isfinite(W).all() and np.isfinite(b).all()):
                 raise ValueError(f"layer {l}: weights contain NaN or inf")
             checked.append((W, b))
-        for l, (W, b) in enumerate(checked):
-            self._W[l][...] = W
-            self._b[l][...] = b
+        with self._exclusive():
+            for l, (W, b) in enumerate(checked):
+                self._W[l][...] = W
+                self._b[l][...] = b
 
     # -------------------------------------------------------- save and load
     def get_config(self):

@@ -4,7 +4,7 @@ Python here only validates, converts and hands buffers to compiled code:
 
 * parameters, gradients and optimizer state are single flat buffers (``fastbp._base``);
 * activations, deltas and the gathered mini-batch live in a workspace allocated once for
-  the largest batch seen, then reused (``_ensure_workspace``);
+  the largest batch seen, then reused (``_train_workspace``);
 * ``fit`` makes one compiled call per epoch (gather, forward, backward, update for every
   mini-batch), so nothing is allocated and no Python runs per step.
 """
@@ -16,7 +16,7 @@ from ._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, BaseMLP, carv
 
 __all__ = ["MLP", "load"]
 
-# Rows per chunk for inference and evaluation when no larger workspace exists already.
+# Rows per chunk for inference and evaluation.
 _INFERENCE_CHUNK = 1024
 
 
@@ -54,51 +54,56 @@ class MLP(BaseMLP):
             self._state = np.zeros(5, dtype=np.int64)
         self._state[0] = value
 
-    def _ensure_workspace(self, rows):
-        """Size the workspace for batches of up to ``rows`` rows (reallocated only to grow)."""
-        if rows <= self._capacity:
-            return
-        self._capacity = rows
-        self._meta[:, 4] = self._ws_row_offsets * rows
-        self._acts, self._deltas, self._Xb, self._Tb = carve(
-            [rows * self._ws_width, rows * self._ws_width, rows * self.sizes[0], rows * self.sizes[-1]], self.dtype)
+    def _make_workspace(self, rows):
+        """A workspace for batches of up to ``rows`` rows: ``(meta, acts, deltas, Xb, Tb)``.
 
-    def _chunk(self, n):
-        return min(n, max(self._capacity, _INFERENCE_CHUNK))
+        ``meta`` is the layer table with the workspace offsets for this capacity.
+        """
+        meta = self._meta.copy()
+        meta[:, 4] = self._ws_row_offsets * rows
+        acts, deltas, Xb, Tb = carve(
+            [rows * self._ws_width, rows * self._ws_width, rows * self.sizes[0], rows * self.sizes[-1]], self.dtype)
+        return meta, acts, deltas, Xb, Tb
+
+    def _train_workspace(self, rows):
+        """The training workspace, allocated once and reallocated only to grow."""
+        if rows > self._capacity:
+            self._ws = self._make_workspace(rows)
+            self._capacity = rows
+        return self._ws
 
     # ------------------------------------------------------------- hooks
+    # Inference gets a private workspace per call, so predict / evaluate may run from several
+    # threads at once (the kernels release the GIL); training reuses one workspace.
     def _forward(self, X):
-        chunk = self._chunk(X.shape[0])
-        self._ensure_workspace(chunk)
+        chunk = min(X.shape[0], _INFERENCE_CHUNK)
+        meta, acts, _, _, _ = self._make_workspace(chunk)
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kernels.predict(self._params, X, self._meta, self._cfg[0], self._acts, chunk, P)
+        kernels.predict(self._params, X, meta, self._cfg[0], acts, chunk, P)
         return P
 
     def _evaluate(self, X, T):
-        chunk = self._chunk(X.shape[0])
-        self._ensure_workspace(chunk)
+        chunk = min(X.shape[0], _INFERENCE_CHUNK)
+        meta, acts, deltas, _, _ = self._make_workspace(chunk)
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        loss = kernels.evaluate(self._params, X, T, self._meta, self._loss_code, self._cfg,
-                                self._acts, self._deltas, chunk, P)
+        loss = kernels.evaluate(self._params, X, T, meta, self._loss_code, self._cfg, acts, deltas, chunk, P)
         return loss, P
 
     def _loss_and_grads(self, X, T):
-        self._ensure_workspace(X.shape[0])
-        return kernels.loss_and_grads(self._params, self._grads, X, T, self._meta, self._loss_code,
-                                      self._cfg, self._acts, self._deltas)
+        meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
+        return kernels.loss_and_grads(self._params, self._grads, X, T, meta, self._loss_code, self._cfg, acts, deltas)
 
     def _train_batch(self, X, T):
-        self._ensure_workspace(X.shape[0])
-        loss = kernels.train_batch(self._params, self._grads, self._slots_buf, self._state, X, T, self._meta,
-                                   self._loss_code, self.optimizer.code, self._cfg, self._acts, self._deltas)
+        meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
+        loss = kernels.train_batch(self._params, self._grads, self._slots_buf, self._state, X, T, meta,
+                                   self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
         return loss, int(self._state[1]), int(self._state[2])
 
     def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
-        self._ensure_workspace(batch_size)
+        meta, acts, deltas, Xb, Tb = self._train_workspace(batch_size)
         loss = kernels.train_epoch(self._params, self._grads, self._slots_buf, self._state, X, T,
-                                   perm.astype(np.int64, copy=False), batch_size, self._meta, self._loss_code,
-                                   self.optimizer.code, self._cfg, self._acts, self._deltas, self._Xb, self._Tb,
-                                   skip_nonfinite)
+                                   perm.astype(np.int64, copy=False), batch_size, meta, self._loss_code,
+                                   self.optimizer.code, self._cfg, acts, deltas, Xb, Tb, skip_nonfinite)
         s = self._state
         return loss, int(s[1]), int(s[2]), int(s[3]), int(s[4])
 

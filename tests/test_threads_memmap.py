@@ -1,0 +1,92 @@
+"""Threads (inference from several at once; training from two refused) and datasets on disk."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.reference
+
+
+def test_predict_and_evaluate_from_many_threads():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((3000, 20)), rng.integers(0, 4, 3000)
+    model = fastbp.MLP([20, 64, 64, 4], dtype="float64", seed=0)
+    model.fit(X[:500], y[:500], epochs=1)
+    inputs = [X[i * 700:(i + 1) * 700 + 300] for i in range(4)]
+    expected_P = [model.predict(x) for x in inputs]
+    expected_m = [model.evaluate(x, y[i * 700:(i + 1) * 700 + 300]) for i, x in enumerate(inputs)]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            for _ in range(20):
+                P = model.predict(inputs[i])
+                metrics = model.evaluate(inputs[i], y[i * 700:(i + 1) * 700 + 300])
+                if not np.array_equal(P, expected_P[i]) or metrics != expected_m[i]:
+                    results[i] = False
+                    return
+            results[i] = True
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == {0: True, 1: True, 2: True, 3: True}
+
+
+@pytest.mark.parametrize("fb", [fastbp, fastbp.reference], ids=lambda m: m.__name__)
+def test_training_from_two_threads_is_refused(fb):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((4000, 30)), rng.integers(0, 3, 4000)
+    model = fb.MLP([30, 64, 3], dtype="float64", seed=0)
+    model.fit(X[:64], y[:64], epochs=1)  # compile first
+    done = threading.Event()
+
+    epochs = 200 if fb is fastbp else 10  # about a second either way
+
+    def long_fit():
+        model.fit(X, y, epochs=epochs, batch_size=8)
+        done.set()
+
+    worker = threading.Thread(target=long_fit)
+    worker.start()
+    deadline = time.time() + 30
+    while not model._training.locked() and time.time() < deadline:
+        time.sleep(0.001)
+    assert model._training.locked()
+    before = model.get_weights()  # reading is allowed
+    for call in (lambda: model.fit(X, y, epochs=1), lambda: model.train_step(X[:8], y[:8]),
+                 lambda: model.loss_and_grads(X[:8], y[:8]), lambda: model.set_weights(before)):
+        with pytest.raises(RuntimeError, match="another thread"):
+            call()
+    worker.join()
+    assert done.is_set()
+    model.fit(X[:64], y[:64], epochs=1)  # free again once the other thread is done
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_memmap_dataset_gives_the_same_weights(tmp_path, dtype):
+    rng = np.random.default_rng(2)
+    data = rng.standard_normal((5000, 12)).astype(dtype)
+    y = rng.integers(0, 3, 5000)
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=dtype, mode="w+", shape=data.shape)
+    mm[:] = data
+    mm.flush()
+    del mm
+    X_disk = np.memmap(path, dtype=dtype, mode="r", shape=data.shape)
+
+    on_disk = fastbp.MLP([12, 16, 3], dtype=dtype, seed=0)
+    on_disk.fit(X_disk, y, epochs=2, batch_size=64)
+    in_ram = fastbp.MLP([12, 16, 3], dtype=dtype, seed=0)
+    in_ram.fit(data, y, epochs=2, batch_size=64)
+    for (Wa, ba), (Wb, bb) in zip(on_disk.get_weights(), in_ram.get_weights()):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+    np.testing.assert_array_equal(on_disk.predict(X_disk[:100]), in_ram.predict(data[:100]))
