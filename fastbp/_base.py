@@ -45,6 +45,8 @@ LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("s
 
 INITIALISERS = ("he", "xavier", "normal")
 NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
+# fit hands the compiled code up to this many samples' worth of epochs per call.
+_EPOCH_CHUNK_SAMPLES = 1 << 16
 # What a training step reports (kernels and reference alike).
 STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -292,12 +294,14 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
-        """One epoch over ``X[perm]`` in mini-batches: ``(loss, status, layer, batch, skipped)``.
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
+        """One epoch per row of ``perms`` (each over ``X[perm]`` in mini-batches).
 
-        ``loss`` is the sample-weighted mean loss of the applied batches.  A non-finite
-        batch is not applied; it ends the epoch unless ``skip_nonfinite`` (then ``skipped``
-        counts such batches).
+        Returns ``(losses, skipped, status, layer, batch)``: per completed epoch its
+        sample-weighted mean loss over the applied batches and its count of skipped
+        batches.  A non-finite batch is not applied; it ends training unless
+        ``skip_nonfinite``, and then ``status, layer, batch`` say where (in the epoch after
+        the last completed one).
         """
         raise NotImplementedError
 
@@ -433,25 +437,33 @@ class BaseMLP:
         batch_size = int(min(batch_size, n))
         history = History()
         skip = on_nonfinite == "skip_batch"
+        # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
+        # first, in order, from the model's generator (identically in both implementations).
+        chunk = max(1, _EPOCH_CHUNK_SAMPLES // n)
+        done = 0
         with self._exclusive():
-            for epoch in range(int(epochs)):
-                perm = self._rng.permutation(n) if shuffle else np.arange(n)
-                loss, status, layer, batch, skipped = self._run_epoch(X, T, perm, batch_size, skip)
-                if status != STATUS_OK and not skip:
-                    message = self._nonfinite_message(status, layer, f"epoch {epoch + 1}, batch {batch + 1}")
+            while done < epochs:
+                count = min(chunk, int(epochs) - done)
+                perms = np.empty((count, n), dtype=np.int64)
+                for e in range(count):
+                    perms[e] = self._rng.permutation(n) if shuffle else np.arange(n)
+                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip)
+                for loss, n_skipped in zip(losses, skipped):
+                    done += 1
+                    if skip:
+                        history._record(loss=float(loss), skipped_batches=int(n_skipped))
+                        if n_skipped:
+                            warnings.warn(f"epoch {done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
+                                          "or gradient", RuntimeWarning, stacklevel=2)
+                    else:
+                        history._record(loss=float(loss))
+                if len(losses) < count:  # stopped by a non-finite batch
+                    message = self._nonfinite_message(status, layer, f"epoch {done + 1}, batch {batch + 1}")
                     if on_nonfinite == "raise":
                         raise FloatingPointError(message)
                     warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
                     history.stopped = message
                     break
-                if skip:
-                    history._record(loss=float(loss), skipped_batches=skipped)
-                    if skipped:
-                        warnings.warn(f"epoch {epoch + 1}: skipped {skipped} batch(es) with a NaN or inf loss "
-                                      "or gradient", RuntimeWarning, stacklevel=2)
-                else:
-                    history._record(loss=float(loss))
-
         return history
 
     def predict(self, X):

@@ -5,8 +5,8 @@ Python here only validates, converts and hands buffers to compiled code:
 * parameters, gradients and optimizer state are single flat buffers (``fastbp._base``);
 * activations, deltas and the gathered mini-batch live in a workspace allocated once for
   the largest batch seen, then reused (``_train_workspace``);
-* ``fit`` makes one compiled call per epoch (gather, forward, backward, update for every
-  mini-batch), so nothing is allocated and no Python runs per step.
+* ``fit`` makes one compiled call per chunk of epochs (gather, forward, backward, update for
+  every mini-batch of every epoch), so nothing is allocated and no Python runs per step.
 """
 
 import numpy as np
@@ -99,13 +99,15 @@ class MLP(BaseMLP):
                                    self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
         return loss, int(self._state[1]), int(self._state[2])
 
-    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
         meta, acts, deltas, Xb, Tb = self._train_workspace(batch_size)
-        loss = kernels.train_epoch(self._params, self._grads, self._slots_buf, self._state, X, T,
-                                   perm.astype(np.int64, copy=False), batch_size, meta, self._loss_code,
-                                   self.optimizer.code, self._cfg, acts, deltas, Xb, Tb, skip_nonfinite)
+        losses = np.empty(perms.shape[0])
+        skipped = np.zeros(perms.shape[0], dtype=np.int64)
+        done = kernels.train_epochs(self._params, self._grads, self._slots_buf, self._state, X, T, perms,
+                                    batch_size, meta, self._loss_code, self.optimizer.code, self._cfg, acts,
+                                    deltas, Xb, Tb, skip_nonfinite, losses, skipped)
         s = self._state
-        return loss, int(s[1]), int(s[2]), int(s[3]), int(s[4])
+        return losses[:done], skipped[:done], int(s[1]), int(s[2]), int(s[3])
 
 
 def load(path):

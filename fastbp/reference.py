@@ -202,6 +202,17 @@ class MLP(BaseMLP):
         loss = total / counted if counted else float("nan")
         return loss, status, layer, bad_batch, skipped
 
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
+        losses, skipped = [], []
+        status, layer, batch = _base.STATUS_OK, -1, -1
+        for perm in perms:
+            loss, status, layer, batch, n_skipped = self._run_epoch(X, T, perm, batch_size, skip_nonfinite)
+            if status != _base.STATUS_OK and not skip_nonfinite:
+                break
+            losses.append(loss)
+            skipped.append(n_skipped)
+        return np.array(losses), np.array(skipped, dtype=np.int64), status, layer, batch
+
 
 def load(path):
     """Load a model saved by ``MLP.save`` (from either implementation) as a reference MLP."""

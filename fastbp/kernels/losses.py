@@ -41,18 +41,25 @@ def output_loss(Z, b, T, out_code, loss_code, D):
         n_t = dt(m)
         for i in range(m):
             z, t, d = Z[i], T[i], D[i]
-            mx, total = _softmax_row(z, b, k)
-            lse = mx + np.log(total)
+            mx = z[0] + b[0]
+            for j in range(k):
+                z[j] = z[j] + b[j]
+                mx = max(mx, z[j])
             tsum = 0.0
             tz = 0.0
             for j in range(k):
                 tsum += t[j]
                 tz += t[j] * z[j]
-            acc += lse * tsum - tz
+            total = 0.0
+            for j in range(k):  # one exp per element: z <- exp(z - max)
+                e = np.exp(z[j] - mx)
+                z[j] = e
+                total += e
+            acc += (mx + np.log(total)) * tsum - tz
             tot = dt(total)
             ts = dt(tsum)
             for j in range(k):
-                p = np.exp(z[j] - mx) / tot
+                p = z[j] / tot
                 z[j] = p
                 d[j] = (p * ts - t[j]) / n_t
         return acc / m
@@ -63,8 +70,9 @@ def output_loss(Z, b, T, out_code, loss_code, D):
             z, t, d = Z[i], T[i], D[i]
             for j in range(k):
                 v = z[j] + b[j]
-                acc += max(v, 0.0) - v * t[j] + np.log1p(np.exp(-abs(v)))
-                p = sigmoid_scalar(v)
+                e = np.exp(-abs(v))  # shared by the loss and the sigmoid
+                acc += max(v, 0.0) - v * t[j] + np.log1p(e)
+                p = one / (one + e) if v >= 0 else e / (one + e)
                 z[j] = p
                 d[j] = (p - t[j]) / nk
         return acc / (m * k)

@@ -26,14 +26,14 @@ CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER = 0, 1, 2, 3
 STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 
 
-@jit
+@jit(inline="always")
 def layer_params(flat, meta, l):
     """Views ``(W, b)`` of layer ``l`` in a flat parameter-shaped buffer."""
     n_in, n_out, wo, bo = meta[l, 0], meta[l, 1], meta[l, 2], meta[l, 3]
     return flat[wo:wo + n_in * n_out].reshape((n_in, n_out)), flat[bo:bo + n_out]
 
 
-@jit
+@jit(inline="always")
 def layer_rows(buf, meta, l, m):
     """The ``m``-row view of layer ``l``'s part of a workspace buffer."""
     off, n = meta[l, 4], meta[l, 1]
@@ -182,6 +182,23 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
     if counted == 0:
         return np.nan
     return total / counted
+
+
+@jit
+def train_epochs(params, grads, slots, state, X, T, perms, batch_size, meta, loss_code, opt_code, cfg,
+                 acts, deltas, Xb, Tb, skip_nonfinite, losses, skipped):
+    """``train_epoch`` once per row of ``perms``; writes each epoch's loss and skipped-batch count.
+
+    Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
+    not finite and ``skip_nonfinite`` is off (``state`` then says where).
+    """
+    for e in range(perms.shape[0]):
+        losses[e] = train_epoch(params, grads, slots, state, X, T, perms[e], batch_size, meta, loss_code,
+                                opt_code, cfg, acts, deltas, Xb, Tb, skip_nonfinite)
+        skipped[e] = state[4]
+        if state[1] != STATUS_OK and not skip_nonfinite:
+            return e
+    return perms.shape[0]
 
 
 @jit
