@@ -4,9 +4,10 @@
 the same numbers; ``fastbp`` is the fast one.
 """
 
-from ._base import History
+from . import schedules
+from ._base import EarlyStopping, History, gradcheck
 from .model import MLP, load
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "History", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad", "__version__"]
+__all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad", "__version__"]

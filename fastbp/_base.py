@@ -16,11 +16,13 @@ import math
 import os
 import tempfile
 import threading
+import time
 import warnings
 import zlib
 
 import numpy as np
 
+from . import schedules
 from .optimizers import Optimizer, get_optimizer, optimizer_from_config
 
 # ---------------------------------------------------------------------------
@@ -147,6 +149,68 @@ class _Release:
         self._lock.release()
 
 
+def gradcheck(model, X, y, eps=1e-6):
+    """Compare ``model.loss_and_grads`` with central finite differences of the loss.
+
+    Returns one dict per layer, ``{"W": max relative error, "b": max relative error}``,
+    the error of each entry taken relative to the largest gradient entry of that array
+    (so entries near zero do not blow up the ratio).  Use a float64 model: in float32 the
+    differences are dominated by rounding.  Costs two loss evaluations per parameter.
+    The model is left exactly as it was.
+    """
+    X, T = model._check_data(X, y)
+    with model._exclusive():
+        model._loss_and_grads(X, T)
+        analytic = model._grads.copy()
+        original = model._params.copy()
+        numeric = np.empty_like(analytic, dtype=np.float64)
+        try:
+            for i in range(original.size):
+                model._params[i] = original[i] + eps
+                up = float(model._loss_and_grads(X, T))
+                model._params[i] = original[i] - eps
+                down = float(model._loss_and_grads(X, T))
+                model._params[i] = original[i]
+                numeric[i] = (up - down) / (2 * eps)
+        finally:
+            model._params[...] = original
+            model._loss_and_grads(X, T)
+    report = []
+    for l in range(model.n_layers):
+        n_in, n_out = model.sizes[l], model.sizes[l + 1]
+        errors = {}
+        for name, lo, hi in (("W", model._w_off[l], model._w_off[l] + n_in * n_out),
+                             ("b", model._b_off[l], model._b_off[l] + n_out)):
+            a, num = analytic[lo:hi].astype(np.float64), numeric[lo:hi]
+            scale = max(np.abs(a).max(), np.abs(num).max(), 1e-12)
+            errors[name] = float(np.abs(a - num).max() / scale)
+        report.append(errors)
+    return report
+
+
+class EarlyStopping:
+    """Stop ``fit`` when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs; with ``restore_best`` the model ends with the best epoch's weights.
+
+    ``monitor`` defaults to ``"val_loss"`` when there is validation data, else ``"loss"``;
+    any recorded metric that decreases as it improves may be named.
+    """
+
+    def __init__(self, patience=5, min_delta=0.0, restore_best=True, monitor=None):
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}")
+        if not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        if monitor is not None and monitor not in ("loss", "val_loss"):
+            raise ValueError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}")
+        self.patience, self.min_delta, self.restore_best, self.monitor = int(patience), float(min_delta), \
+            bool(restore_best), monitor
+
+    def __repr__(self):
+        return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
+                f"restore_best={self.restore_best}, monitor={self.monitor!r})")
+
+
 class History(list):
     """Per-epoch training losses (a list), plus ``history`` — a dict of metric name -> list."""
 
@@ -154,6 +218,39 @@ class History(list):
         super().__init__()
         self.history = {"loss": []}
         self.stopped = None  # why training stopped early, if it did
+        self.best_epoch = None  # with early stopping: the (1-based) epoch that was best
+
+    def plot(self, path=None, show=False):
+        """Draw the loss (and accuracy, when recorded) per epoch with matplotlib (an optional
+        extra: ``pip install "fastbp[plot]"``); save to ``path`` and/or show.  Returns the figure."""
+        try:
+            import matplotlib
+            if path is not None and not show:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
+        accuracy = [k for k in self.history if k.endswith("accuracy")]
+        fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(10 if accuracy else 5, 4), squeeze=False)
+        epochs = range(1, len(self) + 1)
+        for key in ("loss", "val_loss"):
+            if key in self.history:
+                axes[0, 0].plot(epochs, self.history[key], label=key)
+        if self.best_epoch:
+            axes[0, 0].axvline(self.best_epoch, color="grey", linestyle=":", label="best epoch")
+        axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log")
+        axes[0, 0].legend()
+        if accuracy:
+            for key in accuracy:
+                axes[0, 1].plot(epochs, self.history[key], label=key)
+            axes[0, 1].set(xlabel="epoch", ylabel="accuracy")
+            axes[0, 1].legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        if show:
+            plt.show()
+        return fig
 
     def _record(self, **metrics):
         for key, value in metrics.items():
@@ -262,7 +359,9 @@ class BaseMLP:
         self._w_off, self._b_off, self.n_params = layer_layout(sizes)
         self._params, self._grads, self._slots_buf = allocate_state(self.n_params, optimizer.n_slots, self.dtype)
         self._slots = self._slots_buf[:, :self.n_params]
-        self._step = 0
+        self._step = 0  # optimizer updates applied
+        self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
+        self._batches = 0  # mini-batches run (the count step-unit schedules see)
         self._W, self._b = self._views(self._params)
         self._gW, self._gb = self._views(self._grads)
         for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
@@ -412,34 +511,64 @@ class BaseMLP:
             )
         return _Release(self._training)
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise"):
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
+            validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
         """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
 
         Each epoch draws a permutation from the model's seeded generator (when
         ``shuffle``) and runs the whole pass; the last batch may be smaller.
-        Returns a :class:`History`: the list of per-epoch mean training losses.
+        Returns a :class:`History`: the list of per-epoch mean training losses, with
+        ``history.history`` holding every recorded metric per epoch.
 
-        A batch whose loss or gradient is NaN or inf is never applied (checked inside the
-        compiled epoch). ``on_nonfinite`` says what happens next: ``"raise"`` (default) a
-        ``FloatingPointError`` naming the epoch, batch and layer; ``"stop"`` a
-        ``RuntimeWarning`` and training stops (``history.stopped`` says why);
-        ``"skip_batch"`` the batch is skipped and training goes on
-        (``history.history["skipped_batches"]`` counts them per epoch).
+        lr_schedule
+            A schedule from :mod:`fastbp.schedules` (or any callable of the epoch / step
+            count): the optimizer's learning rate for each epoch or mini-batch.
+        validation_data, validation_split
+            ``(X_val, y_val)``, or the fraction of the data (its last rows, before any
+            shuffling) held out; ``val_loss`` (and ``val_accuracy``) are recorded per epoch.
+        early_stopping
+            An :class:`EarlyStopping`: stop when the monitored metric has not improved for
+            ``patience`` epochs, and (``restore_best``) go back to the best epoch's weights.
+        verbose
+            0 silent; 1 one line per epoch with the loss, validation metrics and samples/s.
+        on_nonfinite
+            A batch whose loss or gradient is NaN or inf is never applied (checked inside
+            the compiled epoch). ``"raise"`` (default): ``FloatingPointError`` naming the
+            epoch, batch and layer; ``"stop"``: a ``RuntimeWarning`` and training stops
+            (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
+            training goes on (``history.history["skipped_batches"]`` counts them).
         """
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        if lr_schedule is not None and not callable(lr_schedule):
+            raise TypeError("lr_schedule must be a schedule (a callable of the epoch or step count)")
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError("early_stopping must be a fastbp.EarlyStopping instance")
+        if verbose not in (0, 1, False, True):
+            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
         X, T = self._check_data(X, y)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        X, T, val = self._validation_split(X, T, validation_data, validation_split)
+        monitor = None
+        if early_stopping is not None:
+            monitor = early_stopping.monitor or ("val_loss" if val is not None else "loss")
+            if monitor.startswith("val_") and val is None:
+                raise ValueError(f"early_stopping monitors {monitor!r} but no validation data was given")
         n = X.shape[0]
         batch_size = int(min(batch_size, n))
+        n_batches = -(-n // batch_size)
         history = History()
         skip = on_nonfinite == "skip_batch"
         # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
         # first, in order, from the model's generator (identically in both implementations).
-        chunk = max(1, _EPOCH_CHUNK_SAMPLES // n)
+        # Anything to do between epochs (validation, early stopping, progress) makes the
+        # chunks one epoch long.
+        per_epoch = val is not None or early_stopping is not None or verbose
+        chunk = 1 if per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
+        best, best_params, waited = math.inf, None, 0
         done = 0
         with self._exclusive():
             while done < epochs:
@@ -447,16 +576,47 @@ class BaseMLP:
                 perms = np.empty((count, n), dtype=np.int64)
                 for e in range(count):
                     perms[e] = self._rng.permutation(n) if shuffle else np.arange(n)
-                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip)
-                for loss, n_skipped in zip(losses, skipped):
+                if lr_schedule is None:
+                    rates = np.empty((count, 0))
+                else:
+                    rates = schedules.rates_for_epochs(lr_schedule, self._epoch, self._batches, count, n_batches)
+                start = time.perf_counter()
+                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip, rates)
+                seconds = time.perf_counter() - start
+                for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
                     done += 1
+                    self._epoch += 1
+                    self._batches += n_batches
+                    metrics = {"loss": float(loss)}
                     if skip:
-                        history._record(loss=float(loss), skipped_batches=int(n_skipped))
+                        metrics["skipped_batches"] = int(n_skipped)
                         if n_skipped:
                             warnings.warn(f"epoch {done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
                                           "or gradient", RuntimeWarning, stacklevel=2)
-                    else:
-                        history._record(loss=float(loss))
+                    if lr_schedule is not None:
+                        metrics["lr"] = float(rates[i, -1])  # the epoch's last rate
+                    if val is not None:
+                        val_loss, P = self._evaluate(*val)
+                        metrics["val_loss"] = float(val_loss)
+                        metrics.update({"val_" + k: v for k, v in self._accuracy(P, val[1]).items()})
+                    history._record(**metrics)
+                    if verbose:
+                        rate = n * len(losses) / max(seconds, 1e-9)
+                        shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                        print(f"epoch {done}/{epochs} - {shown} - {rate:,.0f} samples/s", flush=True)
+                    if early_stopping is not None:
+                        value = metrics[monitor]
+                        if value < best - early_stopping.min_delta:
+                            best, waited = value, 0
+                            history.best_epoch = done
+                            if early_stopping.restore_best:
+                                best_params = self._params.copy()
+                        else:
+                            waited += 1
+                            if waited >= early_stopping.patience:
+                                history.stopped = (f"early stopping: {monitor} did not improve by more than "
+                                                   f"{early_stopping.min_delta} for {waited} epochs")
+                                break
                 if len(losses) < count:  # stopped by a non-finite batch
                     message = self._nonfinite_message(status, layer, f"epoch {done + 1}, batch {batch + 1}")
                     if on_nonfinite == "raise":
@@ -464,7 +624,39 @@ class BaseMLP:
                     warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
                     history.stopped = message
                     break
+                if history.stopped:
+                    break
+            if best_params is not None:
+                self._params[...] = best_params
         return history
+
+    def _validation_split(self, X, T, validation_data, validation_split):
+        """Training data and the validation pair ``(X_val, T_val)`` (or None), checked."""
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+        if validation_data is not None and validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if validation_data is not None:
+            try:
+                X_val, y_val = validation_data
+            except (TypeError, ValueError):
+                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+            return X, T, self._check_data(X_val, y_val)
+        if validation_split:
+            n_val = int(round(X.shape[0] * validation_split))
+            if n_val < 1 or n_val >= X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} of {X.shape[0]} samples leaves an empty "
+                                 "training or validation set")
+            return X[:-n_val], T[:-n_val], (X[-n_val:], T[-n_val:])
+        return X, T, None
+
+    def _accuracy(self, P, T):
+        if self.loss == "cross_entropy":
+            return {"accuracy": float(np.mean(P.argmax(axis=1) == T.argmax(axis=1)))}
+        if self.loss == "binary_cross_entropy":
+            return {"accuracy": float(np.mean((P > 0.5) == (T > 0.5)))}
+        return {}
 
     def predict(self, X):
         """Network output: probabilities for softmax / sigmoid outputs, values for linear."""
@@ -484,12 +676,7 @@ class BaseMLP:
         """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
         X, T = self._check_data(X, y)
         loss, P = self._evaluate(X, T)
-        metrics = {"loss": float(loss)}
-        if self.loss == "cross_entropy":
-            metrics["accuracy"] = float(np.mean(P.argmax(axis=1) == T.argmax(axis=1)))
-        elif self.loss == "binary_cross_entropy":
-            metrics["accuracy"] = float(np.mean((P > 0.5) == (T > 0.5)))
-        return metrics
+        return {"loss": float(loss), **self._accuracy(P, T)}
 
     def loss_and_grads(self, X, y):
         """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""
@@ -554,7 +741,7 @@ class BaseMLP:
         """
         path = os.fspath(path)
         arrays = {"params": self._params, "slots": self._slots,
-                  "step": np.array([self._step], dtype=np.int64),
+                  "step": np.array([self._step, self._epoch, self._batches], dtype=np.int64),
                   "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
                   "crc32": {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}}
@@ -604,7 +791,7 @@ class BaseMLP:
             raise ValueError(f"{path}: array shapes do not match the saved configuration")
         model._params[...] = arrays["params"]
         model._slots[...] = arrays["slots"]
-        model._step = int(arrays["step"][0])
+        model._step, model._epoch, model._batches = (int(v) for v in arrays["step"][:3])
         model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
         return model
 

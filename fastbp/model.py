@@ -99,13 +99,13 @@ class MLP(BaseMLP):
                                    self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
         return loss, int(self._state[1]), int(self._state[2])
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         meta, acts, deltas, Xb, Tb = self._train_workspace(batch_size)
         losses = np.empty(perms.shape[0])
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
         done = kernels.train_epochs(self._params, self._grads, self._slots_buf, self._state, X, T, perms,
                                     batch_size, meta, self._loss_code, self.optimizer.code, self._cfg, acts,
-                                    deltas, Xb, Tb, skip_nonfinite, losses, skipped)
+                                    deltas, Xb, Tb, skip_nonfinite, rates, losses, skipped)
         s = self._state
         return losses[:done], skipped[:done], int(s[1]), int(s[2]), int(s[3])
 

@@ -11,15 +11,17 @@ Configuration, validation, initialisation, storage and save/load are shared with
 ``fastbp`` (``fastbp/_base.py``); the arithmetic below is independent of the kernels.
 """
 
+import copy
 import math
 
 import numpy as np
 
 from . import _base
-from ._base import BaseMLP, History
+from . import schedules
+from ._base import BaseMLP, EarlyStopping, History, gradcheck
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
 
-__all__ = ["MLP", "History", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]
+__all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]
 
 
 # --------------------------------------------------------------- activations
@@ -102,8 +104,14 @@ def clip_by_global_norm(g, max_norm):
         g *= g.dtype.type(coef)
 
 
-def optimizer_step(opt, p, g, slots, t):
-    """Apply ``opt``'s rule in place to parameters p with gradient g; t is the 1-based step."""
+def optimizer_step(opt, p, g, slots, t, lr=None):
+    """Apply ``opt``'s rule in place to parameters p with gradient g; t is the 1-based step.
+
+    ``lr`` overrides the optimizer's learning rate (a schedule's rate for this step).
+    """
+    if lr is not None:
+        opt = copy.copy(opt)
+        opt.lr = lr
     if isinstance(opt, SGD):
         if opt.momentum > 0:
             v = slots[0]
@@ -171,7 +179,7 @@ class MLP(BaseMLP):
                                                                         self.leaky_slope)
         return float(value) + self._l2_term()
 
-    def _train_batch(self, X, T):
+    def _train_batch(self, X, T, lr=None):
         with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as warnings
             value = self._loss_and_grads(X, T)
         if not np.isfinite(value):  # nothing is updated: the weights stay the last finite ones
@@ -182,15 +190,15 @@ class MLP(BaseMLP):
         if self.clip_norm is not None:
             clip_by_global_norm(self._grads, self.clip_norm)
         self._step += 1
-        optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step)
+        optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step, lr)
         return value, _base.STATUS_OK, -1
 
-    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite):
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):
         total, counted, skipped = 0.0, 0, 0
         status, layer, bad_batch = _base.STATUS_OK, -1, -1
         for b, start in enumerate(range(0, X.shape[0], batch_size)):
             idx = perm[start:start + batch_size]
-            value, st, bad_layer = self._train_batch(X[idx], T[idx])
+            value, st, bad_layer = self._train_batch(X[idx], T[idx], float(rates[b]) if len(rates) else None)
             if st != _base.STATUS_OK:
                 status, layer, bad_batch = st, bad_layer, b
                 if not skip_nonfinite:
@@ -202,11 +210,12 @@ class MLP(BaseMLP):
         loss = total / counted if counted else float("nan")
         return loss, status, layer, bad_batch, skipped
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         losses, skipped = [], []
         status, layer, batch = _base.STATUS_OK, -1, -1
-        for perm in perms:
-            loss, status, layer, batch, n_skipped = self._run_epoch(X, T, perm, batch_size, skip_nonfinite)
+        for perm, epoch_rates in zip(perms, rates):
+            loss, status, layer, batch, n_skipped = self._run_epoch(X, T, perm, batch_size, skip_nonfinite,
+                                                                    epoch_rates)
             if status != _base.STATUS_OK and not skip_nonfinite:
                 break
             losses.append(loss)

@@ -145,9 +145,10 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
 
 @jit
 def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_code, opt_code, cfg,
-                acts, deltas, Xb, Tb, skip_nonfinite):
+                acts, deltas, Xb, Tb, skip_nonfinite, rates):
     """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss.
 
+    ``rates``: one learning rate per mini-batch (a schedule), or empty for the optimizer's.
     A batch whose loss or gradient is not finite is not applied.  With ``skip_nonfinite``
     the epoch goes on (``state[4]`` counts the skipped batches, their samples are left out
     of the mean); otherwise it stops there, with ``state[3]`` the batch's index.
@@ -156,6 +157,7 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
     k = T.shape[1]
     total = 0.0
     counted = 0
+    base_lr = cfg[CFG_HYPER]
     state[1] = STATUS_OK
     state[3] = -1
     state[4] = 0
@@ -170,6 +172,8 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
                 xb[i, j] = X[r, j]
             for j in range(k):
                 tb[i, j] = T[r, j]
+        if rates.size > 0:
+            cfg[CFG_HYPER] = rates[b]
         loss = train_batch(params, grads, slots, state, xb, tb, meta, loss_code, opt_code, cfg, acts, deltas)
         if state[1] != STATUS_OK:
             state[3] = b
@@ -179,6 +183,7 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
             continue
         total += loss * m
         counted += m
+    cfg[CFG_HYPER] = base_lr
     if counted == 0:
         return np.nan
     return total / counted
@@ -186,15 +191,16 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
 
 @jit
 def train_epochs(params, grads, slots, state, X, T, perms, batch_size, meta, loss_code, opt_code, cfg,
-                 acts, deltas, Xb, Tb, skip_nonfinite, losses, skipped):
-    """``train_epoch`` once per row of ``perms``; writes each epoch's loss and skipped-batch count.
+                 acts, deltas, Xb, Tb, skip_nonfinite, rates, losses, skipped):
+    """``train_epoch`` once per row of ``perms`` (with the same row of ``rates``, whose rows
+    may be empty); writes each epoch's loss and skipped-batch count.
 
     Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
     """
     for e in range(perms.shape[0]):
         losses[e] = train_epoch(params, grads, slots, state, X, T, perms[e], batch_size, meta, loss_code,
-                                opt_code, cfg, acts, deltas, Xb, Tb, skip_nonfinite)
+                                opt_code, cfg, acts, deltas, Xb, Tb, skip_nonfinite, rates[e])
         skipped[e] = state[4]
         if state[1] != STATUS_OK and not skip_nonfinite:
             return e

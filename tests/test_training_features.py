@@ -1,0 +1,185 @@
+"""Schedules, validation, early stopping, progress, plots and gradcheck — in both implementations."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.reference
+from fastbp import schedules as S
+
+IMPLS = [fastbp, fastbp.reference]
+IDS = ["fastbp", "reference"]
+
+
+def data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    return X, y
+
+
+# ---------------------------------------------------------------- schedules
+def test_schedules_match_their_formulas():
+    for t in range(0, 40, 3):
+        assert S.Constant(0.1)(t) == 0.1
+        assert S.StepDecay(0.1, rate=0.5, step_size=7)(t) == pytest.approx(0.1 * 0.5 ** (t // 7), rel=1e-15)
+        assert S.Exponential(0.1, rate=0.05)(t) == pytest.approx(0.1 * math.exp(-0.05 * t), rel=1e-15)
+        expected = 1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * min(t, 30) / 30))
+        assert S.Cosine(1e-2, 1e-4, period=30)(t) == pytest.approx(expected, rel=1e-15)
+        base = S.Cosine(1e-2, 1e-4, period=30)
+        warm = S.Warmup(base, warmup=5)
+        assert warm(t) == pytest.approx(base(t) * (t + 1) / 5 if t < 5 else base(t), rel=1e-15)
+    assert S.Cosine(1.0, 0.0, period=10)(10) == 0.0 and S.Cosine(1.0, 0.0, period=10)(0) == 1.0
+
+
+@pytest.mark.parametrize("bad", [lambda: S.Constant(0.0), lambda: S.StepDecay(0.1, step_size=0),
+                                 lambda: S.Cosine(0.1, 0.2), lambda: S.Warmup(S.Constant(0.1), 0),
+                                 lambda: S.Constant(0.1, unit="batch")])
+def test_bad_schedules_are_rejected(bad):
+    with pytest.raises(ValueError):
+        bad()
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scheduled_training_matches_reference(unit, dtype):
+    X, y = data()
+    schedule = S.Warmup(S.Cosine(0.05, 0.001, period=40, unit=unit), warmup=3)
+    models = [fb.MLP([4, 8, 3], optimizer=fb.AdamW(0.05), dtype=dtype, seed=2) for fb in IMPLS]
+    histories = [m.fit(X, y, epochs=4, batch_size=16, lr_schedule=schedule) for m in models]
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(histories[0], histories[1], rtol=tol)
+    for (Wa, ba), (Wb, bb) in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(Wa, Wb, rtol=tol, atol=tol * 1e-3)
+        np.testing.assert_allclose(ba, bb, rtol=tol, atol=tol * 1e-3)
+    assert histories[0].history["lr"] == histories[1].history["lr"]
+
+
+def test_schedule_really_sets_the_learning_rate():
+    """SGD without momentum: the step taken is exactly the scheduled rate times the gradient."""
+    X, y = data(16)
+    for fb in IMPLS:
+        model = fb.MLP([4, 3], optimizer=fb.SGD(1.0), dtype="float64", seed=0)
+        _, grads = model.loss_and_grads(X, y)
+        w0 = model.get_weights()[0][0]
+        model.fit(X, y, epochs=1, batch_size=16, shuffle=False, lr_schedule=S.Constant(0.125))
+        np.testing.assert_allclose(model.get_weights()[0][0], w0 - 0.125 * grads[0][0], rtol=1e-12)
+        assert model.optimizer.lr == 1.0  # the optimizer itself is untouched
+
+
+def test_schedule_counts_continue_across_fit_calls_and_save(tmp_path):
+    X, y = data()
+    schedule = S.StepDecay(0.1, rate=0.5, step_size=2)
+    model = fastbp.MLP([4, 8, 3], optimizer=fastbp.SGD(0.1), dtype="float64", seed=0)
+    a = model.fit(X, y, epochs=2, lr_schedule=schedule)
+    model.save(tmp_path / "m.npz")
+    b = fastbp.load(tmp_path / "m.npz").fit(X, y, epochs=2, lr_schedule=schedule)
+    assert a.history["lr"] == [0.1, 0.1] and b.history["lr"] == [0.05, 0.05]
+
+
+def test_schedule_returning_a_bad_rate_is_rejected_before_training():
+    X, y = data()
+    model = fastbp.MLP([4, 3], seed=0)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="learning rates must be finite"):
+        model.fit(X, y, epochs=3, lr_schedule=lambda t: -1.0)
+    assert np.array_equal(before[0][0], model.get_weights()[0][0])
+
+
+# ------------------------------------------------ validation, early stopping
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_validation_metrics_are_recorded(fb):
+    X, y = data(200)
+    model = fb.MLP([4, 8, 3], dtype="float64", seed=0)
+    h = model.fit(X, y, epochs=3, validation_split=0.25)
+    assert set(h.history) == {"loss", "val_loss", "val_accuracy"} and len(h.history["val_loss"]) == 3
+    held_out = model.evaluate(X[150:], y[150:])
+    assert h.history["val_loss"][-1] == pytest.approx(held_out["loss"], rel=1e-12)
+    assert h.history["val_accuracy"][-1] == held_out["accuracy"]
+    h2 = fb.MLP([4, 8, 3], dtype="float64", seed=0).fit(X[:150], y[:150], epochs=3, validation_data=(X[150:], y[150:]))
+    assert h2.history == h.history
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(validation_split=1.0), "validation_split"), (dict(validation_split=0.001), "empty"),
+    (dict(validation_data=(np.zeros((3, 5)), [0, 1, 2])), "features"),
+    (dict(validation_data=np.zeros(3)), "pair"),
+    (dict(early_stopping=fastbp.EarlyStopping(monitor="val_loss")), "no validation data"),
+])
+def test_bad_validation_settings(kwargs, match):
+    X, y = data()
+    with pytest.raises(ValueError, match=match):
+        fastbp.MLP([4, 3], seed=0).fit(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_early_stopping_restores_the_best_epoch_exactly(fb):
+    X, y = data(200)
+    Xv, yv = data(60, seed=1)
+    # A learning rate this high makes the validation loss bounce, so the best epoch is early.
+    reference_run = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    weights_per_epoch, val_losses = [], []
+    for _ in range(30):
+        reference_run.fit(X, y, epochs=1, batch_size=16)
+        weights_per_epoch.append(reference_run.get_weights())
+        val_losses.append(reference_run.evaluate(Xv, yv)["loss"])
+
+    model = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    h = model.fit(X, y, epochs=30, batch_size=16, validation_data=(Xv, yv),
+                  early_stopping=fb.EarlyStopping(patience=3))
+    assert h.history["val_loss"] == val_losses[:len(h)]
+    best = int(np.argmin(val_losses[:len(h)]))
+    assert h.best_epoch == best + 1
+    assert h.stopped and len(h) < 30 and len(h) == best + 1 + 3
+    for (Wa, ba), (Wb, bb) in zip(model.get_weights(), weights_per_epoch[best]):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+
+
+def test_early_stopping_without_restore_keeps_the_last_weights():
+    X, y = data(200)
+    model = fastbp.MLP([4, 16, 3], optimizer=fastbp.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    h = model.fit(X, y, epochs=40, validation_split=0.3,
+                  early_stopping=fastbp.EarlyStopping(patience=2, restore_best=False))
+    last = model.evaluate(X[140:], y[140:])["loss"]
+    assert last == pytest.approx(h.history["val_loss"][-1], rel=1e-12)
+
+
+def test_bad_early_stopping_settings():
+    with pytest.raises(ValueError, match="patience"):
+        fastbp.EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="min_delta"):
+        fastbp.EarlyStopping(min_delta=-1)
+    with pytest.raises(TypeError, match="EarlyStopping"):
+        fastbp.MLP([4, 3]).fit(*data(), early_stopping=5)
+
+
+# --------------------------------------------------- progress, plot, gradcheck
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = data()
+    fastbp.MLP([4, 3], seed=0).fit(X, y, epochs=3, validation_split=0.2, verbose=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3 - loss ")
+    assert "val_loss" in lines[-1] and "val_accuracy" in lines[-1] and "samples/s" in lines[-1]
+
+
+def test_history_plot_writes_a_picture(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = data()
+    h = fastbp.MLP([4, 3], seed=0).fit(X, y, epochs=4, validation_split=0.2)
+    fig = h.plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert len(fig.axes) == 2
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_gradcheck_reports_small_errors_and_leaves_the_model_alone(fb):
+    X, y = data(12)
+    model = fb.MLP([4, 5, 3], activation="tanh", dtype="float64", seed=0, l2=0.01)
+    before = model.get_weights()
+    report = fb.gradcheck(model, X, y)
+    assert len(report) == 2 and set(report[0]) == {"W", "b"}
+    assert max(max(r.values()) for r in report) < 1e-6
+    for (Wa, ba), (Wb, bb) in zip(before, model.get_weights()):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
