@@ -295,11 +295,15 @@ class BaseMLP:
         before each update (PyTorch's ``clip_grad_norm_``).
     leaky_slope : float
         Negative-side slope of ``leaky_relu`` (default 0.01).
+    dropout : float or list of float
+        Inverted-dropout rate of the hidden layers' outputs (one rate, or one per hidden
+        layer), in [0, 1).  Active in training (``fit``, ``train_step``, ``loss_and_grads``)
+        only; the masks are a seeded, deterministic function of the step.
     """
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
-                 clip_norm=None, leaky_slope=0.01):
+                 clip_norm=None, leaky_slope=0.01, dropout=0.0):
         # ---- validate everything before building anything ----
         try:
             sizes = [s for s in sizes]
@@ -341,6 +345,12 @@ class BaseMLP:
         if clip_norm is not None:
             clip_norm = self._check_float("clip_norm", clip_norm, allow_zero=False)
         leaky_slope = self._check_float("leaky_slope", leaky_slope, allow_zero=True)
+        rates = [dropout] * n_hidden if not isinstance(dropout, (list, tuple, np.ndarray)) else list(dropout)
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout lists {len(rates)} rates for {n_hidden} hidden layers")
+        rates = [self._check_float("dropout", r, allow_zero=True) for r in rates]
+        if any(r >= 1 for r in rates):
+            raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
 
         self.sizes = sizes
         self.activations = activations
@@ -353,6 +363,7 @@ class BaseMLP:
         self.l2 = l2
         self.clip_norm = clip_norm
         self.leaky_slope = leaky_slope
+        self.dropout = rates
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
 
@@ -367,6 +378,9 @@ class BaseMLP:
         for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
             W[...] = W0
             b[...] = b0
+        # the key of the dropout masks' counter-based stream (drawn only when needed, so the
+        # shuffle order of models without dropout does not depend on it)
+        self._dropout_key = int(self._rng.integers(0, 2**62)) if any(rates) else 0
         self._setup()
 
     # ------------------------------------------------------------------ hooks
@@ -728,7 +742,7 @@ class BaseMLP:
         return {
             "sizes": self.sizes, "activation": self.activations, "output": self.output,
             "loss": self.loss, "init": self.init, "dtype": self.dtype.name, "seed": self.seed,
-            "l2": self.l2, "clip_norm": self.clip_norm, "leaky_slope": self.leaky_slope,
+            "l2": self.l2, "clip_norm": self.clip_norm, "leaky_slope": self.leaky_slope, "dropout": self.dropout,
             "optimizer": type(self.optimizer).__name__, "optimizer_config": self.optimizer.get_config(),
         }
 
@@ -741,7 +755,7 @@ class BaseMLP:
         """
         path = os.fspath(path)
         arrays = {"params": self._params, "slots": self._slots,
-                  "step": np.array([self._step, self._epoch, self._batches], dtype=np.int64),
+                  "step": np.array([self._step, self._epoch, self._batches, self._dropout_key], dtype=np.int64),
                   "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
                   "crc32": {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}}
@@ -791,7 +805,7 @@ class BaseMLP:
             raise ValueError(f"{path}: array shapes do not match the saved configuration")
         model._params[...] = arrays["params"]
         model._slots[...] = arrays["slots"]
-        model._step, model._epoch, model._batches = (int(v) for v in arrays["step"][:3])
+        model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])
         model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
         return model
 

@@ -38,12 +38,14 @@ class MLP(BaseMLP):
         self._meta = meta
         self._loss_code = LOSSES[self.loss]
         hyper = list(self.optimizer.hyper) + [0.0] * (5 - len(self.optimizer.hyper))
-        self._cfg = np.array([self.leaky_slope, self.l2, self.clip_norm or 0.0] + hyper, dtype=np.float64)
-        self._state = np.zeros(5, dtype=np.int64)
+        self._cfg = np.array([self.leaky_slope, self.l2, self.clip_norm or 0.0] + hyper + self.dropout + [0.0],
+                             dtype=np.float64)
+        self._state = np.zeros(6, dtype=np.int64)
+        self._state[5] = self._dropout_key_value
         self._capacity = 0
 
     # The step count lives in the int64 array the kernels update:
-    # [step, status of the last batch, its bad layer, bad batch index, batches skipped].
+    # [step, status of the last batch, its bad layer, bad batch index, batches skipped, dropout key].
     @property
     def _step(self):
         return int(self._state[0])
@@ -51,8 +53,18 @@ class MLP(BaseMLP):
     @_step.setter
     def _step(self, value):
         if not hasattr(self, "_state"):
-            self._state = np.zeros(5, dtype=np.int64)
+            self._state = np.zeros(6, dtype=np.int64)
         self._state[0] = value
+
+    @property
+    def _dropout_key(self):
+        return int(self._state[5])
+
+    @_dropout_key.setter
+    def _dropout_key(self, value):
+        self._dropout_key_value = value
+        if hasattr(self, "_state"):
+            self._state[5] = value
 
     def _make_workspace(self, rows):
         """A workspace for batches of up to ``rows`` rows: ``(meta, acts, deltas, Xb, Tb)``.
@@ -79,7 +91,7 @@ class MLP(BaseMLP):
         chunk = min(X.shape[0], _INFERENCE_CHUNK)
         meta, acts, _, _, _ = self._make_workspace(chunk)
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kernels.predict(self._params, X, meta, self._cfg[0], acts, chunk, P)
+        kernels.predict(self._params, X, meta, self._cfg, acts, chunk, P)
         return P
 
     def _evaluate(self, X, T):
@@ -91,7 +103,8 @@ class MLP(BaseMLP):
 
     def _loss_and_grads(self, X, T):
         meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
-        return kernels.loss_and_grads(self._params, self._grads, X, T, meta, self._loss_code, self._cfg, acts, deltas)
+        return kernels.loss_and_grads(self._params, self._grads, X, T, meta, self._loss_code, self._cfg, acts,
+                                      deltas, self._state)
 
     def _train_batch(self, X, T):
         meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])

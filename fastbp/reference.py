@@ -68,6 +68,30 @@ def activation_derivative(name, z, slope=0.01):
     raise ValueError(f"unknown activation {name!r}")
 
 
+# ------------------------------------------------------------------- dropout
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(z):
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask(key, step, layer, shape, rate):
+    """Inverted-dropout multiplier (0 or 1 / (1 - rate)) for a layer's activations at a step.
+
+    Unit ``(i, j)`` is kept when ``u >= rate``, with ``u`` uniform in [0, 1) from the
+    counter-based stream (key, step, layer, i * n + j): the same numbers the kernels draw.
+    """
+    with np.errstate(over="ignore"):
+        stream = _mix(np.array([(key + (step << 16) + layer) & _MASK64], dtype=np.uint64))[0]
+        index = np.arange(shape[0] * shape[1], dtype=np.uint64).reshape(shape)
+        u = (_mix(stream + index * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return (u >= rate) / (1.0 - rate)
+
+
 # -------------------------------------------------------------------- losses
 def loss_and_delta(loss, output, Z, P, T):
     """Mean loss and dLoss/dZ for output logits Z, output P = output(Z), targets T.
@@ -145,15 +169,24 @@ def optimizer_step(opt, p, g, slots, t, lr=None):
 class MLP(BaseMLP):
     __doc__ = "The NumPy reference MLP. " + BaseMLP.__doc__
 
-    def _forward_cache(self, X):
-        """Pre-activations Z and activations A of every layer (A[0] is X)."""
-        A, Z = [X], []
+    def _forward_cache(self, X, step=None):
+        """Pre-activations Z, activations A (A[0] is X) and dropout multipliers of every layer.
+
+        ``step`` given: training mode, hidden outputs are dropped with that step's masks.
+        """
+        A, Z, masks = [X], [], []
         for l in range(self.n_layers):
             z = A[-1] @ self._W[l] + self._b[l]
             Z.append(z)
             name = self.activations[l] if l < self.n_layers - 1 else self.output
-            A.append(activation(name, z, self.leaky_slope))
-        return Z, A
+            a = activation(name, z, self.leaky_slope)
+            mask = None
+            if step is not None and l < self.n_layers - 1 and self.dropout[l] > 0:
+                mask = dropout_mask(self._dropout_key, step, l, a.shape, self.dropout[l]).astype(a.dtype)
+                a = a * mask
+            masks.append(mask)
+            A.append(a)
+        return Z, A, masks
 
     def _l2_term(self):
         if self.l2 == 0:
@@ -164,12 +197,12 @@ class MLP(BaseMLP):
         return self._forward_cache(X)[1][-1]
 
     def _evaluate(self, X, T):
-        Z, A = self._forward_cache(X)
+        Z, A, _ = self._forward_cache(X)
         value, _ = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
         return float(value) + self._l2_term(), A[-1]
 
     def _loss_and_grads(self, X, T):
-        Z, A = self._forward_cache(X)
+        Z, A, masks = self._forward_cache(X, step=self._step + 1)  # the next step's dropout masks
         value, delta = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
         for l in range(self.n_layers - 1, -1, -1):
             self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
@@ -177,6 +210,8 @@ class MLP(BaseMLP):
             if l > 0:
                 delta = (delta @ self._W[l].T) * activation_derivative(self.activations[l - 1], Z[l - 1],
                                                                         self.leaky_slope)
+                if masks[l - 1] is not None:
+                    delta = delta * masks[l - 1]
         return float(value) + self._l2_term()
 
     def _train_batch(self, X, T, lr=None):

@@ -10,19 +10,23 @@ Layout, shared with ``fastbp._base``:
 * ``acts`` / ``deltas``: the workspace, one flat buffer each; layer ``l`` uses
   ``capacity * n_out`` entries at its workspace offset, of which the first ``m * n_out``
   hold an ``m``-row batch.  ``Xb`` / ``Tb`` receive each gathered mini-batch.
-* ``cfg``: float64 ``[leaky slope, l2, clip_norm (0 = off), optimizer hyper-parameters...]``.
+* ``cfg``: float64 ``[leaky slope, l2, clip_norm (0 = off), 5 optimizer hyper-parameters,
+  one dropout rate per hidden layer]``.
+* ``state``: int64 ``[step, status, bad layer, bad batch, skipped batches, dropout key]``.
+  Dropout is applied when a forward pass is given ``step >= 0`` (training), never in inference.
 
 Nothing here allocates: every array is a view into a buffer the caller owns.
 """
 
 import numpy as np
 
-from .common import jit
+from .activations import dropout_backward, dropout_forward
+from .common import LINEAR, jit
 from .dense import dense_backward, dense_forward
 from .losses import output_loss
 from .optim import clip_global_norm, sum_squares, update_range
 
-CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER = 0, 1, 2, 3
+CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER, CFG_DROPOUT = 0, 1, 2, 3, 8
 STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 
 
@@ -41,14 +45,20 @@ def layer_rows(buf, meta, l, m):
 
 
 @jit
-def forward_hidden(params, X, meta, slope, acts):
-    """Run the hidden layers on ``X``; returns the last hidden activation (or ``X``)."""
+def forward_hidden(params, X, meta, cfg, acts, key, step):
+    """Run the hidden layers on ``X``; returns the last hidden activation (or ``X``).
+
+    With ``step >= 0`` (training) each layer's dropout is applied, mask drawn for ``step``.
+    """
     m = X.shape[0]
     A_prev = X
     for l in range(meta.shape[0] - 1):
         W, b = layer_params(params, meta, l)
         A = layer_rows(acts, meta, l, m)
-        dense_forward(A_prev, W, b, A, meta[l, 5], slope)
+        dense_forward(A_prev, W, b, A, meta[l, 5], cfg[CFG_SLOPE])
+        rate = cfg[CFG_DROPOUT + l]
+        if step >= 0 and rate > 0.0:
+            dropout_forward(A, rate, key, step, l)
         A_prev = A
     return A_prev
 
@@ -66,11 +76,11 @@ def l2_term(params, meta, l2):
 
 
 @jit
-def forward_loss(params, X, T, meta, loss_code, slope, acts, deltas):
+def forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step):
     """Forward pass and fused output loss; leaves the output in ``acts`` and dL/dZ in ``deltas``."""
     m = X.shape[0]
     L = meta.shape[0]
-    A_prev = forward_hidden(params, X, meta, slope, acts)
+    A_prev = forward_hidden(params, X, meta, cfg, acts, key, step)
     W, b = layer_params(params, meta, L - 1)
     Z = layer_rows(acts, meta, L - 1, m)
     np.dot(A_prev, W, Z)
@@ -78,26 +88,36 @@ def forward_loss(params, X, T, meta, loss_code, slope, acts, deltas):
 
 
 @jit
-def backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas):
+def backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step):
     """Gradients of layer ``l`` from its delta; writes the previous layer's delta (if any)."""
+    slope, l2 = cfg[CFG_SLOPE], cfg[CFG_L2]
     W, _ = layer_params(params, meta, l)
     gW, gb = layer_params(grads, meta, l)
     D = layer_rows(deltas, meta, l, m)
     if l > 0:
-        dense_backward(layer_rows(acts, meta, l - 1, m), W, D, gW, gb,
-                       layer_rows(deltas, meta, l - 1, m), meta[l - 1, 5], slope, l2, True)
+        A_prev, D_prev = layer_rows(acts, meta, l - 1, m), layer_rows(deltas, meta, l - 1, m)
+        rate = cfg[CFG_DROPOUT + l - 1]
+        if rate > 0.0:  # the previous layer's activations were dropped: its mask and derivative
+            dense_backward(A_prev, W, D, gW, gb, D_prev, LINEAR, slope, l2, True)
+            dropout_backward(D_prev, A_prev, meta[l - 1, 5], slope, rate, key, step, l - 1)
+        else:
+            dense_backward(A_prev, W, D, gW, gb, D_prev, meta[l - 1, 5], slope, l2, True)
     else:  # nobody needs the input's gradient
         dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
 
 
 @jit
-def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas):
-    """Mean loss (with the L2 term) of the batch ``(X, T)``; writes the gradient into ``grads``."""
+def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas, state):
+    """Mean loss (with the L2 term) of the batch ``(X, T)``; writes the gradient into ``grads``.
+
+    Training mode: dropout masks are those of the next step, ``state[0] + 1``.
+    """
     m = X.shape[0]
-    slope, l2 = cfg[CFG_SLOPE], cfg[CFG_L2]
-    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas) + l2_term(params, meta, l2)
+    key, step = state[5], state[0] + 1
+    loss = forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step) \
+        + l2_term(params, meta, cfg[CFG_L2])
     for l in range(meta.shape[0] - 1, -1, -1):
-        backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas)
+        backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step)
     return loss
 
 
@@ -121,15 +141,17 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
     incremented and every layer is updated (after clipping the global norm, if asked).
     """
     m = X.shape[0]
-    slope, l2, clip = cfg[CFG_SLOPE], cfg[CFG_L2], cfg[CFG_CLIP]
+    clip = cfg[CFG_CLIP]
     L = meta.shape[0]
-    loss = forward_loss(params, X, T, meta, loss_code, slope, acts, deltas) + l2_term(params, meta, l2)
+    key, step = state[5], state[0] + 1
+    loss = forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step) \
+        + l2_term(params, meta, cfg[CFG_L2])
     if not np.isfinite(loss):
         state[1] = STATUS_LOSS
         state[2] = L - 1
         return loss
     for l in range(L - 1, -1, -1):
-        backward_layer(params, grads, X, meta, l, m, slope, l2, acts, deltas)
+        backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step)
         # checked while this layer's gradient is still in cache
         if count_nonfinite(grads[meta[l, 2]:meta[l, 3] + meta[l, 1]]) > 0:
             state[1] = STATUS_GRAD
@@ -208,16 +230,16 @@ def train_epochs(params, grads, slots, state, X, T, perms, batch_size, meta, los
 
 
 @jit
-def predict(params, X, meta, slope, acts, chunk, P):
+def predict(params, X, meta, cfg, acts, chunk, P):
     """``P <- network(X)``, ``chunk`` rows at a time through the workspace."""
     n = X.shape[0]
     L = meta.shape[0]
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        A_prev = forward_hidden(params, X[start:start + m], meta, slope, acts)
+        A_prev = forward_hidden(params, X[start:start + m], meta, cfg, acts, 0, -1)
         W, b = layer_params(params, meta, L - 1)
         out = layer_rows(acts, meta, L - 1, m)
-        dense_forward(A_prev, W, b, out, meta[L - 1, 5], slope)
+        dense_forward(A_prev, W, b, out, meta[L - 1, 5], cfg[CFG_SLOPE])
         P[start:start + m] = out
 
 
@@ -230,6 +252,6 @@ def evaluate(params, X, T, meta, loss_code, cfg, acts, deltas, chunk, P):
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         total += forward_loss(params, X[start:start + m], T[start:start + m], meta, loss_code,
-                              cfg[CFG_SLOPE], acts, deltas) * m
+                              cfg, acts, deltas, 0, -1) * m
         P[start:start + m] = layer_rows(acts, meta, L - 1, m)
     return total / n + l2_term(params, meta, cfg[CFG_L2])
