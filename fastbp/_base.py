@@ -46,6 +46,7 @@ LOSS_ALIASES = {
 LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
 
 INITIALISERS = ("he", "xavier", "normal")
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm, PyTorch's defaults
 NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
@@ -75,15 +76,26 @@ def _all_finite(a, block=1 << 20):
     return all(np.isfinite(a[i:i + rows]).all() for i in range(0, a.shape[0], rows))
 
 
-def layer_layout(sizes):
-    """Offsets of each layer's W and b in the flat parameter buffer, and its length."""
-    w_off, b_off, off = [], [], 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+def layer_layout(sizes, batch_norm=None):
+    """Offsets in the flat parameter buffer: per layer ``W``, ``b`` and (batch-normalised
+    layers, else -1) ``gamma`` followed by ``beta``; the end of each layer's block; the
+    number of trainable parameters ``P``; and per layer the offset of its running mean
+    (followed by its running variance) in the ``R`` entries stored after them."""
+    batch_norm = batch_norm or [False] * (len(sizes) - 1)
+    w_off, b_off, g_off, end, off = [], [], [], [], 0
+    for (n_in, n_out), bn in zip(zip(sizes[:-1], sizes[1:]), batch_norm):
         w_off.append(off)
         off += n_in * n_out
         b_off.append(off)
         off += n_out
-    return w_off, b_off, off
+        g_off.append(off if bn else -1)
+        off += 2 * n_out if bn else 0
+        end.append(off)
+    r_off, r = [], off
+    for n_out, bn in zip(sizes[1:], batch_norm):
+        r_off.append(r if bn else -1)
+        r += 2 * n_out if bn else 0
+    return w_off, b_off, g_off, end, off, r_off, r - off
 
 
 def init_weights(rng, sizes, init, dtype):
@@ -125,16 +137,18 @@ def carve(lengths, dtype):
     return [raw[base + a:base + a + n] for a, n in zip(starts, lengths)]
 
 
-def allocate_state(n_params, n_slots, dtype):
+def allocate_state(n_params, n_extra, n_slots, dtype):
     """Parameters, gradients and optimizer state: ``(params, grads, slots)`` from ``carve``.
 
-    ``slots`` is C-contiguous ``(n_slots, stride)``; its rows hold the state in their first
-    ``n_params`` entries and are ``stride`` apart, ``stride`` being ``n_params`` rounded up
-    to a page plus one KiB, for the same reason as in ``carve``.
+    ``params`` holds the ``n_params`` trainable parameters followed by ``n_extra`` entries
+    of state that is not trained (batch norm's running averages); ``grads`` the first
+    ``n_params``.  ``slots`` is C-contiguous ``(n_slots, stride)``; its rows hold the state
+    in their first ``n_params`` entries and are ``stride`` apart, ``stride`` being
+    ``n_params`` rounded up to a page plus one KiB, for the same reason as in ``carve``.
     """
     itemsize = np.dtype(dtype).itemsize
     stride = -(-n_params // (4096 // itemsize)) * (4096 // itemsize) + 1024 // itemsize
-    params, grads, slots = carve([n_params, n_params, n_slots * stride], dtype)
+    params, grads, slots = carve([n_params + n_extra, n_params, n_slots * stride], dtype)
     return params, grads, slots.reshape(n_slots, stride)
 
 
@@ -152,7 +166,8 @@ class _Release:
 def gradcheck(model, X, y, eps=1e-6):
     """Compare ``model.loss_and_grads`` with central finite differences of the loss.
 
-    Returns one dict per layer, ``{"W": max relative error, "b": max relative error}``,
+    Returns one dict per layer, ``{"W": max relative error, "b": ...}`` (and ``gamma``,
+    ``beta`` for batch-normalised layers),
     the error of each entry taken relative to the largest gradient entry of that array
     (so entries near zero do not blow up the ratio).  Use a float64 model: in float32 the
     differences are dominated by rounding.  Costs two loss evaluations per parameter.
@@ -179,8 +194,12 @@ def gradcheck(model, X, y, eps=1e-6):
     for l in range(model.n_layers):
         n_in, n_out = model.sizes[l], model.sizes[l + 1]
         errors = {}
-        for name, lo, hi in (("W", model._w_off[l], model._w_off[l] + n_in * n_out),
-                             ("b", model._b_off[l], model._b_off[l] + n_out)):
+        blocks = [("W", model._w_off[l], model._w_off[l] + n_in * n_out),
+                  ("b", model._b_off[l], model._b_off[l] + n_out)]
+        if model._g_off[l] >= 0:
+            g = model._g_off[l]
+            blocks += [("gamma", g, g + n_out), ("beta", g + n_out, g + 2 * n_out)]
+        for name, lo, hi in blocks:
             a, num = analytic[lo:hi].astype(np.float64), numeric[lo:hi]
             scale = max(np.abs(a).max(), np.abs(num).max(), 1e-12)
             errors[name] = float(np.abs(a - num).max() / scale)
@@ -303,7 +322,7 @@ class BaseMLP:
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
-                 clip_norm=None, leaky_slope=0.01, dropout=0.0):
+                 clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
         # ---- validate everything before building anything ----
         try:
             sizes = [s for s in sizes]
@@ -351,6 +370,10 @@ class BaseMLP:
         rates = [self._check_float("dropout", r, allow_zero=True) for r in rates]
         if any(r >= 1 for r in rates):
             raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
+        bn = [batch_norm] * n_hidden if not isinstance(batch_norm, (list, tuple)) else list(batch_norm)
+        if len(bn) != n_hidden or not all(isinstance(v, (bool, np.bool_)) for v in bn):
+            raise ValueError(f"batch_norm must be True/False or one bool per hidden layer ({n_hidden}), "
+                             f"got {batch_norm!r}")
 
         self.sizes = sizes
         self.activations = activations
@@ -364,17 +387,30 @@ class BaseMLP:
         self.clip_norm = clip_norm
         self.leaky_slope = leaky_slope
         self.dropout = rates
+        self.batch_norm = [bool(v) for v in bn]
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
 
-        self._w_off, self._b_off, self.n_params = layer_layout(sizes)
-        self._params, self._grads, self._slots_buf = allocate_state(self.n_params, optimizer.n_slots, self.dtype)
+        (self._w_off, self._b_off, self._g_off, self._end, self.n_params,
+         self._r_off, n_running) = layer_layout(sizes, self.batch_norm + [False])
+        self._params_ext, self._grads, self._slots_buf = allocate_state(
+            self.n_params, n_running, optimizer.n_slots, self.dtype)
+        self._params = self._params_ext[:self.n_params]  # the trainable parameters
+        self._running = self._params_ext[self.n_params:]  # batch norm's running mean and variance
         self._slots = self._slots_buf[:, :self.n_params]
         self._step = 0  # optimizer updates applied
         self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
         self._batches = 0  # mini-batches run (the count step-unit schedules see)
         self._W, self._b = self._views(self._params)
         self._gW, self._gb = self._views(self._grads)
+        # batch norm: scale / shift (trained) and running mean / variance, None elsewhere
+        self._gamma, self._beta = self._bn_views(self._params_ext, self._g_off)
+        self._ggamma, self._gbeta = self._bn_views(self._grads, self._g_off)
+        self._run_mean, self._run_var = self._bn_views(self._params_ext, self._r_off)
+        for l, bn in enumerate(self.batch_norm):
+            if bn:
+                self._gamma[l][...] = 1
+                self._run_var[l][...] = 1
         for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
             W[...] = W0
             b[...] = b0
@@ -434,6 +470,13 @@ class BaseMLP:
             need = ">= 0" if allow_zero else "> 0"
             raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
         return value
+
+    def _bn_views(self, flat, offsets):
+        first, second = [], []
+        for off, n in zip(offsets, self.sizes[1:]):
+            first.append(flat[off:off + n] if off >= 0 else None)
+            second.append(flat[off + n:off + 2 * n] if off >= 0 else None)
+        return first, second
 
     def _views(self, flat):
         Ws, bs = [], []
@@ -624,7 +667,7 @@ class BaseMLP:
                             best, waited = value, 0
                             history.best_epoch = done
                             if early_stopping.restore_best:
-                                best_params = self._params.copy()
+                                best_params = self._params_ext.copy()  # with running averages
                         else:
                             waited += 1
                             if waited >= early_stopping.patience:
@@ -641,7 +684,7 @@ class BaseMLP:
                 if history.stopped:
                     break
             if best_params is not None:
-                self._params[...] = best_params
+                self._params_ext[...] = best_params
         return history
 
     def _validation_split(self, X, T, validation_data, validation_split):
@@ -743,6 +786,7 @@ class BaseMLP:
             "sizes": self.sizes, "activation": self.activations, "output": self.output,
             "loss": self.loss, "init": self.init, "dtype": self.dtype.name, "seed": self.seed,
             "l2": self.l2, "clip_norm": self.clip_norm, "leaky_slope": self.leaky_slope, "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
             "optimizer": type(self.optimizer).__name__, "optimizer_config": self.optimizer.get_config(),
         }
 
@@ -754,7 +798,7 @@ class BaseMLP:
         Each array carries a CRC32 checksum; nothing is pickled.
         """
         path = os.fspath(path)
-        arrays = {"params": self._params, "slots": self._slots,
+        arrays = {"params": self._params_ext, "slots": self._slots,
                   "step": np.array([self._step, self._epoch, self._batches, self._dropout_key], dtype=np.int64),
                   "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
@@ -801,9 +845,9 @@ class BaseMLP:
         cfg = dict(header["config"])
         optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
         model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
-        if arrays["params"].shape != model._params.shape or arrays["slots"].shape != model._slots.shape:
+        if arrays["params"].shape != model._params_ext.shape or arrays["slots"].shape != model._slots.shape:
             raise ValueError(f"{path}: array shapes do not match the saved configuration")
-        model._params[...] = arrays["params"]
+        model._params_ext[...] = arrays["params"]
         model._slots[...] = arrays["slots"]
         model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])
         model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())

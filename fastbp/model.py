@@ -25,16 +25,25 @@ class MLP(BaseMLP):
 
     def _setup(self):
         L = self.n_layers
-        meta = np.zeros((L, 6), dtype=np.int64)
-        ws_off = 0
+        meta = np.full((L, 11), -1, dtype=np.int64)
+        ws_off = bn_off = 0
+        self._bn_row_offsets = np.full(L, -1, dtype=np.int64)
         for l in range(L):
-            meta[l, 0], meta[l, 1] = self.sizes[l], self.sizes[l + 1]
+            n_out = self.sizes[l + 1]
+            meta[l, 0], meta[l, 1] = self.sizes[l], n_out
             meta[l, 2], meta[l, 3] = self._w_off[l], self._b_off[l]
             meta[l, 4] = ws_off  # in units of rows; scaled by the capacity below
-            ws_off += self.sizes[l + 1]
+            ws_off += n_out
             meta[l, 5] = HIDDEN_ACTIVATIONS[self.activations[l]] if l < L - 1 else OUTPUT_ACTIVATIONS[self.output]
+            meta[l, 6] = self._g_off[l]
+            meta[l, 7] = self._r_off[l]
+            if self._g_off[l] >= 0:
+                self._bn_row_offsets[l] = bn_off
+                bn_off += n_out
+            meta[l, 10] = self._end[l]
         self._ws_row_offsets = meta[:, 4].copy()
         self._ws_width = ws_off
+        self._bn_width = bn_off
         self._meta = meta
         self._loss_code = LOSSES[self.loss]
         hyper = list(self.optimizer.hyper) + [0.0] * (5 - len(self.optimizer.hyper))
@@ -73,8 +82,13 @@ class MLP(BaseMLP):
         """
         meta = self._meta.copy()
         meta[:, 4] = self._ws_row_offsets * rows
+        # batch norm's xhat (rows x n) and batch statistics (3 n) follow the activations in acts
+        bn = self._bn_row_offsets >= 0
+        meta[bn, 8] = rows * self._ws_width + rows * self._bn_row_offsets[bn]
+        meta[bn, 9] = rows * (self._ws_width + self._bn_width) + 3 * self._bn_row_offsets[bn]
+        acts_size = rows * (self._ws_width + self._bn_width) + 3 * self._bn_width
         acts, deltas, Xb, Tb = carve(
-            [rows * self._ws_width, rows * self._ws_width, rows * self.sizes[0], rows * self.sizes[-1]], self.dtype)
+            [acts_size, rows * self._ws_width, rows * self.sizes[0], rows * self.sizes[-1]], self.dtype)
         return meta, acts, deltas, Xb, Tb
 
     def _train_workspace(self, rows):
@@ -91,24 +105,24 @@ class MLP(BaseMLP):
         chunk = min(X.shape[0], _INFERENCE_CHUNK)
         meta, acts, _, _, _ = self._make_workspace(chunk)
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kernels.predict(self._params, X, meta, self._cfg, acts, chunk, P)
+        kernels.predict(self._params_ext, X, meta, self._cfg, acts, chunk, P)
         return P
 
     def _evaluate(self, X, T):
         chunk = min(X.shape[0], _INFERENCE_CHUNK)
         meta, acts, deltas, _, _ = self._make_workspace(chunk)
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        loss = kernels.evaluate(self._params, X, T, meta, self._loss_code, self._cfg, acts, deltas, chunk, P)
+        loss = kernels.evaluate(self._params_ext, X, T, meta, self._loss_code, self._cfg, acts, deltas, chunk, P)
         return loss, P
 
     def _loss_and_grads(self, X, T):
         meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
-        return kernels.loss_and_grads(self._params, self._grads, X, T, meta, self._loss_code, self._cfg, acts,
+        return kernels.loss_and_grads(self._params_ext, self._grads, X, T, meta, self._loss_code, self._cfg, acts,
                                       deltas, self._state)
 
     def _train_batch(self, X, T):
         meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
-        loss = kernels.train_batch(self._params, self._grads, self._slots_buf, self._state, X, T, meta,
+        loss = kernels.train_batch(self._params_ext, self._grads, self._slots_buf, self._state, X, T, meta,
                                    self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
         return loss, int(self._state[1]), int(self._state[2])
 
@@ -116,7 +130,7 @@ class MLP(BaseMLP):
         meta, acts, deltas, Xb, Tb = self._train_workspace(batch_size)
         losses = np.empty(perms.shape[0])
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
-        done = kernels.train_epochs(self._params, self._grads, self._slots_buf, self._state, X, T, perms,
+        done = kernels.train_epochs(self._params_ext, self._grads, self._slots_buf, self._state, X, T, perms,
                                     batch_size, meta, self._loss_code, self.optimizer.code, self._cfg, acts,
                                     deltas, Xb, Tb, skip_nonfinite, rates, losses, skipped)
         s = self._state

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _base
 from . import schedules
-from ._base import BaseMLP, EarlyStopping, History, gradcheck
+from ._base import BN_EPS, BN_MOMENTUM, BaseMLP, EarlyStopping, History, gradcheck
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
 
 __all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]
@@ -172,11 +172,23 @@ class MLP(BaseMLP):
     def _forward_cache(self, X, step=None):
         """Pre-activations Z, activations A (A[0] is X) and dropout multipliers of every layer.
 
-        ``step`` given: training mode, hidden outputs are dropped with that step's masks.
+        ``step`` given: training mode — hidden outputs are dropped with that step's masks and
+        batch-normalised layers use the batch's statistics (kept in ``self._bn_cache``).
         """
         A, Z, masks = [X], [], []
+        self._bn_cache = {}
         for l in range(self.n_layers):
-            z = A[-1] @ self._W[l] + self._b[l]
+            if self._gamma[l] is None:
+                z = A[-1] @ self._W[l] + self._b[l]
+            else:  # batch norm: no bias; normalise, scale and shift
+                z = A[-1] @ self._W[l]
+                if step is not None:
+                    mean, var = z.mean(axis=0), z.var(axis=0)
+                    xhat = (z - mean) / np.sqrt(var + BN_EPS)
+                    self._bn_cache[l] = (xhat, var, mean, len(z))
+                else:
+                    xhat = (z - self._run_mean[l]) / np.sqrt(self._run_var[l] + BN_EPS)
+                z = self._gamma[l] * xhat + self._beta[l]
             Z.append(z)
             name = self.activations[l] if l < self.n_layers - 1 else self.output
             a = activation(name, z, self.leaky_slope)
@@ -207,6 +219,16 @@ class MLP(BaseMLP):
         for l in range(self.n_layers - 1, -1, -1):
             self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
             self._gb[l][...] = delta.sum(axis=0)
+            if l in self._bn_cache:  # delta is dL/dY: through the normalisation to dL/dZ
+                xhat, var, _, m = self._bn_cache[l]
+                self._ggamma[l][...] = (delta * xhat).sum(axis=0)
+                self._gbeta[l][...] = delta.sum(axis=0)
+                delta = self._gamma[l] / np.sqrt(var + BN_EPS) * (
+                    delta - delta.mean(axis=0) - xhat * (delta * xhat).mean(axis=0))
+                self._gb[l][...] = 0  # a normalised layer has no bias
+            self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
+            if l not in self._bn_cache:
+                self._gb[l][...] = delta.sum(axis=0)
             if l > 0:
                 delta = (delta @ self._W[l].T) * activation_derivative(self.activations[l - 1], Z[l - 1],
                                                                         self.leaky_slope)
@@ -226,6 +248,9 @@ class MLP(BaseMLP):
             clip_by_global_norm(self._grads, self.clip_norm)
         self._step += 1
         optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step, lr)
+        for l, (_, var, mean, m) in self._bn_cache.items():  # running averages (PyTorch's rule)
+            self._run_mean[l][...] = (1 - BN_MOMENTUM) * self._run_mean[l] + BN_MOMENTUM * mean
+            self._run_var[l][...] = (1 - BN_MOMENTUM) * self._run_var[l] + BN_MOMENTUM * var * (m / (m - 1) if m > 1 else 1)
         return value, _base.STATUS_OK, -1
 
     def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):

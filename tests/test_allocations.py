@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
         for opt in (fb.Adam(1e-3), fb.SGD(0.1, momentum=0.9), fb.AdaGrad(0.1)):
             rng = np.random.default_rng(0)
             model = fb.MLP([6, 9, 7, 3], activation=["tanh", "relu"], optimizer=opt, dtype=dtype,
-                           seed=0, l2=1e-3, clip_norm=1.0, dropout=0.2)
+                           seed=0, l2=1e-3, clip_norm=1.0, dropout=0.2, batch_norm=[True, False])
             X = rng.standard_normal((1000, 6)).astype(dtype)
             y = rng.integers(0, 3, 1000)
             model.fit(X, y, epochs=1, batch_size=10)          # warm-up: compile, size workspace

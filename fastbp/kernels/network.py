@@ -5,8 +5,14 @@ Layout, shared with ``fastbp._base``:
 
 * ``params`` / ``grads``: one flat buffer each, ``W1, b1, W2, b2, ...``; ``slots`` holds the
   optimizer state, one row per state buffer, in the same layout.
-* ``meta``: int64 ``(L, 6)``, one row per layer: ``n_in, n_out, W offset, b offset,
-  workspace offset, activation code`` (the last layer's code is the output activation).
+* ``meta``: int64 ``(L, 11)``, one row per layer: ``n_in, n_out, W offset, b offset,
+  workspace offset, activation code`` (the last layer's code is the output activation),
+  then for batch norm (-1 when the layer has none) ``gamma offset`` (beta follows),
+  ``running-mean offset`` (the variance follows; in ``params``, after the trainable ones),
+  ``xhat offset`` and ``stats offset`` (both in ``acts``); last, the end of the layer's
+  block of parameters.
+* ``params`` holds the trainable parameters (``grads.size`` of them) followed by batch
+  norm's running averages, which the optimizer does not touch.
 * ``acts`` / ``deltas``: the workspace, one flat buffer each; layer ``l`` uses
   ``capacity * n_out`` entries at its workspace offset, of which the first ``m * n_out``
   hold an ``m``-row batch.  ``Xb`` / ``Tb`` receive each gathered mini-batch.
@@ -20,7 +26,8 @@ Nothing here allocates: every array is a view into a buffer the caller owns.
 
 import numpy as np
 
-from .activations import dropout_backward, dropout_forward
+from .activations import bias_activation, dropout_backward, dropout_forward
+from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
 from .common import LINEAR, jit
 from .dense import dense_backward, dense_forward
 from .losses import output_loss
@@ -44,6 +51,18 @@ def layer_rows(buf, meta, l, m):
     return buf[off:off + m * n].reshape((m, n))
 
 
+@jit(inline="always")
+def bn_xhat(acts, meta, l, m):
+    off, n = meta[l, 8], meta[l, 1]
+    return acts[off:off + m * n].reshape((m, n))
+
+
+@jit(inline="always")
+def bn_stats(acts, meta, l):
+    off = meta[l, 9]
+    return acts[off:off + 3 * meta[l, 1]]
+
+
 @jit
 def forward_hidden(params, X, meta, cfg, acts, key, step):
     """Run the hidden layers on ``X``; returns the last hidden activation (or ``X``).
@@ -55,7 +74,17 @@ def forward_hidden(params, X, meta, cfg, acts, key, step):
     for l in range(meta.shape[0] - 1):
         W, b = layer_params(params, meta, l)
         A = layer_rows(acts, meta, l, m)
-        dense_forward(A_prev, W, b, A, meta[l, 5], cfg[CFG_SLOPE])
+        g, n = meta[l, 6], meta[l, 1]
+        if g < 0:
+            dense_forward(A_prev, W, b, A, meta[l, 5], cfg[CFG_SLOPE])
+        else:  # Z = A_prev @ W (no bias), normalised, scaled; beta added with the activation
+            np.dot(A_prev, W, A)
+            if step >= 0:
+                batchnorm_forward_train(A, params[g:g + n], bn_xhat(acts, meta, l, m), bn_stats(acts, meta, l))
+            else:
+                r = meta[l, 7]
+                batchnorm_forward_infer(A, params[g:g + n], params[r:r + n], params[r + n:r + 2 * n])
+            bias_activation(A, params[g + n:g + 2 * n], meta[l, 5], cfg[CFG_SLOPE])
         rate = cfg[CFG_DROPOUT + l]
         if step >= 0 and rate > 0.0:
             dropout_forward(A, rate, key, step, l)
@@ -94,6 +123,10 @@ def backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step):
     W, _ = layer_params(params, meta, l)
     gW, gb = layer_params(grads, meta, l)
     D = layer_rows(deltas, meta, l, m)
+    g, n = meta[l, 6], meta[l, 1]
+    if g >= 0:  # D: dL/dY in, dL/dZ out
+        batchnorm_backward(D, bn_xhat(acts, meta, l, m), bn_stats(acts, meta, l), params[g:g + n],
+                           grads[g:g + n], grads[g + n:g + 2 * n])
     if l > 0:
         A_prev, D_prev = layer_rows(acts, meta, l - 1, m), layer_rows(deltas, meta, l - 1, m)
         rate = cfg[CFG_DROPOUT + l - 1]
@@ -104,6 +137,8 @@ def backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step):
             dense_backward(A_prev, W, D, gW, gb, D_prev, meta[l - 1, 5], slope, l2, True)
     else:  # nobody needs the input's gradient
         dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
+    if g >= 0:  # a normalised layer has no bias
+        gb[:] = 0
 
 
 @jit
@@ -153,7 +188,7 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
     for l in range(L - 1, -1, -1):
         backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step)
         # checked while this layer's gradient is still in cache
-        if count_nonfinite(grads[meta[l, 2]:meta[l, 3] + meta[l, 1]]) > 0:
+        if count_nonfinite(grads[meta[l, 2]:meta[l, 10]]) > 0:
             state[1] = STATUS_GRAD
             state[2] = l
             return loss
@@ -161,7 +196,11 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
         clip_global_norm(grads, clip)
     state[0] += 1
     state[1] = STATUS_OK
-    update_range(opt_code, params, grads, slots, 0, params.size, state[0], cfg[CFG_HYPER:])
+    update_range(opt_code, params, grads, slots, 0, grads.size, state[0], cfg[CFG_HYPER:])
+    for l in range(L - 1):  # batch norm's running averages move with applied steps only
+        r, n = meta[l, 7], meta[l, 1]
+        if r >= 0:
+            batchnorm_update_running(params[r:r + n], params[r + n:r + 2 * n], bn_stats(acts, meta, l), m)
     return loss
 
 

@@ -1,0 +1,87 @@
+"""Batch normalisation of a hidden layer's pre-activations (before the activation).
+
+Training: ``xhat = (Z - mean) / sqrt(var + eps)`` with the batch's mean and (biased)
+variance per unit, ``Y = gamma * xhat + beta``.  Inference: the running averages instead.
+The running averages follow PyTorch: ``r <- (1 - momentum) r + momentum * batch`` with the
+unbiased variance; they move only when a training step is applied.
+
+``Z <- gamma * xhat`` here; ``beta`` is added by the activation kernel's fused bias add.
+``stats`` holds ``[mean, var, 1/sqrt(var + eps)]`` of the batch (3 n entries), kept for the
+backward pass and the running-average update.
+"""
+
+import numpy as np
+
+from .._base import BN_EPS, BN_MOMENTUM
+from .common import jit
+
+
+@jit
+def batchnorm_forward_train(Z, gamma, xhat, stats):
+    m, n = Z.shape
+    mean, var, istd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]
+    inv_m = Z.dtype.type(1.0 / m)
+    for j in range(n):
+        mean[j] = 0
+        var[j] = 0
+    for i in range(m):
+        z = Z[i]
+        for j in range(n):
+            mean[j] += z[j]
+    for j in range(n):
+        mean[j] *= inv_m
+    for i in range(m):
+        z = Z[i]
+        for j in range(n):
+            c = z[j] - mean[j]
+            var[j] += c * c
+    eps = Z.dtype.type(BN_EPS)
+    for j in range(n):
+        var[j] *= inv_m
+        istd[j] = 1 / np.sqrt(var[j] + eps)
+    for i in range(m):
+        z, x = Z[i], xhat[i]
+        for j in range(n):
+            x[j] = (z[j] - mean[j]) * istd[j]
+            z[j] = gamma[j] * x[j]
+
+
+@jit
+def batchnorm_forward_infer(Z, gamma, run_mean, run_var):
+    m, n = Z.shape
+    eps = Z.dtype.type(BN_EPS)
+    for i in range(m):
+        z = Z[i]
+        for j in range(n):
+            z[j] = gamma[j] * ((z[j] - run_mean[j]) / np.sqrt(run_var[j] + eps))
+
+
+@jit
+def batchnorm_backward(D, xhat, stats, gamma, dgamma, dbeta):
+    """``D``: dL/dY in, dL/dZ out; writes dL/dgamma and dL/dbeta."""
+    m, n = D.shape
+    istd = stats[2 * n:3 * n]
+    for j in range(n):
+        dgamma[j] = 0
+        dbeta[j] = 0
+    for i in range(m):
+        d, x = D[i], xhat[i]
+        for j in range(n):
+            dbeta[j] += d[j]
+            dgamma[j] += d[j] * x[j]
+    inv_m = D.dtype.type(1.0 / m)
+    for i in range(m):
+        d, x = D[i], xhat[i]
+        for j in range(n):
+            d[j] = gamma[j] * istd[j] * (d[j] - dbeta[j] * inv_m - x[j] * (dgamma[j] * inv_m))
+
+
+@jit
+def batchnorm_update_running(run_mean, run_var, stats, m):
+    n = run_mean.size
+    mom = run_mean.dtype.type(BN_MOMENTUM)
+    keep = run_mean.dtype.type(1.0 - BN_MOMENTUM)
+    unbias = run_mean.dtype.type(m / (m - 1.0) if m > 1 else 1.0)
+    for j in range(n):
+        run_mean[j] = keep * run_mean[j] + mom * stats[j]
+        run_var[j] = keep * run_var[j] + mom * stats[n + j] * unbias
