@@ -14,6 +14,7 @@ of the same length) use the same layout; all three are regions of one allocation
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -205,6 +206,31 @@ def gradcheck(model, X, y, eps=1e-6):
             errors[name] = float(np.abs(a - num).max() / scale)
         report.append(errors)
     return report
+
+
+class _Progress(threading.Thread):
+    """Redraws a progress bar about every ``interval`` seconds while an epoch runs in compiled
+    code (which releases the GIL): reads the batch counter the kernels update, so training
+    itself does nothing extra."""
+
+    def __init__(self, model, epoch, epochs, n_batches, batch_size, stream, interval=0.5):
+        super().__init__(daemon=True)
+        self.model, self.epoch, self.epochs, self.n_batches = model, epoch, epochs, n_batches
+        self.batch_size, self.stream, self.interval = batch_size, stream, interval
+        self.start_time = time.perf_counter()
+        self.finished = threading.Event()
+
+    def line(self, done):
+        width = 24
+        filled = int(width * done / self.n_batches)
+        rate = done * self.batch_size / max(time.perf_counter() - self.start_time, 1e-9)
+        bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
+        return f"epoch {self.epoch}/{self.epochs} [{bar[:width]}] {done}/{self.n_batches} - {rate:,.0f} samples/s"
+
+    def run(self):
+        while not self.finished.wait(self.interval):
+            self.stream.write("\r" + self.line(self.model._epoch_progress()))
+            self.stream.flush()
 
 
 class EarlyStopping:
@@ -638,7 +664,16 @@ class BaseMLP:
                 else:
                     rates = schedules.rates_for_epochs(lr_schedule, self._epoch, self._batches, count, n_batches)
                 start = time.perf_counter()
-                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip, rates)
+                progress = None
+                if verbose:
+                    progress = _Progress(self, done + 1, epochs, n_batches, batch_size, sys.stdout)
+                    progress.start()
+                try:
+                    losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip, rates)
+                finally:
+                    if progress is not None:
+                        progress.finished.set()
+                        progress.join()
                 seconds = time.perf_counter() - start
                 for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
                     done += 1
@@ -660,7 +695,8 @@ class BaseMLP:
                     if verbose:
                         rate = n * len(losses) / max(seconds, 1e-9)
                         shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                        print(f"epoch {done}/{epochs} - {shown} - {rate:,.0f} samples/s", flush=True)
+                        text = f"epoch {done}/{epochs} - {shown} - {rate:,.0f} samples/s"
+                        print("\r" + text.ljust(72), flush=True)
                     if early_stopping is not None:
                         value = metrics[monitor]
                         if value < best - early_stopping.min_delta:

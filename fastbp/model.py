@@ -49,12 +49,13 @@ class MLP(BaseMLP):
         hyper = list(self.optimizer.hyper) + [0.0] * (5 - len(self.optimizer.hyper))
         self._cfg = np.array([self.leaky_slope, self.l2, self.clip_norm or 0.0] + hyper + self.dropout + [0.0],
                              dtype=np.float64)
-        self._state = np.zeros(6, dtype=np.int64)
+        self._state = np.zeros(7, dtype=np.int64)
         self._state[5] = self._dropout_key_value
         self._capacity = 0
 
     # The step count lives in the int64 array the kernels update:
-    # [step, status of the last batch, its bad layer, bad batch index, batches skipped, dropout key].
+    # [step, status of the last batch, its bad layer, bad batch index, batches skipped, dropout key,
+    #  batches done in the current epoch].
     @property
     def _step(self):
         return int(self._state[0])
@@ -62,7 +63,7 @@ class MLP(BaseMLP):
     @_step.setter
     def _step(self, value):
         if not hasattr(self, "_state"):
-            self._state = np.zeros(6, dtype=np.int64)
+            self._state = np.zeros(7, dtype=np.int64)
         self._state[0] = value
 
     @property
@@ -74,6 +75,9 @@ class MLP(BaseMLP):
         self._dropout_key_value = value
         if hasattr(self, "_state"):
             self._state[5] = value
+
+    def _epoch_progress(self):
+        return int(self._state[6])
 
     def _make_workspace(self, rows):
         """A workspace for batches of up to ``rows`` rows: ``(meta, acts, deltas, Xb, Tb)``.

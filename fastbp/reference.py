@@ -208,6 +208,9 @@ class MLP(BaseMLP):
     def _forward(self, X):
         return self._forward_cache(X)[1][-1]
 
+    def _epoch_progress(self):
+        return getattr(self, "_progress", 0)
+
     def _evaluate(self, X, T):
         Z, A, _ = self._forward_cache(X)
         value, _ = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
@@ -257,6 +260,7 @@ class MLP(BaseMLP):
         total, counted, skipped = 0.0, 0, 0
         status, layer, bad_batch = _base.STATUS_OK, -1, -1
         for b, start in enumerate(range(0, X.shape[0], batch_size)):
+            self._progress = b
             idx = perm[start:start + batch_size]
             value, st, bad_layer = self._train_batch(X[idx], T[idx], float(rates[b]) if len(rates) else None)
             if st != _base.STATUS_OK:

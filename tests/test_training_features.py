@@ -159,9 +159,28 @@ def test_bad_early_stopping_settings():
 def test_verbose_prints_one_line_per_epoch(capsys):
     X, y = data()
     fastbp.MLP([4, 3], seed=0).fit(X, y, epochs=3, validation_split=0.2, verbose=1)
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out
+    lines = [part.strip() for part in out.replace("\n", "\r").split("\r") if " - loss " in part]
+    assert out.endswith("\n") and out.count("\n") == 3
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3 - loss ")
     assert "val_loss" in lines[-1] and "val_accuracy" in lines[-1] and "samples/s" in lines[-1]
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_progress_bar_updates_during_a_long_epoch(fb, capsys, monkeypatch):
+    from fastbp import _base
+    monkeypatch.setattr(_base._Progress, "__init__",
+                        lambda self, *a, **k: _base.threading.Thread.__init__(self, daemon=True) or
+                        self.__dict__.update(dict(zip(("model", "epoch", "epochs", "n_batches", "batch_size",
+                                                       "stream"), a), interval=0.005,
+                                                  start_time=_base.time.perf_counter(),
+                                                  finished=_base.threading.Event())))
+    X, y = data(6000)
+    fb.MLP([4, 64, 3], seed=0).fit(X, y, epochs=1, batch_size=2, verbose=1)
+    updates = [u for u in capsys.readouterr().out.split("\r") if "] " in u]
+    assert len(updates) >= 2 and "epoch 1/1 [" in updates[0] and "samples/s" in updates[-1]
+    done = [int(u.split("] ")[1].split("/")[0]) for u in updates]
+    assert done == sorted(done) and done[-1] > 0
 
 
 def test_history_plot_writes_a_picture(tmp_path):

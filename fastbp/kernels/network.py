@@ -18,7 +18,8 @@ Layout, shared with ``fastbp._base``:
   hold an ``m``-row batch.  ``Xb`` / ``Tb`` receive each gathered mini-batch.
 * ``cfg``: float64 ``[leaky slope, l2, clip_norm (0 = off), 5 optimizer hyper-parameters,
   one dropout rate per hidden layer]``.
-* ``state``: int64 ``[step, status, bad layer, bad batch, skipped batches, dropout key]``.
+* ``state``: int64 ``[step, status, bad layer, bad batch, skipped batches, dropout key,
+  batches done in the current epoch]``.
   Dropout is applied when a forward pass is given ``step >= 0`` (training), never in inference.
 
 Nothing here allocates: every array is a view into a buffer the caller owns.
@@ -223,6 +224,7 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
     state[3] = -1
     state[4] = 0
     for b in range((n + batch_size - 1) // batch_size):
+        state[6] = b  # progress, read by fit's progress display from another thread
         start = b * batch_size
         m = min(batch_size, n - start)
         xb = Xb[:m * n_in].reshape((m, n_in))
