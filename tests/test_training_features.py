@@ -176,7 +176,7 @@ def test_progress_bar_updates_during_a_long_epoch(fb, capsys, monkeypatch):
                                                   start_time=_base.time.perf_counter(),
                                                   finished=_base.threading.Event())))
     X, y = data(6000)
-    fb.MLP([4, 64, 3], seed=0).fit(X, y, epochs=1, batch_size=2, verbose=1)
+    fb.MLP([4, 256, 256, 3], seed=0).fit(X, y, epochs=1, batch_size=1, verbose=1)  # ~0.1 s or more
     updates = [u for u in capsys.readouterr().out.split("\r") if "] " in u]
     assert len(updates) >= 2 and "epoch 1/1 [" in updates[0] and "samples/s" in updates[-1]
     done = [int(u.split("] ")[1].split("/")[0]) for u in updates]
