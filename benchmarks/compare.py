@@ -6,14 +6,16 @@ sgemm-bound limit fastbp reaches.
 
 Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He init,
 shuffled mini-batches (the last one smaller when the batch size does not divide n).
-Times are medians over ``--repeat`` measurements after a warm-up epoch.
+Times are medians over ``--repeat`` measurements after a warm-up epoch; the implementations
+are measured in alternating blocks (see ``interleaved``) so that a slow spell of the shared
+machine hits them all, with pauses so that one library's spinning threads do not slow the next.
 
 * fastbp / reference: ``fit(X, y, epochs=E) / E``, E chosen so one measurement takes ~0.3 s.
-  "reference (tuned malloc)" runs the reference in a child process with
+  "reference (tuned malloc)" runs the reference in a child process (right after the others) with
   ``MALLOC_MMAP_THRESHOLD_`` raised, so glibc keeps its large temporaries instead of
   returning them to the OS every step (the plain reference is page-fault bound on W3/W4).
 * PyTorch: eager ``nn.Sequential`` + ``torch.optim.Adam`` (best of ``foreach`` and ``fused``),
-  ``torch.set_num_threads`` = this machine's cores.
+  ``torch.set_num_threads`` = this machine's cores.  Each peer runs in a process of its own.
 * JAX: one ``jax.jit``-compiled epoch: ``lax.scan`` over the full batches, then the remainder.
 * scikit-learn: ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call).
 * sgemm-bound limit: the same epoch's GEMMs alone (forward ``2nP``, backward ``4nP`` minus the
@@ -47,8 +49,29 @@ def median_time(fn, repeat):
     return float(np.median(times))
 
 
-def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
-    """Seconds per epoch of ``fb.MLP.fit``, measured over E epochs per call."""
+def interleaved(runners, repeat, rounds=2, pause=0.5):
+    """Median seconds per epoch of each runner ``(fn, epochs per call)``.
+
+    The runners are measured in blocks (one untimed call, then ``repeat / rounds`` timed
+    ones), block after block, ``rounds`` times over, so that a slow spell of this shared
+    machine hits all of them; ``pause`` seconds before each block let the previous library's
+    spinning worker threads (OpenMP, XLA) go to sleep instead of competing with the next.
+    """
+    times = {name: [] for name in runners}
+    per_round = max(1, -(-repeat // rounds))
+    for _ in range(rounds):
+        for name, (fn, epochs) in runners.items():
+            time.sleep(pause)
+            fn()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) / epochs)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def fit_runner(fb, sizes, X, y, batch_size, dtype):
+    """``fb.MLP.fit`` over E epochs per call (E making one call ~0.3 s), after a warm-up."""
     model = make_model(fb, sizes, dtype)
     start = time.perf_counter()
     model.fit(X, y, epochs=1, batch_size=batch_size)  # warm-up (compiles fastbp)
@@ -57,17 +80,29 @@ def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
     model.fit(X, y, epochs=1, batch_size=batch_size)
     one = min(one, time.perf_counter() - start)
     epochs = max(1, int(0.3 / max(one, 1e-6)))
-    return median_time(lambda: model.fit(X, y, epochs=epochs, batch_size=batch_size), repeat) / epochs
+    return (lambda: model.fit(X, y, epochs=epochs, batch_size=batch_size)), epochs
+
+
+def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
+    fn, epochs = fit_runner(fb, sizes, X, y, batch_size, dtype)
+    return median_time(fn, repeat) / epochs
+
+
+def in_child(kind, workload, repeat, env=None):
+    """Seconds per epoch measured by a fresh interpreter (``--child KIND``), or None."""
+    out = subprocess.run([sys.executable, __file__, "--child", kind, workload, "--repeat", str(repeat)],
+                         env=dict(os.environ, **(env or {})), check=True, capture_output=True, text=True).stdout
+    value = out.strip().splitlines()[-1]
+    return None if value == "None" else float(value)
 
 
 def time_reference_tuned(workload, repeat):
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 31))
-    out = subprocess.run([sys.executable, __file__, "--child-reference", workload, "--repeat", str(repeat)],
-                         env=env, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    return in_child("reference", workload, repeat,
+                    env=dict(MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 31)))
 
 
-def time_torch(sizes, X, y, batch_size, dtype, repeat):
+def torch_runner(sizes, X, y, batch_size, dtype, repeat):
+    """PyTorch eager, the faster of foreach / fused Adam (chosen on ``repeat`` epochs each)."""
     try:
         import torch
     except ImportError:
@@ -89,7 +124,7 @@ def time_torch(sizes, X, y, batch_size, dtype, repeat):
             continue
         loss_fn = torch.nn.CrossEntropyLoss()
 
-        def epoch():
+        def epoch(net=net, opt=opt):  # bind this flavour's network and optimizer
             perm = torch.randperm(n)
             for s in range(0, n, batch_size):
                 idx = perm[s:s + batch_size]
@@ -102,12 +137,13 @@ def time_torch(sizes, X, y, batch_size, dtype, repeat):
             epoch()
         except RuntimeError:  # e.g. fused Adam unsupported for this dtype/device
             continue
-        t = median_time(epoch, repeat)
-        best = t if best is None else min(best, t)
-    return best
+        t = median_time(epoch, max(1, repeat // 2))
+        if best is None or t < best[0]:
+            best = (t, epoch)
+    return None if best is None else (best[1], 1)
 
 
-def time_jax(sizes, X, y, batch_size, dtype, repeat):
+def jax_runner(sizes, X, y, batch_size, dtype):
     try:
         import jax
         import jax.numpy as jnp
@@ -162,10 +198,10 @@ def time_jax(sizes, X, y, batch_size, dtype, repeat):
         state[0] = carry
 
     run()
-    return median_time(run, repeat)
+    return run, 1
 
 
-def time_sklearn(sizes, X, y, batch_size, dtype, repeat):
+def sklearn_runner(sizes, X, y, batch_size, dtype):
     try:
         import warnings
 
@@ -178,10 +214,16 @@ def time_sklearn(sizes, X, y, batch_size, dtype, repeat):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf.partial_fit(X, y, classes=classes)
-        return median_time(lambda: clf.partial_fit(X, y), repeat)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(X, y)
+
+    return run, 1
 
 
-def time_gemm_limit(sizes, X, y, batch_size, dtype, repeat):
+def gemm_limit_runner(sizes, X, y, batch_size, dtype):
     """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
     from numba import njit
 
@@ -214,7 +256,7 @@ def time_gemm_limit(sizes, X, y, batch_size, dtype, repeat):
     deltas[:] = 0.01
     args = (model._params, model._grads, X, meta, acts, deltas, batch_size)
     gemm_epoch(*args)
-    return median_time(lambda: gemm_epoch(*args), repeat)
+    return (lambda: gemm_epoch(*args)), 1
 
 
 def gemm_flops(sizes, n):
@@ -228,13 +270,21 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="only fastbp and the reference")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--child-reference", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.child_reference:
-        sizes, n, batch_size, dtype = WORKLOADS[args.child_reference]
+    if args.child:  # one implementation alone in this fresh process
+        kind, workload = args.child
+        sizes, n, batch_size, dtype = WORKLOADS[workload]
         X, y = make_data(sizes, n, dtype)
-        print(time_fit(fastbp.reference, sizes, X, y, batch_size, dtype, args.repeat))
+        if kind == "reference":
+            print(time_fit(fastbp.reference, sizes, X, y, batch_size, dtype, args.repeat))
+            return
+        make = {"PyTorch eager": lambda: torch_runner(sizes, X, y, batch_size, dtype, args.repeat),
+                "JAX epoch jit": lambda: jax_runner(sizes, X, y, batch_size, dtype),
+                "scikit-learn": lambda: sklearn_runner(sizes, X, y, batch_size, dtype)}[kind]
+        runner = make()
+        print(None if runner is None else interleaved({kind: runner}, args.repeat)[kind])
         return
 
     columns = ["fastbp", "reference", "reference (tuned malloc)"]
@@ -244,16 +294,18 @@ def main():
     for name in args.workloads:
         sizes, n, batch_size, dtype = WORKLOADS[name]
         X, y = make_data(sizes, n, dtype)
-        r = {
-            "fastbp": time_fit(fastbp, sizes, X, y, batch_size, dtype, args.repeat),
-            "reference": time_fit(fastbp.reference, sizes, X, y, batch_size, dtype, args.repeat),
-            "reference (tuned malloc)": time_reference_tuned(name, args.repeat),
-            "gemm limit": time_gemm_limit(sizes, X, y, batch_size, dtype, args.repeat),
+        runners = {
+            "fastbp": fit_runner(fastbp, sizes, X, y, batch_size, dtype),
+            "reference": fit_runner(fastbp.reference, sizes, X, y, batch_size, dtype),
+            "gemm limit": gemm_limit_runner(sizes, X, y, batch_size, dtype),
         }
+        r = interleaved(runners, args.repeat)
+        # Each of these in a process of its own, measured right after: the malloc setting is
+        # fixed at start-up, and the peers' thread pools must not compete with anything else.
+        r["reference (tuned malloc)"] = time_reference_tuned(name, args.repeat)
         if not args.no_peers:
-            r["PyTorch eager"] = time_torch(sizes, X, y, batch_size, dtype, args.repeat)
-            r["JAX epoch jit"] = time_jax(sizes, X, y, batch_size, dtype, args.repeat)
-            r["scikit-learn"] = time_sklearn(sizes, X, y, batch_size, dtype, args.repeat)
+            for peer in ("PyTorch eager", "JAX epoch jit", "scikit-learn"):
+                r[peer] = in_child(peer, name, args.repeat)
         results[name] = r
         print(f"{name} done", file=sys.stderr, flush=True)
 

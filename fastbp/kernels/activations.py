@@ -21,6 +21,27 @@ def sigmoid_scalar(z):
 
 
 @jit
+def add_bias_max(z, b):
+    """``z <- z + b`` for one row; returns the row's maximum."""
+    mx = z[0] + b[0]
+    for j in range(z.size):
+        z[j] = z[j] + b[j]
+        mx = max(mx, z[j])
+    return mx
+
+
+@jit
+def exp_shifted(z, mx):
+    """``z <- exp(z - mx)`` for one row; returns the sum (float64): softmax's denominator."""
+    total = 0.0
+    for j in range(z.size):
+        e = np.exp(z[j] - mx)
+        z[j] = e
+        total += e
+    return total
+
+
+@jit
 def bias_activation(Z, b, code, slope):
     """``Z <- act(Z + b)`` row by row; ``code`` is a hidden or output activation code."""
     m, n = Z.shape
@@ -45,16 +66,7 @@ def bias_activation(Z, b, code, slope):
             for j in range(n):
                 z[j] = sigmoid_scalar(z[j] + b[j])
         elif code == SOFTMAX:
-            mx = z[0] + b[0]
-            for j in range(n):
-                z[j] = z[j] + b[j]
-                mx = max(mx, z[j])
-            total = 0.0
-            for j in range(n):
-                e = np.exp(z[j] - mx)
-                z[j] = e
-                total += e
-            t = z.dtype.type(total)
+            t = z.dtype.type(exp_shifted(z, add_bias_max(z, b)))
             for j in range(n):
                 z[j] = z[j] / t
 

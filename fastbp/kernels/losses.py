@@ -14,21 +14,8 @@ float64).  Definitions are PyTorch's with mean reduction:
 
 import numpy as np
 
-from .activations import sigmoid_scalar
+from .activations import add_bias_max, exp_shifted, sigmoid_scalar
 from .common import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, SIGMOID, SOFTMAX, jit
-
-
-@jit
-def _softmax_row(z, b, n):
-    """z <- z + b, returns (max, sum exp(z - max)) with z left holding z + b."""
-    mx = z[0] + b[0]
-    for j in range(n):
-        z[j] = z[j] + b[j]
-        mx = max(mx, z[j])
-    total = 0.0
-    for j in range(n):
-        total += np.exp(z[j] - mx)
-    return mx, total
 
 
 @jit
@@ -41,20 +28,13 @@ def output_loss(Z, b, T, out_code, loss_code, D):
         n_t = dt(m)
         for i in range(m):
             z, t, d = Z[i], T[i], D[i]
-            mx = z[0] + b[0]
-            for j in range(k):
-                z[j] = z[j] + b[j]
-                mx = max(mx, z[j])
+            mx = add_bias_max(z, b)
             tsum = 0.0
             tz = 0.0
             for j in range(k):
                 tsum += t[j]
                 tz += t[j] * z[j]
-            total = 0.0
-            for j in range(k):  # one exp per element: z <- exp(z - max)
-                e = np.exp(z[j] - mx)
-                z[j] = e
-                total += e
+            total = exp_shifted(z, mx)  # one exp per element: z <- exp(z - max)
             acc += (mx + np.log(total)) * tsum - tz
             tot = dt(total)
             ts = dt(tsum)
@@ -80,11 +60,10 @@ def output_loss(Z, b, T, out_code, loss_code, D):
     for i in range(m):
         z, t, d = Z[i], T[i], D[i]
         if out_code == SOFTMAX:
-            mx, total = _softmax_row(z, b, k)
-            tot = dt(total)
+            tot = dt(exp_shifted(z, add_bias_max(z, b)))
             gp = 0.0
             for j in range(k):
-                p = np.exp(z[j] - mx) / tot
+                p = z[j] / tot
                 z[j] = p
                 e = p - t[j]
                 acc += e * e
