@@ -36,6 +36,7 @@ from .optim import clip_global_norm, sum_squares, update_range
 
 CFG_SLOPE, CFG_L2, CFG_CLIP, CFG_HYPER, CFG_DROPOUT = 0, 1, 2, 3, 8
 STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
+INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout (typed int64, not a literal)
 
 
 @jit(inline="always")
@@ -64,7 +65,7 @@ def bn_stats(acts, meta, l):
     return acts[off:off + 3 * meta[l, 1]]
 
 
-@jit
+@jit(inline="always")
 def forward_hidden(params, X, meta, cfg, acts, key, step):
     """Run the hidden layers on ``X``; returns the last hidden activation (or ``X``).
 
@@ -105,7 +106,7 @@ def l2_term(params, meta, l2):
     return 0.5 * l2 * acc
 
 
-@jit
+@jit(inline="always")
 def forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step):
     """Forward pass and fused output loss; leaves the output in ``acts`` and dL/dZ in ``deltas``."""
     m = X.shape[0]
@@ -117,7 +118,7 @@ def forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step):
     return output_loss(Z, b, T, meta[L - 1, 5], loss_code, layer_rows(deltas, meta, L - 1, m))
 
 
-@jit
+@jit(inline="always")
 def backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step):
     """Gradients of layer ``l`` from its delta; writes the previous layer's delta (if any)."""
     slope, l2 = cfg[CFG_SLOPE], cfg[CFG_L2]
@@ -128,16 +129,18 @@ def backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step):
     if g >= 0:  # D: dL/dY in, dL/dZ out
         batchnorm_backward(D, bn_xhat(acts, meta, l, m), bn_stats(acts, meta, l), params[g:g + n],
                            grads[g:g + n], grads[g + n:g + 2 * n])
+    # One call site with run-time (not literal) arguments: one compiled specialisation.
+    # The first layer passes no gradient down (nobody needs the input's); a dropped-out
+    # previous layer gets its mask and derivative from dropout_backward instead.
+    A_prev, D_prev, prev_code, rate = X, D, np.int64(LINEAR), 0.0
     if l > 0:
         A_prev, D_prev = layer_rows(acts, meta, l - 1, m), layer_rows(deltas, meta, l - 1, m)
         rate = cfg[CFG_DROPOUT + l - 1]
-        if rate > 0.0:  # the previous layer's activations were dropped: its mask and derivative
-            dense_backward(A_prev, W, D, gW, gb, D_prev, LINEAR, slope, l2, True)
-            dropout_backward(D_prev, A_prev, meta[l - 1, 5], slope, rate, key, step, l - 1)
-        else:
-            dense_backward(A_prev, W, D, gW, gb, D_prev, meta[l - 1, 5], slope, l2, True)
-    else:  # nobody needs the input's gradient
-        dense_backward(X, W, D, gW, gb, D, 0, slope, l2, False)
+        if rate == 0.0:
+            prev_code = meta[l - 1, 5]
+    dense_backward(A_prev, W, D, gW, gb, D_prev, prev_code, slope, l2, l > 0)
+    if rate > 0.0:
+        dropout_backward(D_prev, A_prev, meta[l - 1, 5], slope, rate, key, step, l - 1)
     if g >= 0:  # a normalised layer has no bias
         gb[:] = 0
 
@@ -166,7 +169,7 @@ def count_nonfinite(x):
     return bad
 
 
-@jit
+@jit(inline="always")
 def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
     """Forward, backward, optional global-norm clipping and one optimizer update.
 
@@ -205,7 +208,7 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
     return loss
 
 
-@jit
+@jit(inline="always")
 def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_code, opt_code, cfg,
                 acts, deltas, Xb, Tb, skip_nonfinite, rates):
     """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss.
@@ -277,7 +280,7 @@ def predict(params, X, meta, cfg, acts, chunk, P):
     L = meta.shape[0]
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        A_prev = forward_hidden(params, X[start:start + m], meta, cfg, acts, 0, -1)
+        A_prev = forward_hidden(params, X[start:start + m], meta, cfg, acts, INFERENCE, INFERENCE)
         W, b = layer_params(params, meta, L - 1)
         out = layer_rows(acts, meta, L - 1, m)
         dense_forward(A_prev, W, b, out, meta[L - 1, 5], cfg[CFG_SLOPE])
@@ -293,6 +296,6 @@ def evaluate(params, X, T, meta, loss_code, cfg, acts, deltas, chunk, P):
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         total += forward_loss(params, X[start:start + m], T[start:start + m], meta, loss_code,
-                              cfg, acts, deltas, 0, -1) * m
+                              cfg, acts, deltas, INFERENCE, INFERENCE) * m
         P[start:start + m] = layer_rows(acts, meta, L - 1, m)
     return total / n + l2_term(params, meta, cfg[CFG_L2])
