@@ -657,8 +657,10 @@ class BaseMLP:
             while done < epochs:
                 count = min(chunk, int(epochs) - done)
                 perms = np.empty((count, n), dtype=np.int64)
-                for e in range(count):
-                    perms[e] = self._rng.permutation(n) if shuffle else np.arange(n)
+                perms[:] = np.arange(n)
+                if shuffle:  # in place: the same draws as rng.permutation(n), without its allocations
+                    for e in range(count):
+                        self._rng.shuffle(perms[e])
                 if lr_schedule is None:
                     rates = np.empty((count, 0))
                 else:
