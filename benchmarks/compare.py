@@ -8,7 +8,11 @@ Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He i
 shuffled mini-batches (the last one smaller when the batch size does not divide n).
 Times are medians over ``--repeat`` measurements after a warm-up epoch; the implementations
 are measured in alternating blocks (see ``interleaved``) so that a slow spell of the shared
-machine hits them all, with pauses so that one library's spinning threads do not slow the next.
+machine hits them all.  This machine is a VM whose second core is at times contended: then
+every multithreaded GEMM waits for it, and W3 runs up to 2x slower for every implementation
+that uses BLAS threads (single-threaded OpenBLAS was faster in such a spell).  The GEMM-only
+limit is measured in the same run, so such a run shows itself: its limit rises from ~72 ms
+to ~100 ms on W3.
 
 * fastbp / reference: ``fit(X, y, epochs=E) / E``, E chosen so one measurement takes ~0.3 s.
   "reference (tuned malloc)" runs the reference in a child process (right after the others) with
@@ -49,13 +53,12 @@ def median_time(fn, repeat):
     return float(np.median(times))
 
 
-def interleaved(runners, repeat, rounds=2, pause=0.5):
+def interleaved(runners, repeat, rounds=2, pause=0.0):
     """Median seconds per epoch of each runner ``(fn, epochs per call)``.
 
     The runners are measured in blocks (one untimed call, then ``repeat / rounds`` timed
     ones), block after block, ``rounds`` times over, so that a slow spell of this shared
-    machine hits all of them; ``pause`` seconds before each block let the previous library's
-    spinning worker threads (OpenMP, XLA) go to sleep instead of competing with the next.
+    machine hits all of them; ``pause`` seconds of idleness before each block, if wanted.
     """
     times = {name: [] for name in runners}
     per_round = max(1, -(-repeat // rounds))

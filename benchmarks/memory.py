@@ -8,7 +8,6 @@ budget "parameters x (2 + optimizer slots) + one batch workspace".
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 

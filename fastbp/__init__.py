@@ -5,7 +5,7 @@ the same numbers; ``fastbp`` is the fast one.
 """
 
 from . import schedules
-from ._base import EarlyStopping, History, gradcheck
+from .training import EarlyStopping, History, gradcheck
 from .model import MLP, load
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from . import _base
 from . import schedules
-from ._base import BN_EPS, BN_MOMENTUM, BaseMLP, EarlyStopping, History, gradcheck
+from ._base import BN_EPS, BN_MOMENTUM, BaseMLP
+from .training import EarlyStopping, History, gradcheck
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
 
 __all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]
