@@ -327,8 +327,9 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite):
-        """One epoch per row of ``perms`` (each over ``X[perm]`` in mini-batches).
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+        """One epoch per row of ``perms`` (each over ``X[perm]`` in mini-batches), with the
+        learning rates of the same row of ``rates`` (rows may be empty: the optimizer's).
 
         Returns ``(losses, skipped, status, layer, batch)``: per completed epoch its
         sample-weighted mean loss over the applied batches and its count of skipped
