@@ -11,6 +11,7 @@ of the same length) use the same layout; all three are regions of one allocation
 (``allocate_state``).
 """
 
+import contextlib
 import json
 import math
 import os
@@ -154,17 +155,6 @@ def allocate_state(n_params, n_extra, n_slots, dtype):
     return params, grads, slots.reshape(n_slots, stride)
 
 
-class _Release:
-    def __init__(self, lock):
-        self._lock = lock
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
-
-
 class BaseMLP:
     """A fully connected network ``Z = A @ W + b`` with a fused output activation + loss.
 
@@ -279,8 +269,7 @@ class BaseMLP:
          self._r_off, n_running) = layer_layout(sizes, self.batch_norm + [False])
         self._params_ext, self._grads, self._slots_buf = allocate_state(
             self.n_params, n_running, optimizer.n_slots, self.dtype)
-        self._params = self._params_ext[:self.n_params]  # the trainable parameters
-        self._running = self._params_ext[self.n_params:]  # batch norm's running mean and variance
+        self._params = self._params_ext[:self.n_params]  # the trainable parameters (then BN's running stats)
         self._slots = self._slots_buf[:, :self.n_params]
         self._step = 0  # optimizer updates applied
         self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
@@ -444,6 +433,7 @@ class BaseMLP:
         return X, self._check_y(y, X.shape[0])
 
     # ----------------------------------------------------------- public API
+    @contextlib.contextmanager
     def _exclusive(self):
         """Refuse a second thread that tries to change the model while another one does."""
         if not self._training.acquire(blocking=False):
@@ -451,7 +441,10 @@ class BaseMLP:
                 "this model is being trained or modified in another thread; train a model from one thread "
                 "at a time (predict and evaluate may be called from several threads)"
             )
-        return _Release(self._training)
+        try:
+            yield
+        finally:
+            self._training.release()
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
             validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
