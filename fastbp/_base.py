@@ -212,7 +212,11 @@ class BaseMLP:
         if isinstance(activation, str):
             activations = [activation] * n_hidden
         else:
-            activations = list(activation)
+            try:
+                activations = list(activation)
+            except TypeError:
+                raise TypeError(f"activation must be a name or a list of names, got {type(activation).__name__}") \
+                    from None
             if len(activations) != n_hidden:
                 raise ValueError(f"activation lists {len(activations)} names for {n_hidden} hidden layers")
         activations = [_lookup("activation", a, HIDDEN_ACTIVATIONS) for a in activations]
@@ -473,6 +477,8 @@ class BaseMLP:
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
         """
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if lr_schedule is not None and not callable(lr_schedule):
@@ -651,12 +657,18 @@ class BaseMLP:
 
     def set_weights(self, weights):
         """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
-        weights = list(weights)
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights must be a list of (W, b) pairs, got {type(weights).__name__}") from None
         if len(weights) != self.n_layers:
             raise ValueError(f"expected {self.n_layers} (W, b) pairs, got {len(weights)}")
         checked = []
         for l, pair in enumerate(weights):
-            W, b = pair
+            try:
+                W, b = pair
+            except (TypeError, ValueError):
+                raise ValueError(f"layer {l}: expected a (W, b) pair, got {type(pair).__name__}") from None
             W = self._as_float_array(W, f"W[{l}]")
             b = self._as_float_array(b, f"b[{l}]")
             if W.shape != self._W[l].shape or b.shape != self._b[l].shape:
@@ -727,16 +739,23 @@ class BaseMLP:
         if header.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path}: file format version {header.get('version')!r} is not supported "
                              f"(this fastbp reads version {FORMAT_VERSION})")
-        for key, crc in header["crc32"].items():
-            if key not in arrays:
-                raise ValueError(f"{path}: array {key!r} is missing; the file is truncated or corrupt")
-            if zlib.crc32(np.ascontiguousarray(arrays[key]).view(np.uint8)) != crc:
-                raise ValueError(f"{path}: checksum mismatch in {key!r}; the file is corrupt")
-        cfg = dict(header["config"])
-        optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
-        model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
-        if arrays["params"].shape != model._params_ext.shape or arrays["slots"].shape != model._slots.shape:
-            raise ValueError(f"{path}: array shapes do not match the saved configuration")
+        try:
+            checksums = header["crc32"]
+            for key in ("params", "slots", "step", "rng_state"):
+                if key not in checksums or key not in arrays:
+                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
+            for key, crc in checksums.items():
+                if key not in arrays:
+                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
+                if zlib.crc32(np.ascontiguousarray(arrays[key]).view(np.uint8)) != crc:
+                    raise ValueError(f"checksum mismatch in {key!r}; the file is corrupt")
+            cfg = dict(header["config"])
+            optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
+            model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
+            if arrays["params"].shape != model._params_ext.shape or arrays["slots"].shape != model._slots.shape:
+                raise ValueError("array shapes do not match the saved configuration")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a valid fastbp model file ({exc})") from None
         model._params_ext[...] = arrays["params"]
         model._slots[...] = arrays["slots"]
         model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])

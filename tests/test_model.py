@@ -421,3 +421,12 @@ def test_predict_classes_and_history():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.allclose(model.predict(X).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_shuffle_must_be_a_bool(fb):
+    model = fb.MLP([3, 3], seed=0)
+    before = model.get_weights()
+    with pytest.raises(TypeError, match="shuffle"):
+        model.fit(np.zeros((4, 3)), np.zeros(4, int), shuffle="no")
+    assert np.array_equal(before[0][0], model.get_weights()[0][0])
