@@ -1,0 +1,310 @@
+"""save / load: exact round trips, across implementations, resumable training; damaged or
+foreign files refused with a ValueError naming the file; saving is atomic."""
+
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.reference
+
+IMPLS = [fastbp, fastbp.reference]
+IDS = ["fastbp", "reference"]
+
+
+def data(n=61, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, k, n)
+
+
+def make(fb, dtype="float64", opt=None, **kw):
+    kw = dict(dict(activation="tanh", seed=7, l2=1e-3, clip_norm=5.0), **kw)
+    optimizer = opt(fb) if opt else fb.Adam(0.01, beta1=0.8)
+    return fb.MLP([4, 8, 5, 3], optimizer=optimizer, dtype=dtype, **kw)
+
+
+def assert_bitwise_equal(wa, wb):
+    assert len(wa) == len(wb)
+    for (Wa, ba), (Wb, bb) in zip(wa, wb):
+        assert Wa.dtype == Wb.dtype and np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+
+
+def names_file(path):
+    return re.escape(os.fspath(path))
+
+
+def saved_model(tmp_path, fb=fastbp, name="model.npz"):
+    X, y = data()
+    model = make(fb)
+    model.fit(X, y, epochs=1, batch_size=8)
+    path = tmp_path / name
+    model.save(path)
+    return model, path
+
+
+# ------------------------------------------------------------- round trips
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy"),
+                                         ("linear", "mse")])
+def test_roundtrip_preserves_everything(fb, tmp_path, dtype, output, loss):
+    X, _ = data()
+    y = np.random.default_rng(1).integers(0, 2, (len(X), 3)).astype(float)
+    if loss == "cross_entropy":
+        y = np.eye(3)[y.argmax(axis=1)]
+    model = make(fb, dtype, output=output, loss=loss, activation=["relu", "leaky_relu"], leaky_slope=0.05,
+                 init="xavier")
+    model.fit(X, y, epochs=2, batch_size=8)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = fb.load(path)
+    assert type(loaded) is fb.MLP
+    assert_bitwise_equal(loaded.get_weights(), model.get_weights())
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.evaluate(X, y) == model.evaluate(X, y)
+    assert (loaded.sizes, loaded.activations, loaded.output, loaded.loss, loaded.init, loaded.dtype, loaded.seed,
+            loaded.l2, loaded.clip_norm, loaded.leaky_slope) == \
+        (model.sizes, model.activations, model.output, model.loss, model.init, model.dtype, model.seed,
+         model.l2, model.clip_norm, model.leaky_slope)
+    assert loaded.optimizer == model.optimizer
+    # str paths work as well as pathlib ones, and saving does not change the model
+    model.save(str(path))
+    assert_bitwise_equal(fb.load(str(path)).get_weights(), model.get_weights())
+
+
+@pytest.mark.parametrize("saver", IMPLS, ids=IDS)
+@pytest.mark.parametrize("loader", IMPLS, ids=IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_model_saved_by_one_implementation_loads_in_the_other(saver, loader, dtype, tmp_path):
+    X, y = data()
+    model = make(saver, dtype)
+    model.fit(X, y, epochs=2, batch_size=8)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = loader.load(path)
+    assert type(loaded) is loader.MLP
+    assert_bitwise_equal(loaded.get_weights(), model.get_weights())
+    tol = dict(rtol=1e-12, atol=1e-15) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), **tol)
+    if saver is loader:
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("opt", [None, lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True),
+                                 lambda fb: fb.RMSprop(0.01), lambda fb: fb.AdaGrad(0.1), lambda fb: fb.SGD(0.1)],
+                         ids=["adam", "nesterov", "rmsprop", "adagrad", "sgd"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_training_resumes_exactly_after_load(fb, tmp_path, opt, dtype):
+    """2 epochs, save, load, 2 more == 4 epochs, bit for bit (optimizer state, step count and
+    shuffle generator all restored)."""
+    X, y = data()
+    straight = make(fb, dtype, opt)
+    h4 = straight.fit(X, y, epochs=4, batch_size=8, shuffle=True)
+
+    first = make(fb, dtype, opt)
+    h2 = first.fit(X, y, epochs=2, batch_size=8, shuffle=True)
+    first.save(tmp_path / "half.npz")
+    resumed = fb.load(tmp_path / "half.npz")
+    h2b = resumed.fit(X, y, epochs=2, batch_size=8, shuffle=True)
+    assert list(h2) + list(h2b) == list(h4)
+    assert_bitwise_equal(resumed.get_weights(), straight.get_weights())
+    # and single steps afterwards too
+    assert resumed.train_step(X[:5], y[:5]) == straight.train_step(X[:5], y[:5])
+    assert_bitwise_equal(resumed.get_weights(), straight.get_weights())
+
+
+def test_resuming_needs_the_saved_state(tmp_path):
+    """The test above has teeth: rebuilding the model from its weights alone (fresh optimizer
+    state and generator) continues differently."""
+    X, y = data()
+    straight = make(fastbp.reference)
+    straight.fit(X, y, epochs=4, batch_size=8)
+    first = make(fastbp.reference)
+    first.fit(X, y, epochs=2, batch_size=8)
+    weights_only = make(fastbp.reference)
+    weights_only.set_weights(first.get_weights())
+    weights_only.fit(X, y, epochs=2, batch_size=8)
+    assert not np.array_equal(weights_only.get_weights()[0][0], straight.get_weights()[0][0])
+
+
+@pytest.mark.parametrize("saver", IMPLS, ids=IDS)
+@pytest.mark.parametrize("loader", IMPLS, ids=IDS)
+def test_training_resumes_in_the_other_implementation(saver, loader, tmp_path):
+    X, y = data()
+    straight = make(loader)
+    straight.fit(X, y, epochs=4, batch_size=8)
+    first = make(saver)
+    first.fit(X, y, epochs=2, batch_size=8)
+    first.save(tmp_path / "m.npz")
+    resumed = loader.load(tmp_path / "m.npz")
+    resumed.fit(X, y, epochs=2, batch_size=8)
+    for (Wa, ba), (Wb, bb) in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(Wa, Wb, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ba, bb, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------- overwriting
+def test_save_over_an_existing_file_replaces_it(fb, tmp_path):
+    X, y = data()
+    path = tmp_path / "m.npz"
+    path.write_text("an older, unrelated file")
+    a = make(fb, seed=1)
+    a.save(path)
+    b = make(fb, seed=2)
+    b.fit(X, y, epochs=1)
+    b.save(path)
+    loaded = fb.load(path)
+    assert_bitwise_equal(loaded.get_weights(), b.get_weights())
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]  # no temporary files left behind
+
+
+def test_the_exact_path_is_written(fb, tmp_path):
+    """No '.npz' appended to other names (np.savez's habit with path strings)."""
+    model = make(fb)
+    model.save(tmp_path / "weights.bin")
+    assert sorted(os.listdir(tmp_path)) == ["weights.bin"]
+    assert_bitwise_equal(fb.load(tmp_path / "weights.bin").get_weights(), model.get_weights())
+
+
+def test_a_failed_save_keeps_the_old_file_and_leaves_no_temporary(fb, tmp_path, monkeypatch):
+    old, path = saved_model(tmp_path, fb)
+    original = path.read_bytes()
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    other = make(fb, seed=3)
+    with pytest.raises(OSError, match="disk full"):
+        other.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == original
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    assert_bitwise_equal(fb.load(path).get_weights(), old.get_weights())
+
+
+# ------------------------------------------------------------ damaged files
+def test_missing_file(fb, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fb.load(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_truncated_file_is_refused_naming_it(fb, tmp_path, fraction):
+    _, path = saved_model(tmp_path, fb)
+    raw = path.read_bytes()
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(raw[:int(len(raw) * fraction)])
+    with pytest.raises(ValueError, match=names_file(bad)):
+        fb.load(bad)
+
+
+def test_corrupted_parameters_are_refused_naming_the_file(fb, tmp_path):
+    model, path = saved_model(tmp_path, fb)
+    raw = bytearray(path.read_bytes())
+    params = np.concatenate([np.concatenate([W.ravel(), b]) for W, b in model.get_weights()])
+    start = bytes(raw).find(params[:4].tobytes())
+    assert start > 0  # the parameters are stored uncompressed: corrupt one in the middle
+    raw[start + 8 * (params.size // 2) + 3] ^= 0x10
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=names_file(bad)):
+        fb.load(bad)
+
+
+def test_any_flipped_byte_is_refused_or_harmless(fb, tmp_path):
+    """Flip bytes all over the file: each load either raises ValueError naming the file or
+    (a flip in zip metadata nobody reads, e.g. a timestamp) gives back the very same model.
+    Never a different model, never another exception."""
+    model, path = saved_model(tmp_path, fb)
+    raw = path.read_bytes()
+    bad = tmp_path / "flipped.npz"
+    X, _ = data()
+    refused = 0
+    for offset in range(0, len(raw), max(1, len(raw) // 150)):
+        flipped = bytearray(raw)
+        flipped[offset] ^= 0xFF
+        bad.write_bytes(bytes(flipped))
+        try:
+            loaded = fb.load(bad)
+        except ValueError as exc:
+            assert os.fspath(bad) in str(exc)
+            refused += 1
+            continue
+        assert_bitwise_equal(loaded.get_weights(), model.get_weights())
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+        assert loaded.optimizer == model.optimizer
+    assert refused > 100
+
+
+def test_checksum_catches_consistent_zip_with_changed_arrays(fb, tmp_path):
+    """Re-zipped with a modified parameter array (valid zip CRCs): fastbp's own CRC32 of the
+    arrays refuses it."""
+    _, path = saved_model(tmp_path, fb)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert "params" in arrays  # the layout this test pokes at
+    arrays["params"] = arrays["params"].copy()
+    arrays["params"][0] += 1.0
+    bad = tmp_path / "tampered.npz"
+    with open(bad, "wb") as out:
+        np.savez(out, **arrays)
+    with pytest.raises(ValueError, match=names_file(bad) + ".*checksum"):
+        fb.load(bad)
+
+
+@pytest.mark.parametrize("kind", ["other-npz", "npy", "text", "random-bytes", "empty", "zip-of-text",
+                                  "header-of-another-format", "future-version", "pickle-in-npz", "directory",
+                                  "header-without-checksums", "header-without-config", "header-with-bad-config",
+                                  "array-missing"])
+def test_foreign_files_are_refused_naming_them(fb, tmp_path, kind):
+    bad = tmp_path / f"foreign-{kind}.npz"
+    if kind == "other-npz":
+        with open(bad, "wb") as out:
+            np.savez(out, a=np.arange(3), header=np.zeros(4))
+    elif kind == "npy":
+        with open(bad, "wb") as out:
+            np.save(out, np.arange(10.0))
+    elif kind == "text":
+        bad.write_text("this is not a model\n" * 20)
+    elif kind == "random-bytes":
+        bad.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    elif kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "zip-of-text":
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("readme.txt", "hello")
+    elif kind.startswith(("header", "future", "array")):
+        # a file written by save, its header edited (the zip itself stays valid)
+        _, path = saved_model(tmp_path, fb)
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+        header = json.loads(arrays["header"].tobytes().decode())
+        assert header["format"] == "fastbp-mlp" and "crc32" in header and "config" in header  # what we edit
+        if kind == "future-version":
+            header["version"] = 999
+        elif kind == "header-of-another-format":
+            header["format"] = "otherlib-net"
+        elif kind == "header-without-checksums":
+            del header["crc32"]
+        elif kind == "header-without-config":
+            del header["config"]
+        elif kind == "header-with-bad-config":
+            header["config"]["activation"] = ["swish", "tanh"]
+        elif kind == "array-missing":
+            key = sorted(header["crc32"])[-1]
+            del header["crc32"][key], arrays[key]
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with open(bad, "wb") as out:
+            np.savez(out, **arrays)
+    elif kind == "pickle-in-npz":
+        with open(bad, "wb") as out:
+            np.savez(out, header=np.array([{"format": "fastbp-mlp"}], dtype=object))
+    elif kind == "directory":
+        bad.mkdir()
+    with pytest.raises(ValueError, match=names_file(bad)):
+        fb.load(bad)
