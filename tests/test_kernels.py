@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from fastbp import _base
 from fastbp import kernels as K
 from fastbp import reference as R
 from fastbp import optimizers as O
+from fastbp.kernels.common import borrowed, matrix_view
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 33)]
 DTYPES = [np.float64, np.float32]
@@ -179,3 +181,25 @@ def test_bias_activation_property(m, n, scale, name):
     out = Z.copy()
     K.bias_activation(out, b, {**_base.HIDDEN_ACTIVATIONS, **_base.OUTPUT_ACTIVATIONS}[name], 0.01)
     np.testing.assert_allclose(out, R.activation(name, Z + b), rtol=1e-10, atol=1e-300)
+
+
+@njit
+def _views(flat, start, m, n):
+    v = matrix_view(borrowed(flat), start, m, n)
+    v[m - 1, n - 1] += 1.0  # writes through to flat
+    return v.sum(), v.shape[0], v.shape[1], v.strides[0], v.strides[1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("start,m,n", [(0, 1, 1), (3, 4, 5), (7, 1, 9), (0, 6, 1)])
+def test_matrix_view_of_borrowed_buffer(start, m, n, dtype):
+    """The view helpers the network kernels use: same data, shape and strides as
+    ``flat[start:start + m*n].reshape(m, n)``, writable through to the buffer."""
+    flat = np.arange(40, dtype=dtype)
+    expected = flat[start:start + m * n].reshape(m, n).copy()
+    expected[-1, -1] += 1
+    total, rows, cols, s0, s1 = _views(flat, start, m, n)
+    assert (rows, cols) == (m, n)
+    assert (s0, s1) == expected.strides
+    assert total == expected.sum()
+    np.testing.assert_array_equal(flat[start:start + m * n].reshape(m, n), expected)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .activations import bias_activation, dropout_backward, dropout_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
-from .common import LINEAR, jit
+from .common import LINEAR, borrowed, jit, matrix_view
 from .dense import dense_backward, dense_forward
 from .losses import output_loss
 from .optim import clip_global_norm, sum_squares, update_range
@@ -43,20 +43,18 @@ INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout (typed 
 def layer_params(flat, meta, l):
     """Views ``(W, b)`` of layer ``l`` in a flat parameter-shaped buffer."""
     n_in, n_out, wo, bo = meta[l, 0], meta[l, 1], meta[l, 2], meta[l, 3]
-    return flat[wo:wo + n_in * n_out].reshape((n_in, n_out)), flat[bo:bo + n_out]
+    return matrix_view(flat, wo, n_in, n_out), flat[bo:bo + n_out]
 
 
 @jit(inline="always")
 def layer_rows(buf, meta, l, m):
     """The ``m``-row view of layer ``l``'s part of a workspace buffer."""
-    off, n = meta[l, 4], meta[l, 1]
-    return buf[off:off + m * n].reshape((m, n))
+    return matrix_view(buf, meta[l, 4], m, meta[l, 1])
 
 
 @jit(inline="always")
 def bn_xhat(acts, meta, l, m):
-    off, n = meta[l, 8], meta[l, 1]
-    return acts[off:off + m * n].reshape((m, n))
+    return matrix_view(acts, meta[l, 8], m, meta[l, 1])
 
 
 @jit(inline="always")
@@ -230,8 +228,8 @@ def train_epoch(params, grads, slots, state, X, T, perm, batch_size, meta, loss_
         state[6] = b  # progress, read by fit's progress display from another thread
         start = b * batch_size
         m = min(batch_size, n - start)
-        xb = Xb[:m * n_in].reshape((m, n_in))
-        tb = Tb[:m * k].reshape((m, k))
+        xb = matrix_view(Xb, 0, m, n_in)
+        tb = matrix_view(Tb, 0, m, k)
         for i in range(m):
             r = perm[start + i]
             for j in range(n_in):
@@ -264,6 +262,11 @@ def train_epochs(params, grads, slots, state, X, T, perms, batch_size, meta, los
     Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
     """
+    # Views of borrowed arrays skip the atomic reference counting (see ``borrowed``).
+    params, grads, slots, state, X, T, perms = (borrowed(params), borrowed(grads), borrowed(slots),
+                                                borrowed(state), borrowed(X), borrowed(T), borrowed(perms))
+    meta, cfg, acts, deltas, Xb, Tb, rates = (borrowed(meta), borrowed(cfg), borrowed(acts), borrowed(deltas),
+                                              borrowed(Xb), borrowed(Tb), borrowed(rates))
     for e in range(perms.shape[0]):
         losses[e] = train_epoch(params, grads, slots, state, X, T, perms[e], batch_size, meta, loss_code,
                                 opt_code, cfg, acts, deltas, Xb, Tb, skip_nonfinite, rates[e])
