@@ -535,6 +535,13 @@ class BaseMLP:
                         progress.finished.set()
                         progress.join()
                 seconds = time.perf_counter() - start
+                completed = len(losses)
+                if not (per_epoch or skip or lr_schedule is not None):  # only the losses to record
+                    history._record_losses(losses)
+                    done += len(losses)
+                    self._epoch += len(losses)
+                    self._batches += n_batches * len(losses)
+                    losses = losses[:0]  # nothing left for the per-epoch loop
                 for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
                     done += 1
                     self._epoch += 1
@@ -570,7 +577,7 @@ class BaseMLP:
                                 history.stopped = (f"early stopping: {monitor} did not improve by more than "
                                                    f"{early_stopping.min_delta} for {waited} epochs")
                                 break
-                if len(losses) < count:  # stopped by a non-finite batch
+                if completed < count:  # stopped by a non-finite batch
                     message = self._nonfinite_message(status, layer, f"epoch {done + 1}, batch {batch + 1}")
                     if on_nonfinite == "raise":
                         raise FloatingPointError(message)

@@ -144,6 +144,12 @@ class History(list):
             plt.show()
         return fig
 
+    def _record_losses(self, losses):
+        """Record epochs that have nothing but a loss (many at once: a chunk of epochs)."""
+        values = [float(v) for v in losses]
+        self.history.setdefault("loss", []).extend(values)
+        self.extend(values)
+
     def _record(self, **metrics):
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
