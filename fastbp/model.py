@@ -126,8 +126,8 @@ class MLP(BaseMLP):
 
     def _train_batch(self, X, T):
         meta, acts, deltas, _, _ = self._train_workspace(X.shape[0])
-        loss = kernels.train_batch(self._params_ext, self._grads, self._slots_buf, self._state, X, T, meta,
-                                   self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
+        loss = kernels.train_step(self._params_ext, self._grads, self._slots_buf, self._state, X, T, meta,
+                                  self._loss_code, self.optimizer.code, self._cfg, acts, deltas)
         return loss, int(self._state[1]), int(self._state[2])
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):

@@ -12,7 +12,7 @@
 from .activations import activation_backward, bias_activation
 from .dense import column_sums, dense_backward, dense_forward
 from .losses import output_loss
-from .network import evaluate, loss_and_grads, predict, train_batch, train_epoch, train_epochs
+from .network import evaluate, loss_and_grads, predict, train_batch, train_epoch, train_epochs, train_step
 from .optim import (
     adagrad_update,
     adam_update,
@@ -27,5 +27,5 @@ from .optim import (
 __all__ = [
     "bias_activation", "activation_backward", "dense_forward", "dense_backward", "column_sums",
     "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update", "update_range",
-    "clip_global_norm", "sum_squares", "loss_and_grads", "train_batch", "train_epoch", "train_epochs", "predict", "evaluate",
+    "clip_global_norm", "sum_squares", "loss_and_grads", "train_batch", "train_epoch", "train_epochs", "train_step", "predict", "evaluate",
 ]

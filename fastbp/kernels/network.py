@@ -29,7 +29,7 @@ import numpy as np
 
 from .activations import bias_activation, dropout_backward, dropout_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
-from .common import LINEAR, borrowed, jit, matrix_view
+from .common import LINEAR, borrowed, flush_denormals, jit, matrix_view, restore_fp_control
 from .dense import dense_backward, dense_forward
 from .losses import output_loss
 from .optim import clip_global_norm, sum_squares, update_range
@@ -149,12 +149,14 @@ def loss_and_grads(params, grads, X, T, meta, loss_code, cfg, acts, deltas, stat
 
     Training mode: dropout masks are those of the next step, ``state[0] + 1``.
     """
+    fp = flush_denormals()
     m = X.shape[0]
     key, step = state[5], state[0] + 1
     loss = forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step) \
         + l2_term(params, meta, cfg[CFG_L2])
     for l in range(meta.shape[0] - 1, -1, -1):
         backward_layer(params, grads, X, meta, l, m, cfg, acts, deltas, key, step)
+    restore_fp_control(fp)
     return loss
 
 
@@ -203,6 +205,15 @@ def train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cf
         r, n = meta[l, 7], meta[l, 1]
         if r >= 0:
             batchnorm_update_running(params[r:r + n], params[r + n:r + 2 * n], bn_stats(acts, meta, l), m)
+    return loss
+
+
+@jit
+def train_step(params, grads, slots, state, X, T, meta, loss_code, opt_code, cfg, acts, deltas):
+    """``train_batch`` as a call of its own (``MLP.train_step``)."""
+    fp = flush_denormals()
+    loss = train_batch(params, grads, slots, state, X, T, meta, loss_code, opt_code, cfg, acts, deltas)
+    restore_fp_control(fp)
     return loss
 
 
@@ -262,23 +273,28 @@ def train_epochs(params, grads, slots, state, X, T, perms, batch_size, meta, los
     Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
     """
+    fp = flush_denormals()  # for this call only (see common.flush_denormals)
     # Views of borrowed arrays skip the atomic reference counting (see ``borrowed``).
     params, grads, slots, state, X, T, perms = (borrowed(params), borrowed(grads), borrowed(slots),
                                                 borrowed(state), borrowed(X), borrowed(T), borrowed(perms))
     meta, cfg, acts, deltas, Xb, Tb, rates = (borrowed(meta), borrowed(cfg), borrowed(acts), borrowed(deltas),
                                               borrowed(Xb), borrowed(Tb), borrowed(rates))
+    done = perms.shape[0]
     for e in range(perms.shape[0]):
         losses[e] = train_epoch(params, grads, slots, state, X, T, perms[e], batch_size, meta, loss_code,
                                 opt_code, cfg, acts, deltas, Xb, Tb, skip_nonfinite, rates[e])
         skipped[e] = state[4]
         if state[1] != STATUS_OK and not skip_nonfinite:
-            return e
-    return perms.shape[0]
+            done = e
+            break
+    restore_fp_control(fp)
+    return done
 
 
 @jit
 def predict(params, X, meta, cfg, acts, chunk, P):
     """``P <- network(X)``, ``chunk`` rows at a time through the workspace."""
+    fp = flush_denormals()
     n = X.shape[0]
     L = meta.shape[0]
     for start in range(0, n, chunk):
@@ -288,11 +304,13 @@ def predict(params, X, meta, cfg, acts, chunk, P):
         out = layer_rows(acts, meta, L - 1, m)
         dense_forward(A_prev, W, b, out, meta[L - 1, 5], cfg[CFG_SLOPE])
         P[start:start + m] = out
+    restore_fp_control(fp)
 
 
 @jit
 def evaluate(params, X, T, meta, loss_code, cfg, acts, deltas, chunk, P):
     """Mean loss (with the L2 term) over ``(X, T)``, ``chunk`` rows at a time; output into ``P``."""
+    fp = flush_denormals()
     n = X.shape[0]
     L = meta.shape[0]
     total = 0.0
@@ -301,4 +319,6 @@ def evaluate(params, X, T, meta, loss_code, cfg, acts, deltas, chunk, P):
         total += forward_loss(params, X[start:start + m], T[start:start + m], meta, loss_code,
                               cfg, acts, deltas, INFERENCE, INFERENCE) * m
         P[start:start + m] = layer_rows(acts, meta, L - 1, m)
-    return total / n + l2_term(params, meta, cfg[CFG_L2])
+    loss = total / n + l2_term(params, meta, cfg[CFG_L2])
+    restore_fp_control(fp)
+    return loss
