@@ -3,7 +3,6 @@ scikit-learn, on the four standard workloads, all in one run; plus the share of 
 sgemm-bound limit fastbp reaches.
 
     python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers]
-    FASTBP_BLAS=mkl python benchmarks/compare.py    # fastbp's large products through MKL
 
 Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He init,
 shuffled mini-batches (the last one smaller when the batch size does not divide n).
@@ -24,9 +23,8 @@ to ~100 ms on W3.
 * JAX: one ``jax.jit``-compiled epoch: ``lax.scan`` over the full batches, then the remainder.
 * scikit-learn: ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call).
 * sgemm-bound limit: the same epoch's GEMMs alone (forward ``2nP``, backward ``4nP`` minus the
-  first layer's input gradient), timed through the same BLAS routing as fastbp's (MKL for the
-  large products when the ``mkl`` extra is installed, else OpenBLAS; ``FASTBP_BLAS=openblas``
-  forces OpenBLAS for both) on the same shapes; the share is ``limit time / fastbp time``.
+  first layer's input gradient), timed through the same BLAS on the same shapes; the share
+  is ``limit time / fastbp time``.
 """
 
 import argparse
@@ -95,10 +93,8 @@ def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
 
 def in_child(kind, workload, repeat, env=None):
     """Seconds per epoch measured by a fresh interpreter (``--child KIND``), or None."""
-    # The children never run fastbp's kernels: keep MKL (FASTBP_BLAS=mkl) out of the peers' processes.
-    env = dict(os.environ, **(env or {}), FASTBP_BLAS="openblas")
     out = subprocess.run([sys.executable, __file__, "--child", kind, workload, "--repeat", str(repeat)],
-                         env=env, check=True, capture_output=True, text=True).stdout
+                         env=dict(os.environ, **(env or {})), check=True, capture_output=True, text=True).stdout
     value = out.strip().splitlines()[-1]
     return None if value == "None" else float(value)
 
@@ -234,7 +230,6 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
     """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
     from numba import njit
 
-    from fastbp.kernels.dense import matmul
     from fastbp.kernels.network import layer_params, layer_rows
 
     @njit
@@ -247,16 +242,16 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
             for l in range(L):
                 W, _ = layer_params(params, meta, l)
                 A = layer_rows(acts, meta, l, m)
-                matmul(A_prev, W, A)
+                np.dot(A_prev, W, A)
                 A_prev = A
             for l in range(L - 1, -1, -1):
                 W, _ = layer_params(params, meta, l)
                 gW, _ = layer_params(grads, meta, l)
                 D = layer_rows(deltas, meta, l, m)
                 Ap = X[start:start + m] if l == 0 else layer_rows(acts, meta, l - 1, m)
-                matmul(Ap.T, D, gW)
+                np.dot(Ap.T, D, gW)
                 if l > 0:
-                    matmul(D, W.T, layer_rows(deltas, meta, l - 1, m))
+                    np.dot(D, W.T, layer_rows(deltas, meta, l - 1, m))
 
     model = make_model(fastbp, sizes, dtype)
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
@@ -317,8 +312,8 @@ def main():
         results[name] = r
         print(f"{name} done", file=sys.stderr, flush=True)
 
-    print(f"machine: {os.cpu_count()} cores; fastbp's BLAS: {fastbp.kernels.blas.describe()}; "
-          f"times in ms per epoch (median of {args.repeat}); speed-up = peer time / fastbp time, same run")
+    print(f"machine: {os.cpu_count()} cores; times in ms per epoch (median of {args.repeat}); "
+          "speed-up = peer time / fastbp time, same run")
     header = f"| workload | {' | '.join(columns)} | GEMM-only limit | share of limit |"
     print(header)
     print("|" + "---|" * (len(columns) + 3))

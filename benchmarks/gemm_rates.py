@@ -1,11 +1,9 @@
-"""GFLOP/s of each GEMM of a W3 / W4 training step: OpenBLAS, fastbp's routing, PyTorch's BLAS.
+"""GFLOP/s of each GEMM of a W3 / W4 training step: fastbp's BLAS vs PyTorch's.
 
     python benchmarks/gemm_rates.py [--workloads W3 W4] [--repeat 20]
 
-fastbp stores weights ``(n_in, n_out)``: forward ``A @ W``, weight gradient ``A.T @ D``,
-input gradient ``D @ W.T``.  "OpenBLAS" is Numba's ``np.dot`` (SciPy's OpenBLAS); "fastbp" is
-``fastbp.kernels.dense.matmul``, which sends large products to MKL when the ``mkl`` extra is
-installed (``fastbp.kernels.blas``).
+fastbp multiplies through Numba's ``np.dot`` into SciPy's OpenBLAS, with weights stored
+``(n_in, n_out)``: forward ``A @ W``, weight gradient ``A.T @ D``, input gradient ``D @ W.T``.
 PyTorch (if installed; ``set_num_threads`` = this machine's cores) multiplies through the
 BLAS it was built with (MKL in the x86 wheels), weights stored ``(n_out, n_in)``: forward
 ``A @ W.T``, ``D.T @ A``, ``D @ W``.  Both are timed on the same shapes in this process, so
@@ -22,9 +20,6 @@ from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "asv_benchmarks"))
 from benchmarks.common import WORKLOADS  # noqa: E402
-
-from fastbp.kernels.blas import describe  # noqa: E402
-from fastbp.kernels.dense import matmul  # noqa: E402
 
 
 @njit
@@ -43,24 +38,6 @@ def _tn(a, b, c, reps):
 def _nt(a, b, c, reps):
     for _ in range(reps):
         np.dot(a, b.T, c)
-
-
-@njit
-def _fb_nn(a, b, c, reps):
-    for _ in range(reps):
-        matmul(a, b, c)
-
-
-@njit
-def _fb_tn(a, b, c, reps):
-    for _ in range(reps):
-        matmul(a.T, b, c)
-
-
-@njit
-def _fb_nt(a, b, c, reps):
-    for _ in range(reps):
-        matmul(a, b.T, c)
 
 
 def rate(fn, flops, repeat):
@@ -84,9 +61,8 @@ def main():
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    print(f"fastbp: {describe()}; GFLOP/s, best of 3")
-    print("| workload | layer | GEMM | m x k x n | OpenBLAS | fastbp | PyTorch |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | layer | GEMM | m x k x n | fastbp (OpenBLAS) GFLOP/s | PyTorch GFLOP/s |")
+    print("|---|---|---|---|---|---|")
     for name in args.workloads:
         sizes, _, m, dtype = WORKLOADS[name]
         for l, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -97,8 +73,6 @@ def main():
             flops = 2.0 * m * k * n
             ours = {"forward": lambda r: _nn(A, W, Z, r), "weight grad": lambda r: _tn(A, D, G, r),
                     "input grad": lambda r: _nt(D, W, Dp, r)}
-            routed = {"forward": lambda r: _fb_nn(A, W, Z, r), "weight grad": lambda r: _fb_tn(A, D, G, r),
-                      "input grad": lambda r: _fb_nt(D, W, Dp, r)}
             theirs = {}
             if torch is not None:
                 tA, tD, tWt = torch.from_numpy(A), torch.from_numpy(D), torch.from_numpy(np.ascontiguousarray(W.T))
@@ -109,10 +83,9 @@ def main():
             for gemm, fn in ours.items():
                 if gemm == "input grad" and l == 0:
                     continue  # nobody computes the input's gradient
-                plain = rate(fn, flops, args.repeat)
-                mine = rate(routed[gemm], flops, args.repeat)
+                mine = rate(fn, flops, args.repeat)
                 other = f"{rate(theirs[gemm], flops, args.repeat):.0f}" if theirs else "n/a"
-                print(f"| {name} | {l} | {gemm} | {m} x {k} x {n} | {plain:.0f} | {mine:.0f} | {other} |", flush=True)
+                print(f"| {name} | {l} | {gemm} | {m} x {k} x {n} | {mine:.0f} | {other} |", flush=True)
 
 
 if __name__ == "__main__":

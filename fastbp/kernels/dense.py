@@ -1,4 +1,4 @@
-"""A dense layer's forward and backward pass; its GEMMs go through ``matmul`` (see ``.blas``).
+"""A dense layer's forward and backward pass. GEMMs go to BLAS via Numba's ``np.dot(a, b, out)``.
 
 Forward:  ``A = act(A_prev @ W + b)`` (bias and activation fused into one pass over A).
 Backward, given ``D = dLoss/dZ`` of this layer:
@@ -9,25 +9,13 @@ Backward, given ``D = dLoss/dZ`` of this layer:
 import numpy as np
 
 from .activations import activation_backward, bias_activation
-from .blas import LARGE, MIN_SIDE, blas_gemm
 from .common import jit
-
-
-@jit(inline="always")
-def matmul(A, B, C):
-    """``C <- A @ B``: large products through ``blas_gemm`` (MKL if asked for, see ``.blas``),
-    others through ``np.dot`` (OpenBLAS)."""
-    m, n, k = C.shape[0], C.shape[1], A.shape[1]
-    if m * n * k >= LARGE and min(m, n, k) >= MIN_SIDE:
-        blas_gemm(A, B, C)
-    else:
-        np.dot(A, B, C)
 
 
 @jit
 def dense_forward(A_prev, W, b, A, code, slope):
     """``A <- act(A_prev @ W + b)``."""
-    matmul(A_prev, W, A)
+    np.dot(A_prev, W, A)
     bias_activation(A, b, code, slope)
 
 
@@ -58,10 +46,10 @@ def add_scaled(out, a, x):
 @jit
 def dense_backward(A_prev, W, D, gW, gb, D_prev, prev_code, slope, l2, need_input_grad):
     """Gradients of one layer; writes ``gW``, ``gb`` and (if asked) ``D_prev``."""
-    matmul(A_prev.T, D, gW)
+    np.dot(A_prev.T, D, gW)
     if l2 != 0.0:
         add_scaled(gW, l2, W)
     column_sums(D, gb)
     if need_input_grad:
-        matmul(D, W.T, D_prev)
+        np.dot(D, W.T, D_prev)
         activation_backward(D_prev, A_prev, prev_code, slope)

@@ -30,7 +30,7 @@ import numpy as np
 from .activations import bias_activation, dropout_backward, dropout_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
 from .common import LINEAR, borrowed, flush_denormals, jit, matrix_view, restore_fp_control
-from .dense import dense_backward, dense_forward, matmul
+from .dense import dense_backward, dense_forward
 from .losses import output_loss
 from .optim import clip_global_norm, sum_squares, update_range
 
@@ -78,7 +78,7 @@ def forward_hidden(params, X, meta, cfg, acts, key, step):
         if g < 0:
             dense_forward(A_prev, W, b, A, meta[l, 5], cfg[CFG_SLOPE])
         else:  # Z = A_prev @ W (no bias), normalised, scaled; beta added with the activation
-            matmul(A_prev, W, A)
+            np.dot(A_prev, W, A)
             if step >= 0:
                 batchnorm_forward_train(A, params[g:g + n], bn_xhat(acts, meta, l, m), bn_stats(acts, meta, l))
             else:
@@ -112,7 +112,7 @@ def forward_loss(params, X, T, meta, loss_code, cfg, acts, deltas, key, step):
     A_prev = forward_hidden(params, X, meta, cfg, acts, key, step)
     W, b = layer_params(params, meta, L - 1)
     Z = layer_rows(acts, meta, L - 1, m)
-    matmul(A_prev, W, Z)
+    np.dot(A_prev, W, Z)
     return output_loss(Z, b, T, meta[L - 1, 5], loss_code, layer_rows(deltas, meta, L - 1, m))
 
 
