@@ -91,22 +91,29 @@ _FTZ_DAZ = 0x8040
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
+def _mxcsr(builder, instruction, slot):
+    """``stmxcsr`` / ``ldmxcsr`` (``instruction``) on the 32-bit stack ``slot``."""
+    i8p = ir.IntType(8).as_pointer()
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p]),
+                                        "llvm.x86.sse." + instruction)
+    builder.call(fn, [builder.bitcast(slot, i8p)])
+
+
 @intrinsic
 def flush_denormals(typingctx):
     """Set FTZ and DAZ on this thread (x86; elsewhere a no-op); returns the previous
-    control word for ``restore_fp_control``."""
+    control word for ``restore_fp_control``, which the kernel calls before it returns
+    (kernels do not raise, so the caller's word always comes back)."""
 
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
         if not _X86:
             return ir.Constant(i32, 0)
         slot = cgutils.alloca_once(builder, i32)
-        raw = builder.bitcast(slot, ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
-        builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr"), [raw])
+        _mxcsr(builder, "stmxcsr", slot)
         old = builder.load(slot)
         builder.store(builder.or_(old, ir.Constant(i32, _FTZ_DAZ)), slot)
-        builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr"), [raw])
+        _mxcsr(builder, "ldmxcsr", slot)
         return old
 
     return types.uint32(), codegen
@@ -120,10 +127,7 @@ def restore_fp_control(typingctx, word):
 
     def codegen(context, builder, signature, args):
         if _X86:
-            slot = cgutils.alloca_once_value(builder, args[0])
-            raw = builder.bitcast(slot, ir.IntType(8).as_pointer())
-            fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
-            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr"), [raw])
+            _mxcsr(builder, "ldmxcsr", cgutils.alloca_once_value(builder, args[0]))
         return context.get_dummy_value()
 
     return types.none(word), codegen

@@ -22,7 +22,10 @@ Layout, shared with ``fastbp._base``:
   batches done in the current epoch]``.
   Dropout is applied when a forward pass is given ``step >= 0`` (training), never in inference.
 
-Nothing here allocates: every array is a view into a buffer the caller owns.
+Nothing here allocates: every array is a view into a buffer the caller owns.  The entry
+points called from Python flush subnormal numbers to zero for their own duration
+(``common.flush_denormals``); ``train_epochs`` also works on borrowed views of its arguments
+(``common.borrowed``: no reference counting in the loop).
 """
 
 import numpy as np
