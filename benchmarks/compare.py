@@ -2,7 +2,10 @@
 scikit-learn, on the four standard workloads, all in one run; plus the share of the
 sgemm-bound limit fastbp reaches.
 
-    python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers]
+    python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers] [--quick]
+
+``--quick`` (what CI runs, so that the script cannot rot): one timed call per implementation,
+each about 20 ms long; its numbers are only a smoke test.
 
 Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He init,
 shuffled mini-batches (the last one smaller when the batch size does not divide n).
@@ -53,13 +56,18 @@ def median_time(fn, repeat):
     return float(np.median(times))
 
 
-def interleaved(runners, repeat, rounds=2, pause=0.0):
+CALL_SECONDS = 0.3  # the length of one timed call (``--quick``: 0.02)
+ROUNDS = 2  # blocks per implementation (``--quick``: 1)
+
+
+def interleaved(runners, repeat, rounds=None, pause=0.0):
     """Median seconds per epoch of each runner ``(fn, epochs per call)``.
 
     The runners are measured in blocks (one untimed call, then ``repeat / rounds`` timed
     ones), block after block, ``rounds`` times over, so that a slow spell of this shared
     machine hits all of them; ``pause`` seconds of idleness before each block, if wanted.
     """
+    rounds = ROUNDS if rounds is None else rounds
     times = {name: [] for name in runners}
     per_round = max(1, -(-repeat // rounds))
     for _ in range(rounds):
@@ -74,7 +82,7 @@ def interleaved(runners, repeat, rounds=2, pause=0.0):
 
 
 def fit_runner(fb, sizes, X, y, batch_size, dtype):
-    """``fb.MLP.fit`` over E epochs per call (E making one call ~0.3 s), after a warm-up."""
+    """``fb.MLP.fit`` over E epochs per call (E making one call ~``CALL_SECONDS``), after a warm-up."""
     model = make_model(fb, sizes, dtype)
     start = time.perf_counter()
     model.fit(X, y, epochs=1, batch_size=batch_size)  # warm-up (compiles fastbp)
@@ -82,7 +90,7 @@ def fit_runner(fb, sizes, X, y, batch_size, dtype):
     start = time.perf_counter()
     model.fit(X, y, epochs=1, batch_size=batch_size)
     one = min(one, time.perf_counter() - start)
-    epochs = max(1, int(0.3 / max(one, 1e-6)))
+    epochs = max(1, int(CALL_SECONDS / max(one, 1e-6)))
     return (lambda: model.fit(X, y, epochs=epochs, batch_size=batch_size)), epochs
 
 
@@ -93,7 +101,8 @@ def time_fit(fb, sizes, X, y, batch_size, dtype, repeat):
 
 def in_child(kind, workload, repeat, env=None):
     """Seconds per epoch measured by a fresh interpreter (``--child KIND``), or None."""
-    out = subprocess.run([sys.executable, __file__, "--child", kind, workload, "--repeat", str(repeat)],
+    quick = ["--quick"] if CALL_SECONDS < 0.3 else []
+    out = subprocess.run([sys.executable, __file__, "--child", kind, workload, "--repeat", str(repeat)] + quick,
                          env=dict(os.environ, **(env or {})), check=True, capture_output=True, text=True).stdout
     value = out.strip().splitlines()[-1]
     return None if value == "None" else float(value)
@@ -273,8 +282,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="only fastbp and the reference")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--quick", action="store_true", help="one short timed call each (a smoke test)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        global CALL_SECONDS, ROUNDS
+        CALL_SECONDS, ROUNDS, args.repeat = 0.02, 1, 1
 
     if args.child:  # one implementation alone in this fresh process
         kind, workload = args.child
