@@ -221,8 +221,6 @@ class MLP(BaseMLP):
         Z, A, masks = self._forward_cache(X, step=self._step + 1)  # the next step's dropout masks
         value, delta = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
         for l in range(self.n_layers - 1, -1, -1):
-            self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
-            self._gb[l][...] = delta.sum(axis=0)
             if l in self._bn_cache:  # delta is dL/dY: through the normalisation to dL/dZ
                 xhat, var, _, m = self._bn_cache[l]
                 self._ggamma[l][...] = (delta * xhat).sum(axis=0)
@@ -230,9 +228,9 @@ class MLP(BaseMLP):
                 delta = self._gamma[l] / np.sqrt(var + BN_EPS) * (
                     delta - delta.mean(axis=0) - xhat * (delta * xhat).mean(axis=0))
                 self._gb[l][...] = 0  # a normalised layer has no bias
-            self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
-            if l not in self._bn_cache:
+            else:
                 self._gb[l][...] = delta.sum(axis=0)
+            self._gW[l][...] = A[l].T @ delta + self.l2 * self._W[l]
             if l > 0:
                 delta = (delta @ self._W[l].T) * activation_derivative(self.activations[l - 1], Z[l - 1],
                                                                         self.leaky_slope)
