@@ -1,4 +1,5 @@
-"""Cold and warm start-up of fastbp: import + first ``fit`` in a fresh Python process.
+"""Cold and warm start-up of fastbp: a whole first session (import, ``fit``, ``predict``,
+``evaluate``) in a fresh Python process.
 
 Cold: an empty Numba cache directory, so everything ``fit`` needs is compiled.
 Warm: the same cache directory again, now populated by the cold run.
@@ -26,7 +27,11 @@ y = rng.integers(0, 3, 150)
 model = fb.MLP([4, 16, 3], optimizer=fb.Adam(1e-3), dtype="{dtype}", seed=0)
 model.fit(X, y, epochs=1, batch_size=16)
 t2 = time.perf_counter()
-print(t1 - t0, t2 - t1)
+model.predict(X)
+t3 = time.perf_counter()
+model.evaluate(X, y)
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
@@ -36,8 +41,7 @@ def run(cache_dir, dtype):
     out = subprocess.run([sys.executable, "-c", CHILD.format(dtype=dtype)], env=env, check=True,
                          capture_output=True, text=True).stdout
     total = time.perf_counter() - start
-    imp, fit = map(float, out.split())
-    return total, imp, fit
+    return (total, *map(float, out.split()))
 
 
 def main():
@@ -51,8 +55,9 @@ def main():
             cold.append(run(cache, args.dtype))
             warm.append(run(cache, args.dtype))
     for name, runs in (("cold (empty cache)", cold), ("warm (cache populated)", warm)):
-        total, imp, fit = (statistics.median(col) for col in zip(*runs))
-        print(f"{name:24s} process {total:6.2f} s   import fastbp {imp:5.2f} s   first fit {fit:6.2f} s")
+        total, imp, fit, predict, evaluate = (statistics.median(col) for col in zip(*runs))
+        print(f"{name:24s} process {total:6.2f} s   import fastbp {imp:5.2f} s   first fit {fit:6.2f} s   "
+              f"first predict {predict:5.2f} s   first evaluate {evaluate:5.2f} s")
 
 
 if __name__ == "__main__":
