@@ -239,34 +239,35 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
     """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
     from numba import njit
 
-    from fastbp.kernels.network import layer_params, layer_rows
+    from fastbp.kernels.network import layer_rows, layer_weights
 
     @njit
-    def gemm_epoch(params, grads, X, meta, acts, deltas, bs):
+    def gemm_epoch(net, ws, X, bs):
         n = X.shape[0]
-        L = meta.shape[0]
+        L = net.layers.shape[0]
         for start in range(0, n, bs):
             m = min(bs, n - start)
             A_prev = X[start:start + m]
             for l in range(L):
-                W, _ = layer_params(params, meta, l)
-                A = layer_rows(acts, meta, l, m)
+                W, _ = layer_weights(net.params, net.layers[l])
+                A = layer_rows(ws.acts, ws, net.layers[l], m)
                 np.dot(A_prev, W, A)
                 A_prev = A
             for l in range(L - 1, -1, -1):
-                W, _ = layer_params(params, meta, l)
-                gW, _ = layer_params(grads, meta, l)
-                D = layer_rows(deltas, meta, l, m)
-                Ap = X[start:start + m] if l == 0 else layer_rows(acts, meta, l - 1, m)
+                lay = net.layers[l]
+                W, _ = layer_weights(net.params, lay)
+                gW, _ = layer_weights(net.grads, lay)
+                D = layer_rows(ws.deltas, ws, lay, m)
+                Ap = X[start:start + m] if l == 0 else layer_rows(ws.acts, ws, net.layers[l - 1], m)
                 np.dot(Ap.T, D, gW)
                 if l > 0:
-                    np.dot(D, W.T, layer_rows(deltas, meta, l - 1, m))
+                    np.dot(D, W.T, layer_rows(ws.deltas, ws, net.layers[l - 1], m))
 
     model = make_model(fastbp, sizes, dtype)
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
-    meta, acts, deltas, _, _ = model._train_workspace(batch_size)
-    deltas[:] = 0.01
-    args = (model._params, model._grads, X, meta, acts, deltas, batch_size)
+    ws = model._train_workspace(batch_size)
+    ws.deltas[:] = 0.01
+    args = (model._net, ws, X, batch_size)
     gemm_epoch(*args)
     return (lambda: gemm_epoch(*args)), 1
 

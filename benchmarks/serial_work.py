@@ -26,7 +26,7 @@ from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
 import fastbp  # noqa: E402
 from fastbp.kernels.common import jit  # noqa: E402
 from fastbp.kernels.network import count_nonfinite  # noqa: E402
-from fastbp.kernels.optim import update_range  # noqa: E402
+from fastbp.kernels.optim import adam_update  # noqa: E402
 
 
 @jit
@@ -61,11 +61,14 @@ def main():
         model.fit(X, y, epochs=1, batch_size=bs)
         epoch = median_ms(lambda: model.fit(X, y, epochs=1, batch_size=bs), repeat=5)
         steps = -(-n // bs)
-        p, g, slots, hyper = model._params_ext, model._grads, model._slots_buf, model._cfg[3:8]
-        code, P = model.optimizer.code, g.size
+        g, h, P = model._grads, model._hyper, model._grads.size
+        p, m1, m2 = model._params_ext[:P], model._slots_buf[0][:P], model._slots_buf[1][:P]
         rows = np.random.default_rng(0).permutation(n)[:bs]
         Xb = np.empty((bs, X.shape[1]), dtype=X.dtype)
-        parts = {"Adam update": median_ms(lambda: update_range(code, p, g, slots, 0, P, 1, hyper)),
+        def adam(lo, hi):
+            adam_update(p[lo:hi], m1[lo:hi], m2[lo:hi], g[lo:hi], 1, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay)
+
+        parts = {"Adam update": median_ms(lambda: adam(0, P)),
                  "non-finite check": median_ms(lambda: count_nonfinite(g)),
                  "gather a batch": median_ms(lambda: gather(X, rows, Xb))}
         print(f"{name}: {P:,} parameters, epoch {epoch:.1f} ms = {steps} steps")
@@ -73,9 +76,6 @@ def main():
             print(f"  {part:18s} {ms * 1e3:8.1f} us per step  = {100 * ms * steps / epoch:4.1f} % of the epoch")
 
         half = (P // 2) // 16 * 16
-
-        def adam(lo, hi):
-            update_range(code, p, g, slots, lo, hi, 1, hyper)
 
         def two_threads():
             t = threading.Thread(target=adam, args=(half, P))

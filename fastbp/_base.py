@@ -25,17 +25,18 @@ import zlib
 import numpy as np
 
 from . import schedules
+from .kernels.codes import (BINARY_CROSS_ENTROPY, BN_EPS, BN_MOMENTUM, CROSS_ENTROPY, LEAKY_RELU,  # noqa: F401
+                            LINEAR, MSE, RELU, SIGMOID, SOFTMAX, STATE, STATUS_LOSS, STATUS_OK, TANH)
 from .training import EarlyStopping, History, _Progress
 from .optimizers import get_optimizer, optimizer_from_config
+from .layout import allocate_state, carve, init_weights, layer_table  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # Name tables -> integer codes (the codes are what the kernels understand).
 # ---------------------------------------------------------------------------
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = 0, 1, 2, 3, 4, 5
 HIDDEN_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU}
 OUTPUT_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
 
-MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY = 0, 1, 2
 LOSSES = {"mse": MSE, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "cross_entropy": CROSS_ENTROPY}
 LOSS_ALIASES = {
     "mean_squared_error": "mse",
@@ -49,12 +50,9 @@ LOSS_ALIASES = {
 LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
 
 INITIALISERS = ("he", "xavier", "normal")
-BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm, PyTorch's defaults
 NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
-# What a training step reports (kernels and reference alike).
-STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 FORMAT_NAME = "fastbp-mlp"
@@ -77,82 +75,6 @@ def _all_finite(a, block=1 << 20):
         return bool(np.isfinite(a).all())
     rows = max(1, block // max(1, a.shape[1]))
     return all(np.isfinite(a[i:i + rows]).all() for i in range(0, a.shape[0], rows))
-
-
-def layer_layout(sizes, batch_norm=None):
-    """Offsets in the flat parameter buffer: per layer ``W``, ``b`` and (batch-normalised
-    layers, else -1) ``gamma`` followed by ``beta``; the end of each layer's block; the
-    number of trainable parameters ``P``; and per layer the offset of its running mean
-    (followed by its running variance) in the ``R`` entries stored after them."""
-    batch_norm = batch_norm or [False] * (len(sizes) - 1)
-    w_off, b_off, g_off, end, off = [], [], [], [], 0
-    for (n_in, n_out), bn in zip(zip(sizes[:-1], sizes[1:]), batch_norm):
-        w_off.append(off)
-        off += n_in * n_out
-        b_off.append(off)
-        off += n_out
-        g_off.append(off if bn else -1)
-        off += 2 * n_out if bn else 0
-        end.append(off)
-    r_off, r = [], off
-    for n_out, bn in zip(sizes[1:], batch_norm):
-        r_off.append(r if bn else -1)
-        r += 2 * n_out if bn else 0
-    return w_off, b_off, g_off, end, off, r_off, r - off
-
-
-def init_weights(rng, sizes, init, dtype):
-    """Initial (W, b) per layer, drawn in float64 from ``rng`` and cast to ``dtype``.
-
-    ``he``: N(0, 2/n_in); ``xavier`` (Glorot normal): N(0, 2/(n_in + n_out));
-    ``normal``: N(0, 0.01**2).  Biases are zero.
-    """
-    out = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        if init == "he":
-            std = math.sqrt(2.0 / n_in)
-        elif init == "xavier":
-            std = math.sqrt(2.0 / (n_in + n_out))
-        else:
-            std = 0.01
-        W = rng.standard_normal((n_in, n_out)) * std
-        out.append((W.astype(dtype), np.zeros(n_out, dtype=dtype)))
-    return out
-
-
-def carve(lengths, dtype):
-    """Zeroed 1-D arrays of the given lengths, carved from ONE 64-byte aligned allocation.
-
-    Region ``r`` starts ``r`` KiB past a page boundary (modulo 4 KiB): were the regions all
-    page-aligned, loops streaming through several of them at once (an optimizer's
-    ``p[i], g[i], m[i], v[i]``; a layer's activations and deltas) would alias modulo 4 KiB —
-    Adam over W3's 269k parameters measured 243 us that way and 77 us this way.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    page, kib = 4096 // itemsize, 1024 // itemsize
-    starts, end = [], 0
-    for r, n in enumerate(lengths):
-        start = -(-end // page) * page + (r % 4) * kib
-        starts.append(start)
-        end = start + n
-    raw = np.zeros(end + 4096 // itemsize, dtype=dtype)
-    base = (-raw.ctypes.data % 4096) // itemsize  # page-align region 0
-    return [raw[base + a:base + a + n] for a, n in zip(starts, lengths)]
-
-
-def allocate_state(n_params, n_extra, n_slots, dtype):
-    """Parameters, gradients and optimizer state: ``(params, grads, slots)`` from ``carve``.
-
-    ``params`` holds the ``n_params`` trainable parameters followed by ``n_extra`` entries
-    of state that is not trained (batch norm's running averages); ``grads`` the first
-    ``n_params``.  ``slots`` is C-contiguous ``(n_slots, stride)``; its rows hold the state
-    in their first ``n_params`` entries and are ``stride`` apart, ``stride`` being
-    ``n_params`` rounded up to a page plus one KiB, for the same reason as in ``carve``.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    stride = -(-n_params // (4096 // itemsize)) * (4096 // itemsize) + 1024 // itemsize
-    params, grads, slots = carve([n_params + n_extra, n_params, n_slots * stride], dtype)
-    return params, grads, slots.reshape(n_slots, stride)
 
 
 class BaseMLP:
@@ -268,22 +190,22 @@ class BaseMLP:
         self.batch_norm = [bool(v) for v in bn]
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
+        self._state = np.zeros(1, dtype=STATE)  # step, status of the last batch, ... (the kernels update it)
+        self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
+        self._batches = 0  # mini-batches run (the count step-unit schedules see)
 
-        (self._w_off, self._b_off, self._g_off, self._end, self.n_params,
-         self._r_off, n_running) = layer_layout(sizes, self.batch_norm + [False])
+        codes = [HIDDEN_ACTIVATIONS[a] for a in activations] + [OUTPUT_ACTIVATIONS[output]]
+        self._layers, self.n_params, n_running = layer_table(sizes, codes, self.batch_norm, rates)
         self._params_ext, self._grads, self._slots_buf = allocate_state(
             self.n_params, n_running, optimizer.n_slots, self.dtype)
         self._params = self._params_ext[:self.n_params]  # the trainable parameters (then BN's running stats)
         self._slots = self._slots_buf[:, :self.n_params]
-        self._step = 0  # optimizer updates applied
-        self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
-        self._batches = 0  # mini-batches run (the count step-unit schedules see)
         self._W, self._b = self._views(self._params)
         self._gW, self._gb = self._views(self._grads)
         # batch norm: scale / shift (trained) and running mean / variance, None elsewhere
-        self._gamma, self._beta = self._bn_views(self._params_ext, self._g_off)
-        self._ggamma, self._gbeta = self._bn_views(self._grads, self._g_off)
-        self._run_mean, self._run_var = self._bn_views(self._params_ext, self._r_off)
+        self._gamma, self._beta = self._bn_views(self._params_ext, "gamma")
+        self._ggamma, self._gbeta = self._bn_views(self._grads, "gamma")
+        self._run_mean, self._run_var = self._bn_views(self._params_ext, "running")
         for l, bn in enumerate(self.batch_norm):
             if bn:
                 self._gamma[l][...] = 1
@@ -295,6 +217,28 @@ class BaseMLP:
         # shuffle order of models without dropout does not depend on it)
         self._dropout_key = int(self._rng.integers(0, 2**62)) if any(rates) else 0
         self._setup()
+
+    # The counts the kernels keep in the state record, by name.
+    @property
+    def _step(self):
+        """Optimizer updates applied."""
+        return int(self._state[0]["step"])
+
+    @_step.setter
+    def _step(self, value):
+        self._state[0]["step"] = value
+
+    @property
+    def _dropout_key(self):
+        return int(self._state[0]["dropout_key"])
+
+    @_dropout_key.setter
+    def _dropout_key(self, value):
+        self._state[0]["dropout_key"] = value
+
+    def _epoch_progress(self):
+        """Batches done in the current epoch (the kernels / the reference's loop count them)."""
+        return int(self._state[0]["batch"])
 
     # ------------------------------------------------------------------ hooks
     def _setup(self):
@@ -312,7 +256,7 @@ class BaseMLP:
         """Loss of the batch; writes the gradient into ``self._grads``."""
         raise NotImplementedError
 
-    def _train_batch(self, X, T):
+    def _train_step(self, X, T):
         """One forward + backward + clipping + optimizer update: ``(loss, status, layer)``.
 
         If the loss or a gradient is not finite nothing is updated and ``status`` is
@@ -349,18 +293,23 @@ class BaseMLP:
             raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
         return value
 
-    def _bn_views(self, flat, offsets):
+    def _bn_views(self, flat, field):
+        """Per layer, views of the two ``n_out`` blocks at the layer table's ``field``
+        (``gamma``: gamma and beta; ``running``: running mean and variance); None without."""
         first, second = [], []
-        for off, n in zip(offsets, self.sizes[1:]):
+        for lay in self._layers:
+            off, n = int(lay[field]), int(lay["n_out"])
             first.append(flat[off:off + n] if off >= 0 else None)
             second.append(flat[off + n:off + 2 * n] if off >= 0 else None)
         return first, second
 
     def _views(self, flat):
+        """Per layer, the views ``W`` (``n_in x n_out``) and ``b`` of a flat parameter-shaped buffer."""
         Ws, bs = [], []
-        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            Ws.append(flat[self._w_off[l]:self._w_off[l] + n_in * n_out].reshape(n_in, n_out))
-            bs.append(flat[self._b_off[l]:self._b_off[l] + n_out])
+        for lay in self._layers:
+            w, b, n_in, n_out = (int(lay[k]) for k in ("w", "b", "n_in", "n_out"))
+            Ws.append(flat[w:w + n_in * n_out].reshape(n_in, n_out))
+            bs.append(flat[b:b + n_out])
         return Ws, bs
 
     @property
@@ -653,7 +602,7 @@ class BaseMLP:
         """
         X, T = self._check_data(X, y)
         with self._exclusive():
-            loss, status, layer = self._train_batch(X, T)
+            loss, status, layer = self._train_step(X, T)
         if status != STATUS_OK:
             raise FloatingPointError(self._nonfinite_message(status, layer, f"step {self._step + 1}"))
         return float(loss)

@@ -2,18 +2,18 @@
 
 An optimizer here is only its hyper-parameters (optax-style: the state lives in
 the model, next to the parameters, as one flat buffer of ``n_slots`` rows).
-``fastbp`` hands ``code`` and ``hyper`` to one fused Numba update kernel;
+``fastbp`` hands ``hyper`` (a named ``codes.Hyper``: the code and every hyper-parameter)
+to one fused Numba update kernel;
 ``fastbp.reference`` applies the same rule with plain NumPy.  The update rules
 are those of PyTorch's ``torch.optim`` (see each class).
 """
 
 import math
 
+from .kernels import codes
+from .kernels.codes import Hyper
+
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad", "get_optimizer"]
-
-# Integer codes understood by fastbp.kernels.optim (never pass functions to kernels).
-SGD_CODE, RMSPROP_CODE, ADAM_CODE, ADAMW_CODE, ADAGRAD_CODE = 0, 1, 2, 3, 4
-
 
 def _check(name, value, low, high=math.inf, low_open=False, high_open=True):
     """Validate one hyper-parameter and return it as a float."""
@@ -30,14 +30,19 @@ def _check(name, value, low, high=math.inf, low_open=False, high_open=True):
 
 
 class Optimizer:
-    """Base class. Subclasses set ``code``, ``n_slots`` and ``hyper`` (a tuple of floats)."""
+    """Base class. Subclasses set ``code``, ``n_slots`` and their hyper-parameters as
+    attributes named as in ``codes.Hyper`` (``lr``, ``momentum``, ``beta1``, ...)."""
 
     code = -1
     n_slots = 0
 
     @property
     def hyper(self):
-        raise NotImplementedError
+        """The optimizer as the kernels see it: a ``codes.Hyper``, 0 for what it does not use."""
+        return Hyper(code=self.code, lr=self.lr, momentum=float(getattr(self, "momentum", 0.0)),
+                     nesterov=bool(getattr(self, "nesterov", False)),
+                     **{name: float(getattr(self, name, 0.0))
+                        for name in ("rho", "beta1", "beta2", "eps", "weight_decay")})
 
     def get_config(self):
         """The constructor arguments, as a JSON-serialisable dict."""
@@ -61,7 +66,7 @@ class SGD(Optimizer):
     with Nesterov, ``v`` with momentum, ``g`` without; ``p -= lr * step``.
     """
 
-    code = SGD_CODE
+    code = codes.SGD
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         self.lr = _check("lr", lr, 0.0, low_open=True)
@@ -74,15 +79,12 @@ class SGD(Optimizer):
         self.n_slots = 1 if self.momentum > 0.0 else 0
         self._config = {"lr": self.lr, "momentum": self.momentum, "nesterov": nesterov}
 
-    @property
-    def hyper(self):
-        return (self.lr, self.momentum, 1.0 if self.nesterov else 0.0)
 
 
 class RMSprop(Optimizer):
     """RMSprop: ``s = rho * s + (1 - rho) * g**2``; ``p -= lr * g / (sqrt(s) + eps)``."""
 
-    code = RMSPROP_CODE
+    code = codes.RMSPROP
     n_slots = 1
 
     def __init__(self, lr=0.001, rho=0.9, eps=1e-8):
@@ -91,9 +93,6 @@ class RMSprop(Optimizer):
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "rho": self.rho, "eps": self.eps}
 
-    @property
-    def hyper(self):
-        return (self.lr, self.rho, self.eps)
 
 
 class Adam(Optimizer):
@@ -103,7 +102,7 @@ class Adam(Optimizer):
     ``p -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
     """
 
-    code = ADAM_CODE
+    code = codes.ADAM
     n_slots = 2
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -113,9 +112,6 @@ class Adam(Optimizer):
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    @property
-    def hyper(self):
-        return (self.lr, self.beta1, self.beta2, self.eps, 0.0)
 
 
 class AdamW(Adam):
@@ -125,22 +121,19 @@ class AdamW(Adam):
     parameters it is given) is scaled by ``1 - lr * weight_decay``.
     """
 
-    code = ADAMW_CODE
+    code = codes.ADAMW
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(lr, beta1, beta2, eps)
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self._config["weight_decay"] = self.weight_decay
 
-    @property
-    def hyper(self):
-        return (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)
 
 
 class AdaGrad(Optimizer):
     """AdaGrad: ``s += g**2``; ``p -= lr * g / (sqrt(s) + eps)`` (PyTorch's defaults)."""
 
-    code = ADAGRAD_CODE
+    code = codes.ADAGRAD
     n_slots = 1
 
     def __init__(self, lr=0.01, eps=1e-10):
@@ -148,9 +141,6 @@ class AdaGrad(Optimizer):
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "eps": self.eps}
 
-    @property
-    def hyper(self):
-        return (self.lr, self.eps)
 
 
 _BY_NAME = {

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from . import _base
 from . import schedules
-from ._base import BN_EPS, BN_MOMENTUM, BaseMLP
+from ._base import BaseMLP
+from .kernels.codes import BN_EPS, BN_MOMENTUM, STATUS_GRAD, STATUS_LOSS, STATUS_OK
 from .training import EarlyStopping, History, gradcheck
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
 
@@ -209,9 +209,6 @@ class MLP(BaseMLP):
     def _forward(self, X):
         return self._forward_cache(X)[1][-1]
 
-    def _epoch_progress(self):
-        return getattr(self, "_progress", 0)
-
     def _evaluate(self, X, T):
         Z, A, _ = self._forward_cache(X)
         value, _ = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
@@ -238,14 +235,14 @@ class MLP(BaseMLP):
                     delta = delta * masks[l - 1]
         return float(value) + self._l2_term()
 
-    def _train_batch(self, X, T, lr=None):
+    def _train_step(self, X, T, lr=None):
         with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as warnings
             value = self._loss_and_grads(X, T)
         if not np.isfinite(value):  # nothing is updated: the weights stay the last finite ones
-            return value, _base.STATUS_LOSS, self.n_layers - 1
+            return value, STATUS_LOSS, self.n_layers - 1
         for l in range(self.n_layers - 1, -1, -1):
             if not (np.isfinite(self._gW[l]).all() and np.isfinite(self._gb[l]).all()):
-                return value, _base.STATUS_GRAD, l
+                return value, STATUS_GRAD, l
         if self.clip_norm is not None:
             clip_by_global_norm(self._grads, self.clip_norm)
         self._step += 1
@@ -253,16 +250,16 @@ class MLP(BaseMLP):
         for l, (_, var, mean, m) in self._bn_cache.items():  # running averages (PyTorch's rule)
             self._run_mean[l][...] = (1 - BN_MOMENTUM) * self._run_mean[l] + BN_MOMENTUM * mean
             self._run_var[l][...] = (1 - BN_MOMENTUM) * self._run_var[l] + BN_MOMENTUM * var * (m / (m - 1) if m > 1 else 1)
-        return value, _base.STATUS_OK, -1
+        return value, STATUS_OK, -1
 
     def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):
         total, counted, skipped = 0.0, 0, 0
-        status, layer, bad_batch = _base.STATUS_OK, -1, -1
+        status, layer, bad_batch = STATUS_OK, -1, -1
         for b, start in enumerate(range(0, X.shape[0], batch_size)):
-            self._progress = b
+            self._state[0]["batch"] = b  # progress, read by fit's progress display
             idx = perm[start:start + batch_size]
-            value, st, bad_layer = self._train_batch(X[idx], T[idx], float(rates[b]) if len(rates) else None)
-            if st != _base.STATUS_OK:
+            value, st, bad_layer = self._train_step(X[idx], T[idx], float(rates[b]) if len(rates) else None)
+            if st != STATUS_OK:
                 status, layer, bad_batch = st, bad_layer, b
                 if not skip_nonfinite:
                     break
@@ -275,11 +272,11 @@ class MLP(BaseMLP):
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         losses, skipped = [], []
-        status, layer, batch = _base.STATUS_OK, -1, -1
+        status, layer, batch = STATUS_OK, -1, -1
         for perm, epoch_rates in zip(perms, rates):
             loss, status, layer, batch, n_skipped = self._run_epoch(X, T, perm, batch_size, skip_nonfinite,
                                                                     epoch_rates)
-            if status != _base.STATUS_OK and not skip_nonfinite:
+            if status != STATUS_OK and not skip_nonfinite:
                 break
             losses.append(loss)
             skipped.append(n_skipped)

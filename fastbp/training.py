@@ -39,13 +39,11 @@ def gradcheck(model, X, y, eps=1e-6):
             model._params[...] = original
             model._loss_and_grads(X, T)
     report = []
-    for l in range(model.n_layers):
-        n_in, n_out = model.sizes[l], model.sizes[l + 1]
+    for lay in model._layers:
+        w, b, n_in, n_out, g = (int(lay[k]) for k in ("w", "b", "n_in", "n_out", "gamma"))
         errors = {}
-        blocks = [("W", model._w_off[l], model._w_off[l] + n_in * n_out),
-                  ("b", model._b_off[l], model._b_off[l] + n_out)]
-        if model._g_off[l] >= 0:
-            g = model._g_off[l]
+        blocks = [("W", w, w + n_in * n_out), ("b", b, b + n_out)]
+        if g >= 0:
             blocks += [("gamma", g, g + n_out), ("beta", g + n_out, g + 2 * n_out)]
         for name, lo, hi in blocks:
             a, num = analytic[lo:hi].astype(np.float64), numeric[lo:hi]

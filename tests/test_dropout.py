@@ -22,14 +22,14 @@ def data(n=90, seed=0):
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_kernel_mask_is_the_reference_mask_and_has_the_right_rate(rate):
     A = np.ones((400, 50))
-    K.activations.dropout_forward(A, rate, 987654321, 42, 3)
+    K.dropout_forward(A, rate, 987654321, 42, 3)
     expected = dropout_mask(987654321, 42, 3, A.shape, rate)
     assert np.array_equal(A, expected)
     dropped = (A == 0).mean()
     assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / A.size)
     np.testing.assert_allclose(A[A > 0], 1 / (1 - rate))
     other_step = np.ones((400, 50))
-    K.activations.dropout_forward(other_step, rate, 987654321, 43, 3)
+    K.dropout_forward(other_step, rate, 987654321, 43, 3)
     assert not np.array_equal(A, other_step)
 
 

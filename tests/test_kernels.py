@@ -87,7 +87,7 @@ def test_output_loss(out_name, loss, shape, dtype):
     P = R.activation(out_name, Z)
     ref_loss, ref_delta = R.loss_and_delta(loss, out_name, Z, P, T)
     Zk, D = Zraw.copy(), np.empty_like(Zraw)
-    value = K.output_loss(Zk, b, T, _base.OUTPUT_ACTIVATIONS[out_name], _base.LOSSES[loss], D)
+    value = K.output_loss(Zk, D, b, T, _base.OUTPUT_ACTIVATIONS[out_name], _base.LOSSES[loss])
     np.testing.assert_allclose(value, ref_loss, **TOL[dtype])
     np.testing.assert_allclose(Zk, P, **TOL[dtype])
     np.testing.assert_allclose(D, ref_delta, **TOL[dtype])
@@ -97,7 +97,7 @@ def test_cross_entropy_is_stable_for_huge_logits():
     Z = np.array([[1000.0, -1000.0, 0.0], [-800.0, 800.0, 1.0]])
     T = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     D = np.empty_like(Z)
-    value = K.output_loss(Z.copy(), np.zeros(3), T, _base.SOFTMAX, _base.CROSS_ENTROPY, D)
+    value = K.output_loss(Z.copy(), D, np.zeros(3), T, _base.SOFTMAX, _base.CROSS_ENTROPY)
     assert np.isfinite(value) and np.all(np.isfinite(D))
     np.testing.assert_allclose(value, (2000.0 + 0.0) / 2, rtol=1e-12)
 
@@ -110,7 +110,7 @@ def test_dense_forward_backward(name, m, n_in, n_out, dtype):
     A_prev, W, b = rand(rng, (m, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     code = _base.HIDDEN_ACTIVATIONS[name]
     A = np.empty((m, n_out), dtype)
-    K.dense_forward(A_prev, W, b, A, code, 0.01)
+    K.dense_forward(A, A_prev, W, b, code, 0.01)
     np.testing.assert_allclose(A, R.activation(name, A_prev @ W + b), **TOL[dtype])
 
     # Backward through this layer into a previous layer whose activation is `name`.
@@ -118,7 +118,8 @@ def test_dense_forward_backward(name, m, n_in, n_out, dtype):
     A_prev = R.activation(name, Z_prev)
     D = rand(rng, (m, n_out), dtype)
     gW, gb, D_prev = np.empty_like(W), np.empty_like(b), np.empty_like(A_prev)
-    K.dense_backward(A_prev, W, D, gW, gb, D_prev, code, 0.01, 0.1, True)
+    K.dense_backward(D_prev, gW, gb, D, A_prev, W, code, 0.01, True)
+    K.add_l2_gradient(gW, W, 0.1)  # the L2 penalty's share, added by the network
     np.testing.assert_allclose(gW, A_prev.T @ D + dtype(0.1) * W, **TOL[dtype])
     np.testing.assert_allclose(gb, D.sum(axis=0), **TOL[dtype])
     np.testing.assert_allclose(D_prev, (D @ W.T) * R.activation_derivative(name, Z_prev), **TOL[dtype])
@@ -128,7 +129,7 @@ def test_dense_backward_skips_input_gradient():
     rng = np.random.default_rng(4)
     A_prev, W, D = rng.random((3, 4)), rng.random((4, 2)), rng.random((3, 2))
     sentinel = np.full((3, 4), 7.0)
-    K.dense_backward(A_prev, W, D, np.empty((4, 2)), np.empty(2), sentinel, _base.RELU, 0.0, 0.0, False)
+    K.dense_backward(sentinel, np.empty((4, 2)), np.empty(2), D, A_prev, W, _base.RELU, 0.0, False)
     assert np.all(sentinel == 7.0)
 
 
@@ -146,11 +147,10 @@ def test_optimizer_update(opt, dtype):
     p_ref = rand(rng, n, dtype)
     slots_ref = np.zeros((opt.n_slots, n), dtype)
     p, slots = p_ref.copy(), slots_ref.copy()
-    hyper = np.array(list(opt.hyper) + [0.0] * (5 - len(opt.hyper)))
     for t in range(1, 6):
         g = rand(rng, n, dtype)
         R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
-        K.update_range(opt.code, p, g.copy(), slots, 0, n, t, hyper)
+        K.optimizer_update(p, slots, g.copy(), t, opt.lr, opt.hyper)
         np.testing.assert_allclose(p, p_ref, **TOL[dtype])
         np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
 

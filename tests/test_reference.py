@@ -57,7 +57,7 @@ def test_one_step_takes_exactly_the_textbook_matrix_products(sizes, dropout, bat
     T = model._check_y(rng.integers(0, sizes[-1], 11), 11)
     L = len(sizes) - 1
     assert _products_per_step(model, X, T, model._loss_and_grads) == 3 * L - 1
-    assert _products_per_step(model, X, T, lambda X, T: model._train_batch(X, T)) == 3 * L - 1
+    assert _products_per_step(model, X, T, lambda X, T: model._train_step(X, T)) == 3 * L - 1
     # and the counting itself sees the forward pass (or the equalities above prove nothing)
     assert _products_per_step(model, X, T, lambda X, T: model._forward(X)) == L
 

@@ -4,7 +4,7 @@ fused update over 1M parameters."""
 import numpy as np
 
 import fastbp
-from fastbp import _base
+from fastbp.kernels import codes
 from fastbp import kernels as K
 
 RNG = np.random.default_rng(0)
@@ -27,10 +27,10 @@ class DenseLayer:
         self.time_backward(shape)
 
     def time_forward(self, shape):
-        K.dense_forward(self.A, self.W, self.b, self.Z, _base.RELU, 0.01)
+        K.dense_forward(self.Z, self.A, self.W, self.b, codes.RELU, 0.01)
 
     def time_backward(self, shape):
-        K.dense_backward(self.A, self.W, self.D, self.gW, self.gb, self.Dp, _base.RELU, 0.01, 0.0, True)
+        K.dense_backward(self.Dp, self.gW, self.gb, self.D, self.A, self.W, codes.RELU, 0.01, True)
 
 
 class FusedLoss:
@@ -38,15 +38,16 @@ class FusedLoss:
     param_names = ["loss"]
 
     def setup(self, loss):
-        self.out = {"cross_entropy": _base.SOFTMAX, "binary_cross_entropy": _base.SIGMOID, "mse": _base.LINEAR}[loss]
-        self.code = _base.LOSSES[loss]
+        self.out = {"cross_entropy": codes.SOFTMAX, "binary_cross_entropy": codes.SIGMOID, "mse": codes.LINEAR}[loss]
+        self.code = {"cross_entropy": codes.CROSS_ENTROPY, "binary_cross_entropy": codes.BINARY_CROSS_ENTROPY,
+                     "mse": codes.MSE}[loss]
         self.Z, self.b, self.D = _rand(1024, 10), _rand(10), _rand(1024, 10)
         self.T = np.zeros((1024, 10), np.float32)
         self.T[np.arange(1024), RNG.integers(0, 10, 1024)] = 1
         self.time_output_loss(loss)
 
     def time_output_loss(self, loss):
-        K.output_loss(self.Z, self.b, self.T, self.out, self.code, self.D)
+        K.output_loss(self.Z, self.D, self.b, self.T, self.out, self.code)
 
 
 class OptimizerUpdate:
@@ -58,14 +59,13 @@ class OptimizerUpdate:
                "Nesterov": fastbp.SGD(0.01, momentum=0.9, nesterov=True), "RMSprop": fastbp.RMSprop(),
                "Adam": fastbp.Adam(), "AdamW": fastbp.AdamW(), "AdaGrad": fastbp.AdaGrad()}[name]
         n = 1_000_000
-        self.code = opt.code
         self.p, self.g = _rand(n), _rand(n)
         self.slots = np.zeros((opt.n_slots, n), np.float32)
-        self.hyper = np.array(list(opt.hyper) + [0.0] * (5 - len(opt.hyper)))
+        self.hyper = opt.hyper
         self.time_update(name)
 
     def time_update(self, name):
-        K.update_range(self.code, self.p, self.g, self.slots, 0, self.p.size, 10, self.hyper)
+        K.optimizer_update(self.p, self.slots, self.g, 10, self.hyper.lr, self.hyper)
 
 
 class ClipNorm:

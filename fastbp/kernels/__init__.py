@@ -1,31 +1,35 @@
 """Numba kernels: pure functions that write into arrays they are given and allocate nothing.
 
+This package imports nothing from the rest of fastbp; the rest of fastbp imports its codes
+and record layouts from :mod:`.codes` (``tests/test_codes.py`` keeps it so).
+
+* :mod:`.codes` — integer codes, constants and the shared structures (``LAYER``, ``STATE``,
+  ``Network``, ``Workspace``, ``Config``, ``Hyper``); append-only
+* :mod:`.common` — the ``jit`` decorator, borrowed / matrix views, the floating-point mode
 * :mod:`.activations` — fused bias + activation, activation derivatives
+* :mod:`.dropout` — inverted dropout from a counter-based generator (splitmix64)
 * :mod:`.dense` — a dense layer's forward and backward pass (GEMMs through BLAS)
+* :mod:`.batchnorm` — batch normalisation: training / inference forward, backward, running averages
 * :mod:`.losses` — output activation fused with MSE / binary / categorical cross-entropy
 * :mod:`.optim` — fused SGD / momentum / Nesterov / RMSprop / Adam / AdamW / AdaGrad updates,
   global-norm clipping
 * :mod:`.network` — the whole network over flat buffers: loss + gradients, a training step,
-  a compiled training epoch, chunked inference
+  compiled training epochs, chunked inference (the entry points the model calls)
 """
 
 from .activations import activation_backward, bias_activation
+from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
 from .dense import column_sums, dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .network import evaluate, loss_and_grads, predict, train_batch, train_epoch, train_epochs, train_step
-from .optim import (
-    adagrad_update,
-    adam_update,
-    clip_global_norm,
-    optimizer_update,
-    update_range,
-    rmsprop_update,
-    sgd_update,
-    sum_squares,
-)
+from .network import add_l2_gradient, evaluate, l2_penalty, loss_and_grads, predict, train_epochs, train_step
+from .optim import adagrad_update, adam_update, clip_global_norm, optimizer_update, rmsprop_update, sgd_update, sum_squares
 
 __all__ = [
-    "bias_activation", "activation_backward", "dense_forward", "dense_backward", "column_sums",
-    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update", "update_range",
-    "clip_global_norm", "sum_squares", "loss_and_grads", "train_batch", "train_epoch", "train_epochs", "train_step", "predict", "evaluate",
+    "bias_activation", "activation_backward", "dropout_forward", "dropout_backward",
+    "dense_forward", "dense_backward", "column_sums",
+    "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running",
+    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update",
+    "clip_global_norm", "sum_squares", "l2_penalty", "add_l2_gradient",
+    "loss_and_grads", "train_step", "train_epochs", "predict", "evaluate",
 ]

@@ -1,14 +1,18 @@
-"""Elementwise activation kernels, in place, one branch per code outside the hot loop.
+"""Elementwise activation kernels, in place.
 
 Hidden-layer derivatives are computed from the activation's OUTPUT ``A`` (not from the
 pre-activation), so the forward pass stores one matrix per layer:
 ``sigmoid' = A (1 - A)``, ``tanh' = 1 - A^2``, ``relu' = [A > 0]``,
 ``leaky_relu' = 1 if A > 0 else slope`` (slope >= 0, so sign(A) = sign(Z)).
+``backprop_activation`` is the one place these derivatives are written; the loops that
+use it (``activation_backward`` here, ``dropout_backward``) branch on the code once per
+call, outside their inner loops.
 """
 
 import numpy as np
 
-from .common import LEAKY_RELU, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, jit
+from .codes import LEAKY_RELU, LINEAR, PRODUCT_ONLY, RELU, SIGMOID, SOFTMAX, TANH
+from .common import jit
 
 
 @jit
@@ -43,9 +47,12 @@ def exp_shifted(z, mx):
 
 @jit
 def bias_activation(Z, b, code, slope):
-    """``Z <- act(Z + b)`` row by row; ``code`` is a hidden or output activation code."""
+    """``Z <- act(Z + b)`` row by row; ``code`` is a hidden or output activation code
+    (``PRODUCT_ONLY``: nothing to do)."""
     m, n = Z.shape
     s = Z.dtype.type(slope)
+    if code == PRODUCT_ONLY:
+        return
     for i in range(m):
         z = Z[i]
         if code == LINEAR:
@@ -71,102 +78,48 @@ def bias_activation(Z, b, code, slope):
                 z[j] = z[j] / t
 
 
+@jit(inline="always")
+def backprop_activation(d, a, code, slope, one):
+    """``d * act'(.)`` for one element, the derivative taken from the activation's output
+    ``a`` (``slope`` and ``one`` in the element's dtype).
+
+    The derivative is computed in the element's dtype and the product in float64, rounded
+    once when the caller stores it: for float32 that is the float32 product, and a caller
+    that scales it further (dropout) rounds only once.
+    """
+    if code == RELU:
+        return d if a > 0 else 0
+    if code == LEAKY_RELU:
+        return d if a > 0 else np.float64(d) * slope
+    if code == TANH:
+        return np.float64(d) * (one - a * a)
+    if code == SIGMOID:
+        return np.float64(d) * (a * (one - a))
+    return d
+
+
 @jit
 def activation_backward(D, A, code, slope):
     """``D <- D * act'(.)`` elementwise, with the derivative taken from the output ``A``."""
     m, n = D.shape
     s = D.dtype.type(slope)
     one = D.dtype.type(1.0)
-    if code == LINEAR:
-        return
-    for i in range(m):
-        d = D[i]
-        a = A[i]
-        if code == RELU:
-            for j in range(n):
-                d[j] = d[j] if a[j] > 0 else 0
-        elif code == LEAKY_RELU:
-            for j in range(n):
-                d[j] = d[j] if a[j] > 0 else d[j] * s
-        elif code == TANH:
-            for j in range(n):
-                d[j] = d[j] * (one - a[j] * a[j])
-        elif code == SIGMOID:
-            for j in range(n):
-                d[j] = d[j] * (a[j] * (one - a[j]))
+    # One loop per code with the code fixed inside it, so each loop vectorises.
+    if code == RELU:
+        _backprop_rows(D, A, RELU, s, one)
+    elif code == LEAKY_RELU:
+        _backprop_rows(D, A, LEAKY_RELU, s, one)
+    elif code == TANH:
+        _backprop_rows(D, A, TANH, s, one)
+    elif code == SIGMOID:
+        _backprop_rows(D, A, SIGMOID, s, one)
 
 
-# ----------------------------------------------------------------- dropout
-# Inverted dropout with a counter-based generator: whether unit j of row i of layer l is
-# kept at training step t is a pure function of (key, t, l, i * n + j) — splitmix64 — so
-# the backward pass regenerates the mask instead of storing it, any thread count gives the
-# same bits, and fastbp.reference draws the identical mask with NumPy.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11, _S16 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11), np.uint64(16)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2 ** -53
-
-
-@jit
-def _mix(z):
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@jit
-def dropout_stream(key, step, layer):
-    """The per-(step, layer) seed of the keep/drop stream."""
-    return _mix(np.uint64(key) + (np.uint64(step) << _S16) + np.uint64(layer))
-
-
-@jit
-def dropout_uniform(stream, index):
-    """A uniform number in [0, 1) for element ``index`` of a stream."""
-    return np.float64(_mix(stream + np.uint64(index) * _GOLDEN) >> _S11) * _TO_UNIT
-
-
-@jit
-def dropout_forward(A, rate, key, step, layer):
-    """``A <- A * keep / (1 - rate)``, keep = uniform >= rate."""
-    m, n = A.shape
-    stream = dropout_stream(key, step, layer)
-    scale = A.dtype.type(1.0 / (1.0 - rate))
-    for i in range(m):
-        a = A[i]
-        for j in range(n):
-            if dropout_uniform(stream, i * n + j) >= rate:
-                a[j] = a[j] * scale
-            else:
-                a[j] = 0
-
-
-@jit
-def dropout_backward(D, A, code, slope, rate, key, step, layer):
-    """``D <- D * act'(a) * keep / (1 - rate)`` where ``A`` holds the dropped activations
-    (so a kept unit's activation is ``A / scale``)."""
+@jit(inline="always")
+def _backprop_rows(D, A, code, s, one):
     m, n = D.shape
-    stream = dropout_stream(key, step, layer)
-    scale = D.dtype.type(1.0 / (1.0 - rate))
-    s = D.dtype.type(slope)
-    one = D.dtype.type(1.0)
     for i in range(m):
         d = D[i]
         a = A[i]
         for j in range(n):
-            if dropout_uniform(stream, i * n + j) < rate:
-                d[j] = 0
-                continue
-            x = a[j] / scale
-            if code == RELU:
-                g = one if x > 0 else 0
-            elif code == LEAKY_RELU:
-                g = one if x > 0 else s
-            elif code == TANH:
-                g = one - x * x
-            elif code == SIGMOID:
-                g = x * (one - x)
-            else:
-                g = one
-            d[j] = d[j] * g * scale
+            d[j] = backprop_activation(d[j], a[j], code, s, one)

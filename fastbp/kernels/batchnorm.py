@@ -12,12 +12,13 @@ backward pass and the running-average update.
 
 import numpy as np
 
-from .._base import BN_EPS, BN_MOMENTUM
+from .codes import BN_EPS, BN_MOMENTUM
 from .common import jit
 
 
 @jit
-def batchnorm_forward_train(Z, gamma, xhat, stats):
+def batchnorm_forward_train(Z, xhat, stats, gamma):
+    """``Z <- gamma * xhat``; writes ``xhat`` and the batch's ``stats``."""
     m, n = Z.shape
     mean, var, istd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]
     inv_m = Z.dtype.type(1.0 / m)
@@ -48,6 +49,7 @@ def batchnorm_forward_train(Z, gamma, xhat, stats):
 
 @jit
 def batchnorm_forward_infer(Z, gamma, run_mean, run_var):
+    """``Z <- gamma * (Z - running mean) / sqrt(running var + eps)``."""
     m, n = Z.shape
     eps = Z.dtype.type(BN_EPS)
     for i in range(m):
@@ -57,7 +59,7 @@ def batchnorm_forward_infer(Z, gamma, run_mean, run_var):
 
 
 @jit
-def batchnorm_backward(D, xhat, stats, gamma, dgamma, dbeta):
+def batchnorm_backward(D, dgamma, dbeta, xhat, stats, gamma):
     """``D``: dL/dY in, dL/dZ out; writes dL/dgamma and dL/dbeta."""
     m, n = D.shape
     istd = stats[2 * n:3 * n]
@@ -78,6 +80,7 @@ def batchnorm_backward(D, xhat, stats, gamma, dgamma, dbeta):
 
 @jit
 def batchnorm_update_running(run_mean, run_var, stats, m):
+    """Move the running averages towards the batch's ``stats`` of ``m`` rows."""
     n = run_mean.size
     mom = run_mean.dtype.type(BN_MOMENTUM)
     keep = run_mean.dtype.type(1.0 - BN_MOMENTUM)

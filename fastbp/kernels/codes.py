@@ -6,12 +6,10 @@ from here.  Activations, losses and optimizers reach the kernels as integer code
 functions, which would defeat Numba's on-disk cache and multiply the compiled
 specialisations.
 
-**The codes and constants are append-only.**  A compiled kernel keeps the values it was
-compiled with, and Numba's on-disk cache is checked against the kernel's own source file
-only, not against this one: renumbering a code here would silently run stale kernels.
-``tests/test_codes.py`` freezes every value; add new codes, never change old ones.  The
-records and named tuples below are safe to change: their field names and offsets are part of
-the compiled signature, so a change compiles afresh.
+**The codes and constants are append-only**: a compiled kernel keeps the values it was
+compiled with, and Numba's on-disk cache checks a kernel against its own source file only.
+The records and named tuples below are part of the compiled signatures (field names, types,
+offsets), so changing them compiles afresh.
 """
 
 from collections import namedtuple

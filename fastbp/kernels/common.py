@@ -1,13 +1,13 @@
-"""The one decorator every kernel uses, and the integer codes kernels dispatch on.
+"""The one decorator every kernel uses, and the low-level helpers of the entry points:
+views without reference counting and the floating-point mode.
 
 ``cache=True``: compiled code is kept on disk, so only the first process pays for it.
 ``error_model="numpy"``: divisions do not check for zero, so division loops vectorise.
-No ``fastmath``: it bought no speed here and moved float32 results away from the reference.
-Activations, losses and optimizers are passed as integer codes (never as functions,
-which would defeat the on-disk cache and multiply the compiled specialisations).
+``nogil=True``: inference may run from several threads at once.
+No ``fastmath``: it moved float32 results away from the reference (and bought no speed).
+The integer codes the kernels dispatch on live in :mod:`.codes`.
 """
 
-import functools
 import platform
 
 from llvmlite import ir
@@ -17,20 +17,15 @@ from numba.core.extending import intrinsic
 from numba.core.imputils import impl_ret_borrowed
 from numba.np.arrayobj import populate_array
 
-from .._base import (  # noqa: F401  (re-exported codes)
-    BINARY_CROSS_ENTROPY,
-    CROSS_ENTROPY,
-    LEAKY_RELU,
-    LINEAR,
-    MSE,
-    RELU,
-    SIGMOID,
-    SOFTMAX,
-    TANH,
-)
-from ..optimizers import ADAGRAD_CODE, ADAM_CODE, ADAMW_CODE, RMSPROP_CODE, SGD_CODE  # noqa: F401
+_OPTIONS = dict(cache=True, error_model="numpy", nogil=True)
 
-jit = functools.partial(njit, cache=True, error_model="numpy", nogil=True)
+
+def jit(func=None, **options):
+    """``numba.njit`` with the project's options; ``@jit`` or ``@jit(inline="always")``."""
+    options = {**_OPTIONS, **options}
+    if func is None:
+        return lambda f: njit(**options)(f)
+    return njit(**options)(func)
 
 
 @intrinsic
@@ -38,8 +33,8 @@ def borrowed(typingctx, arr):
     """A view of ``arr`` (same data, shape, strides) that carries no reference count.
 
     Every view Numba makes of an array (a slice, a reshape, a row) increments and later
-    decrements its owner's reference count with an atomic instruction; in the small
-    layers' training loop those were ~45 % of the time.  Views of a borrowed array have no
+    decrements its owner's reference count with an atomic instruction, which dominated the
+    small networks' training loop (README, Performance).  Views of a borrowed array have no
     owner to count.  Safe only while the caller keeps ``arr`` alive and no view escapes:
     kernels borrow their arguments on entry and return scalars.
     """
@@ -61,8 +56,8 @@ def matrix_view(typingctx, flat, start, m, n):
     """The C-ordered ``(m, n)`` view of ``flat[start:start + m * n]`` (a 1-D contiguous array).
 
     What ``flat[start:start + m * n].reshape((m, n))`` gives, without the call into Numba's
-    general reshape helper that every such reshape makes (~5 % of the small layers' loop).
-    The caller guarantees the range lies inside ``flat`` (the layouts in ``fastbp._base``).
+    general reshape helper that every such reshape makes (measurable in the small networks'
+    loop).  The caller guarantees the range lies inside ``flat`` (``fastbp.layout``).
     """
     if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
         return None
@@ -85,7 +80,7 @@ def matrix_view(typingctx, flat, start, m, n):
 # MXCSR bits: FTZ (flush results below the smallest normal to zero) and DAZ (read such
 # inputs as zero).  Long training drives softmax probabilities, deltas and Adam's first
 # moments of dead units into the subnormal range, where every operation on them takes a
-# microcode assist: W2's epoch was 2x slower after 2,000 epochs.  The kernels set both
+# microcode assist (README, "Long training: subnormal numbers").  The kernels set both
 # bits for their own duration on the calling thread and restore the caller's word.
 _FTZ_DAZ = 0x8040
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")

@@ -1,7 +1,7 @@
 """Output activation fused with the loss: one pass over the logits per row.
 
-Given the logits ``Z`` (without bias), ``output_loss`` adds the bias, overwrites ``Z`` with
-the output ``P``, writes ``D = dLoss/dZ`` and returns the batch's mean loss (accumulated in
+Given the logits ``Z`` (without bias), ``output_loss`` adds the bias ``b``, overwrites ``Z``
+with the output ``P``, writes ``D = dLoss/dZ`` and returns the batch's mean loss (accumulated in
 float64).  Definitions are PyTorch's with mean reduction:
 
 * ``cross_entropy`` + softmax: ``mean_i sum_j -t_ij log softmax(z_i)_j`` from the logits by
@@ -15,11 +15,12 @@ float64).  Definitions are PyTorch's with mean reduction:
 import numpy as np
 
 from .activations import add_bias_max, exp_shifted, sigmoid_scalar
-from .common import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, SIGMOID, SOFTMAX, jit
+from .codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, SIGMOID, SOFTMAX
+from .common import jit
 
 
 @jit
-def output_loss(Z, b, T, out_code, loss_code, D):
+def output_loss(Z, D, b, T, out_code, loss_code):
     """Fused output activation + loss + output delta; returns the mean loss of the batch."""
     m, k = Z.shape
     dt = Z.dtype.type

@@ -1,10 +1,11 @@
-"""Fused optimizer updates over ONE flat parameter buffer, gradient clipping and the L2 term.
+"""Fused optimizer updates over ONE flat parameter buffer, and gradient clipping.
 
-Every update is a single pass over ``params``, ``grads`` and the optimizer's state rows
-(``slots[0]``, ``slots[1]``), elementwise and independent per parameter, so the result does
-not depend on how the loop is split.  ``hyper`` holds the optimizer's hyper-parameters as
-float64 (see ``fastbp.optimizers``); scalars are cast to the buffer's dtype before the loop,
-as NumPy does for Python floats, so float32 arithmetic matches the reference.
+Every update is a single pass over ``params``, the optimizer's state rows (``slots[0]``,
+``slots[1]``) and ``grads``, elementwise and independent per parameter, so the result does
+not depend on how the loop is split.  ``h`` is the optimizer as a ``codes.Hyper`` (built by
+``fastbp.optimizers``); ``lr`` is this step's learning rate (the optimizer's, or a
+schedule's).  Scalars are cast to the buffer's dtype before the loop, as NumPy does for
+Python floats, so float32 arithmetic matches the reference.
 The rules are PyTorch's (``torch.optim``); ``t`` is the 1-based step count.
 """
 
@@ -12,11 +13,12 @@ import math
 
 import numpy as np
 
-from .common import ADAGRAD_CODE, ADAM_CODE, ADAMW_CODE, RMSPROP_CODE, SGD_CODE, jit
+from .codes import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
+from .common import jit
 
 
 @jit
-def sgd_update(p, g, v, lr, momentum, nesterov):
+def sgd_update(p, v, g, lr, momentum, nesterov):
     dt = p.dtype.type
     lr_, mu = dt(lr), dt(momentum)
     if momentum == 0.0:
@@ -33,7 +35,7 @@ def sgd_update(p, g, v, lr, momentum, nesterov):
 
 
 @jit
-def rmsprop_update(p, g, s, lr, rho, eps):
+def rmsprop_update(p, s, g, lr, rho, eps):
     dt = p.dtype.type
     lr_, rho_, c, eps_ = dt(lr), dt(rho), dt(1.0 - rho), dt(eps)
     for i in range(p.size):
@@ -42,7 +44,7 @@ def rmsprop_update(p, g, s, lr, rho, eps):
 
 
 @jit
-def adam_update(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
+def adam_update(p, m, v, g, t, lr, beta1, beta2, eps, weight_decay):
     """Adam (``weight_decay == 0``) or AdamW (decoupled decay of every parameter first).
 
     The bias correction of the second moment is applied as a multiplication by
@@ -66,7 +68,7 @@ def adam_update(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay):
 
 
 @jit
-def adagrad_update(p, g, s, lr, eps):
+def adagrad_update(p, s, g, lr, eps):
     dt = p.dtype.type
     lr_, eps_ = dt(lr), dt(eps)
     for i in range(p.size):
@@ -75,26 +77,21 @@ def adagrad_update(p, g, s, lr, eps):
 
 
 @jit
-def optimizer_update(code, p, g, s0, s1, t, hyper):
-    """Dispatch on the optimizer code over 1-D buffers: parameters ``p``, gradient ``g``
-    and up to two state buffers ``s0``, ``s1`` (pass any unused one as ``g``)."""
-    if code == SGD_CODE:
-        sgd_update(p, g, s0, hyper[0], hyper[1], hyper[2] != 0.0)
-    elif code == RMSPROP_CODE:
-        rmsprop_update(p, g, s0, hyper[0], hyper[1], hyper[2])
-    elif code == ADAM_CODE or code == ADAMW_CODE:
-        adam_update(p, g, s0, s1, t, hyper[0], hyper[1], hyper[2], hyper[3], hyper[4])
-    elif code == ADAGRAD_CODE:
-        adagrad_update(p, g, s0, hyper[0], hyper[1])
-
-
-@jit
-def update_range(code, params, grads, slots, lo, hi, t, hyper):
-    """``optimizer_update`` on the flat range ``[lo, hi)`` (one layer's ``W`` and ``b``)."""
-    g = grads[lo:hi]
-    s0 = slots[0][lo:hi] if slots.shape[0] > 0 else g
-    s1 = slots[1][lo:hi] if slots.shape[0] > 1 else g
-    optimizer_update(code, params[lo:hi], g, s0, s1, t, hyper)
+def optimizer_update(params, slots, grads, t, lr, h):
+    """One step of the optimizer ``h`` over the flat buffers: parameters, state rows
+    ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient."""
+    n = grads.size
+    p = params[:n]
+    s0 = slots[0][:n] if slots.shape[0] > 0 else grads  # unused rows: any array of the type
+    s1 = slots[1][:n] if slots.shape[0] > 1 else grads
+    if h.code == SGD:
+        sgd_update(p, s0, grads, lr, h.momentum, h.nesterov)
+    elif h.code == RMSPROP:
+        rmsprop_update(p, s0, grads, lr, h.rho, h.eps)
+    elif h.code == ADAM or h.code == ADAMW:
+        adam_update(p, s0, s1, grads, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
+    elif h.code == ADAGRAD:
+        adagrad_update(p, s0, grads, lr, h.eps)
 
 
 @jit
