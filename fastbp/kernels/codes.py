@@ -6,10 +6,11 @@ from here.  Activations, losses and optimizers reach the kernels as integer code
 functions, which would defeat Numba's on-disk cache and multiply the compiled
 specialisations.
 
-**The codes and constants are append-only**: a compiled kernel keeps the values it was
-compiled with, and Numba's on-disk cache checks a kernel against its own source file only.
-The records and named tuples below are part of the compiled signatures (field names, types,
-offsets), so changing them compiles afresh.
+A compiled kernel keeps the values it was compiled with.  Numba's on-disk cache checks a
+kernel against its own source file only, so ``common.jit`` adds a digest of every file of
+this package to each kernel's cache key: changing a code here recompiles the kernels
+(``tests/test_codes.py`` proves it).  The records and named tuples below are part of the
+compiled signatures (field names, types, offsets), so changing them compiles afresh too.
 """
 
 from collections import namedtuple

@@ -8,6 +8,8 @@ No ``fastmath``: it moved float32 results away from the reference (and bought no
 The integer codes the kernels dispatch on live in :mod:`.codes`.
 """
 
+import hashlib
+import os
 import platform
 
 from llvmlite import ir
@@ -20,12 +22,41 @@ from numba.np.arrayobj import populate_array
 _OPTIONS = dict(cache=True, error_model="numpy", nogil=True)
 
 
+def _sources_digest():
+    """A digest of every source file of this package (read once, at import)."""
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.hexdigest()
+
+
+_SOURCES_DIGEST = _sources_digest()
+
+
+def _stamp_with_package(dispatcher):
+    """Make the on-disk cache of ``dispatcher`` depend on every file of this package.
+
+    Numba checks a cached function against its own source file only: a kernel whose codes,
+    constants or callees changed in another file would load stale machine code.  The cache
+    index stores the source stamp the dispatcher computed when it was created; adding the
+    package's digest to it makes any change to any kernel file a cache miss.
+    (``tests/test_codes.py`` checks that this works with the installed Numba.)
+    """
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_DIGEST)
+    return dispatcher
+
+
 def jit(func=None, **options):
     """``numba.njit`` with the project's options; ``@jit`` or ``@jit(inline="always")``."""
     options = {**_OPTIONS, **options}
     if func is None:
-        return lambda f: njit(**options)(f)
-    return njit(**options)(func)
+        return lambda f: _stamp_with_package(njit(**options)(f))
+    return _stamp_with_package(njit(**options)(func))
 
 
 @intrinsic
