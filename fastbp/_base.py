@@ -1,11 +1,16 @@
-"""What ``fastbp.MLP`` and ``fastbp.reference.MLP`` share: configuration, validation,
-initialisation, parameter storage, the training loop's bookkeeping, save and load.
+"""``BaseMLP``: what ``fastbp.MLP`` and ``fastbp.reference.MLP`` share — the public API, the
+parameter storage and the training loop — as thin glue over the modules that do the work:
+
+* :mod:`fastbp.validation` — the name tables and every argument check;
+* :mod:`fastbp.layout` — where parameters, gradients and optimizer state live (one flat
+  buffer each, per-layer views into it), and the initial weights;
+* :mod:`fastbp.training` — ``History``, ``EarlyStopping`` and the progress display.
+
+Save and load (the file format) are here too.
 
 The two implementations differ only in how they compute (compiled kernels or plain
-NumPy); everything a user can get wrong is checked here, once, before any state changes.
-
-Storage (identical in both): the flat buffers of ``fastbp.layout``, with per-layer views
-``self._W[l]`` and ``self._b[l]``.
+NumPy): the hooks below.  Everything a user can get wrong is checked once, before any
+state changes.
 """
 
 import contextlib
@@ -21,60 +26,65 @@ import zlib
 
 import numpy as np
 
+# ---------------------------------------------------------------------------
+# Re-exports, kept for model.py / reference.py / kernels (and tests, benchmarks) until they
+# import from the new modules.  These names used to be defined here; they now live in
+# fastbp.kernels.codes (codes, constants), fastbp.validation (name tables, checks),
+# fastbp.layout (storage).
+# ---------------------------------------------------------------------------
+from .kernels.codes import (  # noqa: F401
+    BINARY_CROSS_ENTROPY,
+    BN_EPS,
+    BN_MOMENTUM,
+    CROSS_ENTROPY,
+    LEAKY_RELU,
+    LINEAR,
+    MSE,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    STATUS_GRAD,
+    STATUS_LOSS,
+    STATUS_OK,
+    TANH,
+)
+from .layout import carve  # noqa: F401
+from .validation import (  # noqa: F401
+    DTYPES,
+    HIDDEN_ACTIVATIONS,
+    INITIALISERS,
+    LOSS_ALIASES,
+    LOSS_OUTPUTS,
+    LOSSES,
+    NONFINITE_POLICIES,
+    OUTPUT_ACTIVATIONS,
+    _all_finite,
+    _lookup,
+)
+# ---------------------------------------------------------------------------
+
 from . import schedules
-from .training import EarlyStopping, History, _Progress
-from .layout import allocate_state, carve, init_weights, layer_layout  # noqa: F401  (carve: model.py)
-from .optimizers import get_optimizer, optimizer_from_config
-
-# ---------------------------------------------------------------------------
-# Name tables -> integer codes (the codes are what the kernels understand).
-# ---------------------------------------------------------------------------
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = 0, 1, 2, 3, 4, 5
-HIDDEN_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU}
-OUTPUT_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
-
-MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY = 0, 1, 2
-LOSSES = {"mse": MSE, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "cross_entropy": CROSS_ENTROPY}
-LOSS_ALIASES = {
-    "mean_squared_error": "mse",
-    "bce": "binary_cross_entropy",
-    "binary_crossentropy": "binary_cross_entropy",
-    "ce": "cross_entropy",
-    "categorical_cross_entropy": "cross_entropy",
-    "categorical_crossentropy": "cross_entropy",
-}
-# Which output activation each loss may be paired with.
-LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
-
-INITIALISERS = ("he", "xavier", "normal")
-BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm, PyTorch's defaults
-NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
-# fit hands the compiled code up to this many samples' worth of epochs per call.
-_EPOCH_CHUNK_SAMPLES = 1 << 16
-# What a training step reports (kernels and reference alike).
-STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
-DTYPES = {"float32": np.float32, "float64": np.float64}
+from .layout import allocate_state, init_weights, layer_layout
+from .optimizers import optimizer_from_config
+from .training import History, _Progress
+from .validation import (
+    CLASSIFICATION_LOSSES,
+    as_float_array,
+    check_config,
+    check_data,
+    check_fit_counts,
+    check_fit_options,
+    check_X,
+    check_y,
+    early_stopping_monitor,
+    split_validation,
+)
 
 FORMAT_NAME = "fastbp-mlp"
 FORMAT_VERSION = 1
 
-
-def _lookup(kind, name, table):
-    if not isinstance(name, str):
-        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
-    key = name.lower()
-    if key not in table:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
-    return key
-
-
-def _all_finite(a, block=1 << 20):
-    """``np.isfinite(a).all()`` in blocks of rows, so a memory-mapped dataset larger than
-    RAM is checked without a temporary of its size."""
-    if a.size <= block or a.ndim < 2:
-        return bool(np.isfinite(a).all())
-    rows = max(1, block // max(1, a.shape[1]))
-    return all(np.isfinite(a[i:i + rows]).all() for i in range(0, a.shape[0], rows))
+# fit hands the compiled code up to this many samples' worth of epochs per call.
+_EPOCH_CHUNK_SAMPLES = 1 << 16
 
 
 class BaseMLP:
@@ -119,82 +129,23 @@ class BaseMLP:
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
                  clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
-        # ---- validate everything before building anything ----
-        try:
-            sizes = [s for s in sizes]
-        except TypeError:
-            raise TypeError("sizes must be a list of layer widths, e.g. [4, 16, 3]") from None
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least an input and an output width, got {sizes!r}")
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-                raise ValueError(f"layer widths must be positive integers, got {sizes!r}")
-        sizes = [int(s) for s in sizes]
-        n_hidden = len(sizes) - 2
-        if isinstance(activation, str):
-            activations = [activation] * n_hidden
-        else:
-            try:
-                activations = list(activation)
-            except TypeError:
-                raise TypeError(f"activation must be a name or a list of names, got {type(activation).__name__}") \
-                    from None
-            if len(activations) != n_hidden:
-                raise ValueError(f"activation lists {len(activations)} names for {n_hidden} hidden layers")
-        activations = [_lookup("activation", a, HIDDEN_ACTIVATIONS) for a in activations]
-        output = _lookup("output activation", output, OUTPUT_ACTIVATIONS)
-        if isinstance(loss, str):
-            loss = LOSS_ALIASES.get(loss.lower(), loss)
-        loss = _lookup("loss", loss, LOSSES)
-        if output not in LOSS_OUTPUTS[LOSSES[loss]]:
-            raise ValueError(
-                f"loss {loss!r} needs output activation {' or '.join(LOSS_OUTPUTS[LOSSES[loss]])}, got {output!r}"
-            )
-        if output == "softmax" and sizes[-1] < 2 and loss == "cross_entropy":
-            raise ValueError("softmax + cross_entropy needs at least 2 output units; "
-                             "for two classes with one unit use output='sigmoid', loss='binary_cross_entropy'")
-        optimizer = get_optimizer(optimizer)
-        init = _lookup("init", init, {k: k for k in INITIALISERS})
-        if isinstance(dtype, type) or isinstance(dtype, np.dtype):
-            dtype = np.dtype(dtype).name
-        dtype = _lookup("dtype", dtype, DTYPES)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        l2 = self._check_float("l2", l2, allow_zero=True)
-        if clip_norm is not None:
-            clip_norm = self._check_float("clip_norm", clip_norm, allow_zero=False)
-        leaky_slope = self._check_float("leaky_slope", leaky_slope, allow_zero=True)
-        rates = [dropout] * n_hidden if not isinstance(dropout, (list, tuple, np.ndarray)) else list(dropout)
-        if len(rates) != n_hidden:
-            raise ValueError(f"dropout lists {len(rates)} rates for {n_hidden} hidden layers")
-        rates = [self._check_float("dropout", r, allow_zero=True) for r in rates]
-        if any(r >= 1 for r in rates):
-            raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
-        bn = [batch_norm] * n_hidden if not isinstance(batch_norm, (list, tuple)) else list(batch_norm)
-        if len(bn) != n_hidden or not all(isinstance(v, (bool, np.bool_)) for v in bn):
-            raise ValueError(f"batch_norm must be True/False or one bool per hidden layer ({n_hidden}), "
-                             f"got {batch_norm!r}")
-
-        self.sizes = sizes
-        self.activations = activations
-        self.output = output
-        self.loss = loss
-        self.optimizer = optimizer
-        self.init = init
-        self.dtype = np.dtype(DTYPES[dtype])
-        self.seed = None if seed is None else int(seed)
-        self.l2 = l2
-        self.clip_norm = clip_norm
-        self.leaky_slope = leaky_slope
-        self.dropout = rates
-        self.batch_norm = [bool(v) for v in bn]
+        config = check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
+                              leaky_slope, dropout, batch_norm)
+        # sizes, activations, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
+        # leaky_slope, dropout, batch_norm: the checked, normalised arguments
+        vars(self).update(config)
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
+        self._build_storage()
+        self._setup()
 
+    def _build_storage(self):
+        """Parameters, gradients and optimizer state (``fastbp.layout``), their per-layer
+        views, the counters, and the initial weights drawn from ``self._rng``."""
         (self._w_off, self._b_off, self._g_off, self._end, self.n_params,
-         self._r_off, n_running) = layer_layout(sizes, self.batch_norm + [False])
+         self._r_off, n_running) = layer_layout(self.sizes, self.batch_norm + [False])
         self._params_ext, self._grads, self._slots_buf = allocate_state(
-            self.n_params, n_running, optimizer.n_slots, self.dtype)
+            self.n_params, n_running, self.optimizer.n_slots, self.dtype)
         self._params = self._params_ext[:self.n_params]  # the trainable parameters (then BN's running stats)
         self._slots = self._slots_buf[:, :self.n_params]
         self._step = 0  # optimizer updates applied
@@ -210,13 +161,12 @@ class BaseMLP:
             if bn:
                 self._gamma[l][...] = 1
                 self._run_var[l][...] = 1
-        for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
+        for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, self.sizes, self.init, self.dtype)):
             W[...] = W0
             b[...] = b0
         # the key of the dropout masks' counter-based stream (drawn only when needed, so the
         # shuffle order of models without dropout does not depend on it)
-        self._dropout_key = int(self._rng.integers(0, 2**62)) if any(rates) else 0
-        self._setup()
+        self._dropout_key = int(self._rng.integers(0, 2**62)) if any(self.dropout) else 0
 
     # ------------------------------------------------------------------ hooks
     def _setup(self):
@@ -260,17 +210,7 @@ class BaseMLP:
                 "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
                 "the data's scale")
 
-    # --------------------------------------------------------------- helpers
-    @staticmethod
-    def _check_float(name, value, allow_zero):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        value = float(value)
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            need = ">= 0" if allow_zero else "> 0"
-            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
-        return value
-
+    # --------------------------------------------------------------- storage views
     def _bn_views(self, flat, offsets):
         first, second = [], []
         for off, n in zip(offsets, self.sizes[1:]):
@@ -291,72 +231,18 @@ class BaseMLP:
 
     @property
     def is_classifier(self):
-        return self.loss in ("cross_entropy", "binary_cross_entropy")
+        return self.loss in CLASSIFICATION_LOSSES
 
-    def _as_float_array(self, a, what):
-        if isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous:
-            arr = a
-        else:
-            try:
-                arr = np.asarray(a)
-            except Exception as exc:  # ragged lists and the like
-                raise ValueError(f"{what} could not be read as an array: {exc}") from None
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"{what} must be numeric (bool, int or float), got dtype {arr.dtype}")
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        return arr
-
+    # --------------------------------------------------------------- data checks
     def _check_X(self, X):
-        X = self._as_float_array(X, "X")
-        if X.ndim != 2:
-            hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
-        if X.shape[0] == 0:
-            raise ValueError("X is empty (0 samples)")
-        if X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X has {X.shape[1]} features but the model expects {self.sizes[0]}")
-        if not _all_finite(X):
-            raise ValueError("X contains NaN or inf; clean or impute the data first")
-        return X
+        return check_X(X, self.sizes[0], self.dtype)
 
     def _check_y(self, y, n):
         """Targets as a dense float matrix T of shape (n, k) in the model's dtype."""
-        k = self.sizes[-1]
-        try:
-            y_arr = np.asarray(y)
-        except Exception as exc:
-            raise ValueError(f"y could not be read as an array: {exc}") from None
-        if y_arr.dtype.kind not in "biuf":
-            raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
-        if y_arr.shape[:1] != (n,):
-            raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
-        if not np.isfinite(y_arr).all():
-            raise ValueError("y contains NaN or inf")
-        if self.loss == "cross_entropy" and y_arr.ndim == 1:
-            if y_arr.dtype.kind == "f" and not np.all(y_arr == np.round(y_arr)):
-                raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
-            labels = y_arr.astype(np.int64)
-            if labels.min() < 0 or labels.max() >= k:
-                bad = labels[(labels < 0) | (labels >= k)][0]
-                raise ValueError(f"class label {bad} is outside [0, {k}) for a model with {k} outputs")
-            T = np.zeros((n, k), dtype=self.dtype)
-            T[np.arange(n), labels] = 1
-            return T
-        if y_arr.ndim == 1 and k == 1:
-            y_arr = y_arr.reshape(n, 1)
-        if y_arr.ndim != 2 or y_arr.shape[1] != k:
-            raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
-                             f"with {k} outputs, got {y_arr.shape}")
-        T = np.ascontiguousarray(y_arr, dtype=self.dtype)
-        if self.is_classifier and (T.min() < 0 or T.max() > 1):
-            raise ValueError(f"{self.loss} targets must lie in [0, 1]")
-        if self.loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
-            raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
-        return T
+        return check_y(y, n, self.sizes[-1], self.loss, self.dtype)
 
     def _check_data(self, X, y):
-        X = self._check_X(X)
-        return X, self._check_y(y, X.shape[0])
+        return check_data(X, y, self.sizes, self.loss, self.dtype)
 
     # ----------------------------------------------------------- public API
     @contextlib.contextmanager
@@ -399,27 +285,11 @@ class BaseMLP:
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
         """
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
-        if lr_schedule is not None and not callable(lr_schedule):
-            raise TypeError("lr_schedule must be a schedule (a callable of the epoch or step count)")
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be a fastbp.EarlyStopping instance")
-        if verbose not in (0, 1, False, True):
-            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
         X, T = self._check_data(X, y)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        X, T, val = self._validation_split(X, T, validation_data, validation_split)
-        monitor = None
-        if early_stopping is not None:
-            monitor = early_stopping.monitor or ("val_loss" if val is not None else "loss")
-            if monitor.startswith("val_") and val is None:
-                raise ValueError(f"early_stopping monitors {monitor!r} but no validation data was given")
+        check_fit_counts(epochs, batch_size)
+        X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
+        monitor = early_stopping_monitor(early_stopping, val is not None)
         n = X.shape[0]
         batch_size = int(min(batch_size, n))
         n_batches = -(-n // batch_size)
@@ -512,27 +382,6 @@ class BaseMLP:
                 self._params_ext[...] = best_params
         return history
 
-    def _validation_split(self, X, T, validation_data, validation_split):
-        """Training data and the validation pair ``(X_val, T_val)`` (or None), checked."""
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                or not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
-        if validation_data is not None and validation_split:
-            raise ValueError("give validation_data or validation_split, not both")
-        if validation_data is not None:
-            try:
-                X_val, y_val = validation_data
-            except (TypeError, ValueError):
-                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-            return X, T, self._check_data(X_val, y_val)
-        if validation_split:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} of {X.shape[0]} samples leaves an empty "
-                                 "training or validation set")
-            return X[:-n_val], T[:-n_val], (X[-n_val:], T[-n_val:])
-        return X, T, None
-
     def _accuracy(self, P, T):
         if self.loss == "cross_entropy":
             return {"accuracy": float(np.mean(P.argmax(axis=1) == T.argmax(axis=1)))}
@@ -598,8 +447,8 @@ class BaseMLP:
                 W, b = pair
             except (TypeError, ValueError):
                 raise ValueError(f"layer {l}: expected a (W, b) pair, got {type(pair).__name__}") from None
-            W = self._as_float_array(W, f"W[{l}]")
-            b = self._as_float_array(b, f"b[{l}]")
+            W = as_float_array(W, f"W[{l}]", self.dtype)
+            b = as_float_array(b, f"b[{l}]", self.dtype)
             if W.shape != self._W[l].shape or b.shape != self._b[l].shape:
                 raise ValueError(f"layer {l}: expected W {self._W[l].shape} and b {self._b[l].shape}, "
                                  f"got {W.shape} and {b.shape}")
