@@ -4,9 +4,8 @@ parameter storage and the training loop — as thin glue over the modules that d
 * :mod:`fastbp.validation` — the name tables and every argument check;
 * :mod:`fastbp.layout` — where parameters, gradients and optimizer state live (one flat
   buffer each, per-layer views into it), and the initial weights;
-* :mod:`fastbp.training` — ``History``, ``EarlyStopping`` and the progress display.
-
-Save and load (the file format) are here too.
+* :mod:`fastbp.training` — ``History``, ``EarlyStopping`` and the progress display;
+* :mod:`fastbp.fileformat` — ``save`` and ``load``.
 
 The two implementations differ only in how they compute (compiled kernels or plain
 NumPy): the hooks below.  Everything a user can get wrong is checked once, before any
@@ -14,15 +13,11 @@ state changes.
 """
 
 import contextlib
-import json
 import math
-import os
 import sys
-import tempfile
 import threading
 import time
 import warnings
-import zlib
 
 import numpy as np
 
@@ -30,8 +25,9 @@ import numpy as np
 # Re-exports, kept for model.py / reference.py / kernels (and tests, benchmarks) until they
 # import from the new modules.  These names used to be defined here; they now live in
 # fastbp.kernels.codes (codes, constants), fastbp.validation (name tables, checks),
-# fastbp.layout (storage).
+# fastbp.layout (storage) and fastbp.fileformat (the file format).
 # ---------------------------------------------------------------------------
+from .fileformat import FORMAT_NAME, FORMAT_VERSION  # noqa: F401
 from .kernels.codes import (  # noqa: F401
     BINARY_CROSS_ENTROPY,
     BN_EPS,
@@ -63,9 +59,8 @@ from .validation import (  # noqa: F401
 )
 # ---------------------------------------------------------------------------
 
-from . import schedules
+from . import fileformat, schedules
 from .layout import allocate_state, init_weights, layer_layout
-from .optimizers import optimizer_from_config
 from .training import History, _Progress
 from .validation import (
     CLASSIFICATION_LOSSES,
@@ -79,9 +74,6 @@ from .validation import (
     early_stopping_monitor,
     split_validation,
 )
-
-FORMAT_NAME = "fastbp-mlp"
-FORMAT_VERSION = 1
 
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
@@ -475,70 +467,14 @@ class BaseMLP:
 
         The file is written to a temporary file in the same directory, flushed, fsynced
         and renamed over ``path``, so an interrupted save never destroys an older file.
-        Each array carries a CRC32 checksum; nothing is pickled.
+        Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
-        path = os.fspath(path)
-        arrays = {"params": self._params_ext, "slots": self._slots,
-                  "step": np.array([self._step, self._epoch, self._batches, self._dropout_key], dtype=np.int64),
-                  "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
-        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
-                  "crc32": {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}}
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        fileformat.save(self, path)
 
     @classmethod
     def load(cls, path):
         """Rebuild a model written by ``save`` (by either implementation)."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable fastbp model file ({type(exc).__name__}: {exc})") from None
-        try:
-            header = json.loads(arrays.pop("header").tobytes().decode())
-        except Exception:
-            raise ValueError(f"{path}: not a fastbp model file (no valid header)") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path}: not a fastbp model file")
-        if header.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: file format version {header.get('version')!r} is not supported "
-                             f"(this fastbp reads version {FORMAT_VERSION})")
-        try:
-            checksums = header["crc32"]
-            for key in ("params", "slots", "step", "rng_state"):
-                if key not in checksums or key not in arrays:
-                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
-            for key, crc in checksums.items():
-                if key not in arrays:
-                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
-                if zlib.crc32(np.ascontiguousarray(arrays[key]).view(np.uint8)) != crc:
-                    raise ValueError(f"checksum mismatch in {key!r}; the file is corrupt")
-            cfg = dict(header["config"])
-            optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
-            model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
-            if arrays["params"].shape != model._params_ext.shape or arrays["slots"].shape != model._slots.shape:
-                raise ValueError("array shapes do not match the saved configuration")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{path}: not a valid fastbp model file ({exc})") from None
-        model._params_ext[...] = arrays["params"]
-        model._slots[...] = arrays["slots"]
-        model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])
-        model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
-        return model
+        return fileformat.load(cls, path)
 
     def __repr__(self):
         return (f"{type(self).__module__.split('.')[-1]}.MLP({self.sizes}, activation={self.activations}, "
