@@ -4,7 +4,7 @@ parameter storage and the training loop — as thin glue over the modules that d
 * :mod:`fastbp.validation` — the name tables and every argument check;
 * :mod:`fastbp.layout` — where parameters, gradients and optimizer state live (one flat
   buffer each, per-layer views into it), and the initial weights;
-* :mod:`fastbp.training` — ``History``, ``EarlyStopping`` and the progress display;
+* :mod:`fastbp.training` — ``fit``'s bookkeeping between compiled calls;
 * :mod:`fastbp.fileformat` — ``save`` and ``load``.
 
 The two implementations differ only in how they compute (compiled kernels or plain
@@ -13,11 +13,8 @@ state changes.
 """
 
 import contextlib
-import math
-import sys
 import threading
 import time
-import warnings
 
 import numpy as np
 
@@ -59,9 +56,9 @@ from .validation import (  # noqa: F401
 )
 # ---------------------------------------------------------------------------
 
-from . import fileformat, schedules
+from . import fileformat
 from .layout import allocate_state, init_weights, layer_layout
-from .training import History, _Progress
+from .training import EarlyStopper, EpochLog, epoch_orders, epoch_rates, nonfinite_message, progress_bar
 from .validation import (
     CLASSIFICATION_LOSSES,
     as_float_array,
@@ -196,11 +193,8 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _nonfinite_message(self, status, layer, where):
-        what = "loss" if status == STATUS_LOSS else f"gradient of layer {layer}"
-        return (f"training diverged: the {what} is NaN or inf at {where}; that batch was not applied, so "
-                "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
-                "the data's scale")
+    # the message of a non-finite step (``fastbp.training``), reachable from the model as before
+    _nonfinite_message = staticmethod(nonfinite_message)
 
     # --------------------------------------------------------------- storage views
     def _bn_views(self, flat, offsets):
@@ -282,97 +276,35 @@ class BaseMLP:
         check_fit_counts(epochs, batch_size)
         X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
         monitor = early_stopping_monitor(early_stopping, val is not None)
-        n = X.shape[0]
-        batch_size = int(min(batch_size, n))
-        n_batches = -(-n // batch_size)
-        history = History()
-        skip = on_nonfinite == "skip_batch"
+        stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
+        batch_size = int(min(batch_size, X.shape[0]))
+        log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
+                       verbose)
+        with self._exclusive():
+            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
+        return log.history
+
+    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log):
+        """``fit``'s loop over checked arguments: ``log.epochs`` epochs over (X, T), recorded
+        by ``log``, then (early stopping) back to the best epoch's parameters."""
+        n, epochs = X.shape[0], log.epochs
         # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
         # first, in order, from the model's generator (identically in both implementations).
         # Anything to do between epochs (validation, early stopping, progress) makes the
         # chunks one epoch long.
-        per_epoch = val is not None or early_stopping is not None or verbose
-        chunk = 1 if per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
-        best, best_params, waited = math.inf, None, 0
-        done = 0
-        with self._exclusive():
-            while done < epochs:
-                count = min(chunk, int(epochs) - done)
-                perms = np.empty((count, n), dtype=np.int64)
-                perms[:] = np.arange(n)
-                if shuffle:  # in place: the same draws as rng.permutation(n), without its allocations
-                    for e in range(count):
-                        self._rng.shuffle(perms[e])
-                if lr_schedule is None:
-                    rates = np.empty((count, 0))
-                else:
-                    rates = schedules.rates_for_epochs(lr_schedule, self._epoch, self._batches, count, n_batches)
-                start = time.perf_counter()
-                progress = None
-                if verbose:
-                    progress = _Progress(self, done + 1, epochs, n_batches, batch_size, sys.stdout)
-                    progress.start()
-                try:
-                    losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip, rates)
-                finally:
-                    if progress is not None:
-                        progress.finished.set()
-                        progress.join()
-                seconds = time.perf_counter() - start
-                completed = len(losses)
-                if not (per_epoch or skip or lr_schedule is not None):  # only the losses to record
-                    history._record_losses(losses)
-                    done += len(losses)
-                    self._epoch += len(losses)
-                    self._batches += n_batches * len(losses)
-                    losses = losses[:0]  # nothing left for the per-epoch loop
-                for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
-                    done += 1
-                    self._epoch += 1
-                    self._batches += n_batches
-                    metrics = {"loss": float(loss)}
-                    if skip:
-                        metrics["skipped_batches"] = int(n_skipped)
-                        if n_skipped:
-                            warnings.warn(f"epoch {done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
-                                          "or gradient", RuntimeWarning, stacklevel=2)
-                    if lr_schedule is not None:
-                        metrics["lr"] = float(rates[i, -1])  # the epoch's last rate
-                    if val is not None:
-                        val_loss, P = self._evaluate(*val)
-                        metrics["val_loss"] = float(val_loss)
-                        metrics.update({"val_" + k: v for k, v in self._accuracy(P, val[1]).items()})
-                    history._record(**metrics)
-                    if verbose:
-                        rate = n * len(losses) / max(seconds, 1e-9)
-                        shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                        text = f"epoch {done}/{epochs} - {shown} - {rate:,.0f} samples/s"
-                        print("\r" + text.ljust(72), flush=True)
-                    if early_stopping is not None:
-                        value = metrics[monitor]
-                        if value < best - early_stopping.min_delta:
-                            best, waited = value, 0
-                            history.best_epoch = done
-                            if early_stopping.restore_best:
-                                best_params = self._params_ext.copy()  # with running averages
-                        else:
-                            waited += 1
-                            if waited >= early_stopping.patience:
-                                history.stopped = (f"early stopping: {monitor} did not improve by more than "
-                                                   f"{early_stopping.min_delta} for {waited} epochs")
-                                break
-                if completed < count:  # stopped by a non-finite batch
-                    message = self._nonfinite_message(status, layer, f"epoch {done + 1}, batch {batch + 1}")
-                    if on_nonfinite == "raise":
-                        raise FloatingPointError(message)
-                    warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
-                    history.stopped = message
-                    break
-                if history.stopped:
-                    break
-            if best_params is not None:
-                self._params_ext[...] = best_params
-        return history
+        chunk = 1 if log.per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
+        while log.done < epochs and not log.history.stopped:
+            count = min(chunk, int(epochs) - log.done)
+            perms = epoch_orders(self._rng, count, n, shuffle)
+            rates = epoch_rates(lr_schedule, self._epoch, self._batches, count, log.n_batches)
+            start = time.perf_counter()
+            with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
+                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip, rates)
+            log.record(losses, skipped, rates, time.perf_counter() - start)
+            if len(losses) < count:  # stopped by a non-finite batch
+                log.nonfinite(status, layer, batch)  # raises, or stops training
+        if log.stopper is not None:  # not reached when a non-finite batch raised
+            log.stopper.restore_best(self._params_ext)
 
     def _accuracy(self, P, T):
         if self.loss == "cross_entropy":
