@@ -5,7 +5,8 @@ the same numbers; ``fastbp`` is the fast one.
 """
 
 from . import schedules
-from .training import EarlyStopping, History, gradcheck
+from .gradcheck import gradcheck
+from .training import EarlyStopping, History
 from .model import MLP, load
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 

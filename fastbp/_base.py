@@ -1,80 +1,44 @@
-"""What ``fastbp.MLP`` and ``fastbp.reference.MLP`` share: configuration, validation,
-initialisation, parameter storage, the training loop's bookkeeping, save and load.
+"""``BaseMLP``: what ``fastbp.MLP`` and ``fastbp.reference.MLP`` share — the public API, the
+parameter storage and the training loop — as thin glue over the modules that do the work:
+
+* :mod:`fastbp.validation` — the name tables and every argument check;
+* :mod:`fastbp.layout` — where parameters, gradients and optimizer state live (one flat
+  buffer each, per-layer views into it), and the initial weights;
+* :mod:`fastbp.training` — ``fit``'s bookkeeping between compiled calls;
+* :mod:`fastbp.fileformat` — ``save`` and ``load``.
 
 The two implementations differ only in how they compute (compiled kernels or plain
-NumPy); everything a user can get wrong is checked here, once, before any state changes.
-
-Storage (identical in both): all parameters live in ONE flat buffer ordered
-``W1, b1, W2, b2, ...`` (each ``W`` row-major, shaped ``(n_in, n_out)``), with per-layer
-views ``self._W[l]`` and ``self._b[l]``.  Gradients and optimizer state (``n_slots`` rows
-of the same length) use the same layout; all three are regions of one allocation
-(``allocate_state``).
+NumPy): the hooks below.  Everything a user can get wrong is checked once, before any
+state changes.
 """
 
 import contextlib
-import json
-import math
-import os
-import sys
-import tempfile
 import threading
 import time
-import warnings
-import zlib
 
 import numpy as np
 
-from . import schedules
-from .kernels.codes import (BINARY_CROSS_ENTROPY, BN_EPS, BN_MOMENTUM, CROSS_ENTROPY, LEAKY_RELU,  # noqa: F401
-                            LINEAR, MSE, RELU, SIGMOID, SOFTMAX, STATE, STATUS_LOSS, STATUS_OK, TANH)
-from .training import EarlyStopping, History, _Progress
-from .optimizers import get_optimizer, optimizer_from_config
-from .layout import allocate_state, carve, init_weights, layer_table  # noqa: F401
+from . import fileformat
+from .kernels.codes import STATE, STATUS_OK
+from .layout import allocate_state, init_weights, layer_table
+from .training import EarlyStopper, EpochLog, epoch_orders, epoch_rates, nonfinite_message, progress_bar
+from .validation import (
+    CLASSIFICATION_LOSSES,
+    HIDDEN_ACTIVATIONS,
+    OUTPUT_ACTIVATIONS,
+    as_float_array,
+    check_config,
+    check_data,
+    check_fit_counts,
+    check_fit_options,
+    check_X,
+    check_y,
+    early_stopping_monitor,
+    split_validation,
+)
 
-# ---------------------------------------------------------------------------
-# Name tables -> integer codes (the codes are what the kernels understand).
-# ---------------------------------------------------------------------------
-HIDDEN_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU}
-OUTPUT_ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
-
-LOSSES = {"mse": MSE, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "cross_entropy": CROSS_ENTROPY}
-LOSS_ALIASES = {
-    "mean_squared_error": "mse",
-    "bce": "binary_cross_entropy",
-    "binary_crossentropy": "binary_cross_entropy",
-    "ce": "cross_entropy",
-    "categorical_cross_entropy": "cross_entropy",
-    "categorical_crossentropy": "cross_entropy",
-}
-# Which output activation each loss may be paired with.
-LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
-
-INITIALISERS = ("he", "xavier", "normal")
-NONFINITE_POLICIES = ("raise", "stop", "skip_batch")
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
-DTYPES = {"float32": np.float32, "float64": np.float64}
-
-FORMAT_NAME = "fastbp-mlp"
-FORMAT_VERSION = 1
-
-
-def _lookup(kind, name, table):
-    if not isinstance(name, str):
-        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
-    key = name.lower()
-    if key not in table:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
-    return key
-
-
-def _all_finite(a, block=1 << 20):
-    """``np.isfinite(a).all()`` in blocks of rows, so a memory-mapped dataset larger than
-    RAM is checked without a temporary of its size."""
-    if a.size <= block or a.ndim < 2:
-        return bool(np.isfinite(a).all())
-    rows = max(1, block // max(1, a.shape[1]))
-    return all(np.isfinite(a[i:i + rows]).all() for i in range(0, a.shape[0], rows))
 
 
 class BaseMLP:
@@ -119,85 +83,26 @@ class BaseMLP:
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
                  clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
-        # ---- validate everything before building anything ----
-        try:
-            sizes = [s for s in sizes]
-        except TypeError:
-            raise TypeError("sizes must be a list of layer widths, e.g. [4, 16, 3]") from None
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least an input and an output width, got {sizes!r}")
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-                raise ValueError(f"layer widths must be positive integers, got {sizes!r}")
-        sizes = [int(s) for s in sizes]
-        n_hidden = len(sizes) - 2
-        if isinstance(activation, str):
-            activations = [activation] * n_hidden
-        else:
-            try:
-                activations = list(activation)
-            except TypeError:
-                raise TypeError(f"activation must be a name or a list of names, got {type(activation).__name__}") \
-                    from None
-            if len(activations) != n_hidden:
-                raise ValueError(f"activation lists {len(activations)} names for {n_hidden} hidden layers")
-        activations = [_lookup("activation", a, HIDDEN_ACTIVATIONS) for a in activations]
-        output = _lookup("output activation", output, OUTPUT_ACTIVATIONS)
-        if isinstance(loss, str):
-            loss = LOSS_ALIASES.get(loss.lower(), loss)
-        loss = _lookup("loss", loss, LOSSES)
-        if output not in LOSS_OUTPUTS[LOSSES[loss]]:
-            raise ValueError(
-                f"loss {loss!r} needs output activation {' or '.join(LOSS_OUTPUTS[LOSSES[loss]])}, got {output!r}"
-            )
-        if output == "softmax" and sizes[-1] < 2 and loss == "cross_entropy":
-            raise ValueError("softmax + cross_entropy needs at least 2 output units; "
-                             "for two classes with one unit use output='sigmoid', loss='binary_cross_entropy'")
-        optimizer = get_optimizer(optimizer)
-        init = _lookup("init", init, {k: k for k in INITIALISERS})
-        if isinstance(dtype, type) or isinstance(dtype, np.dtype):
-            dtype = np.dtype(dtype).name
-        dtype = _lookup("dtype", dtype, DTYPES)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        l2 = self._check_float("l2", l2, allow_zero=True)
-        if clip_norm is not None:
-            clip_norm = self._check_float("clip_norm", clip_norm, allow_zero=False)
-        leaky_slope = self._check_float("leaky_slope", leaky_slope, allow_zero=True)
-        rates = [dropout] * n_hidden if not isinstance(dropout, (list, tuple, np.ndarray)) else list(dropout)
-        if len(rates) != n_hidden:
-            raise ValueError(f"dropout lists {len(rates)} rates for {n_hidden} hidden layers")
-        rates = [self._check_float("dropout", r, allow_zero=True) for r in rates]
-        if any(r >= 1 for r in rates):
-            raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
-        bn = [batch_norm] * n_hidden if not isinstance(batch_norm, (list, tuple)) else list(batch_norm)
-        if len(bn) != n_hidden or not all(isinstance(v, (bool, np.bool_)) for v in bn):
-            raise ValueError(f"batch_norm must be True/False or one bool per hidden layer ({n_hidden}), "
-                             f"got {batch_norm!r}")
-
-        self.sizes = sizes
-        self.activations = activations
-        self.output = output
-        self.loss = loss
-        self.optimizer = optimizer
-        self.init = init
-        self.dtype = np.dtype(DTYPES[dtype])
-        self.seed = None if seed is None else int(seed)
-        self.l2 = l2
-        self.clip_norm = clip_norm
-        self.leaky_slope = leaky_slope
-        self.dropout = rates
-        self.batch_norm = [bool(v) for v in bn]
+        config = check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
+                              leaky_slope, dropout, batch_norm)
+        # sizes, activations, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
+        # leaky_slope, dropout, batch_norm: the checked, normalised arguments
+        vars(self).update(config)
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
         self._state = np.zeros(1, dtype=STATE)  # step, status of the last batch, ... (the kernels update it)
         self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
         self._batches = 0  # mini-batches run (the count step-unit schedules see)
+        self._build_storage()
+        self._setup()
 
-        codes = [HIDDEN_ACTIVATIONS[a] for a in activations] + [OUTPUT_ACTIVATIONS[output]]
-        self._layers, self.n_params, n_running = layer_table(sizes, codes, self.batch_norm, rates)
+    def _build_storage(self):
+        """The layer table, parameters, gradients and optimizer state (``fastbp.layout``),
+        their per-layer views, and the initial weights drawn from ``self._rng``."""
+        codes = [HIDDEN_ACTIVATIONS[a] for a in self.activations] + [OUTPUT_ACTIVATIONS[self.output]]
+        self._layers, self.n_params, n_running = layer_table(self.sizes, codes, self.batch_norm, self.dropout)
         self._params_ext, self._grads, self._slots_buf = allocate_state(
-            self.n_params, n_running, optimizer.n_slots, self.dtype)
+            self.n_params, n_running, self.optimizer.n_slots, self.dtype)
         self._params = self._params_ext[:self.n_params]  # the trainable parameters (then BN's running stats)
         self._slots = self._slots_buf[:, :self.n_params]
         self._W, self._b = self._views(self._params)
@@ -210,13 +115,12 @@ class BaseMLP:
             if bn:
                 self._gamma[l][...] = 1
                 self._run_var[l][...] = 1
-        for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, sizes, init, self.dtype)):
+        for (W, b), (W0, b0) in zip(zip(self._W, self._b), init_weights(self._rng, self.sizes, self.init, self.dtype)):
             W[...] = W0
             b[...] = b0
         # the key of the dropout masks' counter-based stream (drawn only when needed, so the
         # shuffle order of models without dropout does not depend on it)
-        self._dropout_key = int(self._rng.integers(0, 2**62)) if any(rates) else 0
-        self._setup()
+        self._dropout_key = int(self._rng.integers(0, 2**62)) if any(self.dropout) else 0
 
     # The counts the kernels keep in the state record, by name.
     @property
@@ -276,23 +180,10 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _nonfinite_message(self, status, layer, where):
-        what = "loss" if status == STATUS_LOSS else f"gradient of layer {layer}"
-        return (f"training diverged: the {what} is NaN or inf at {where}; that batch was not applied, so "
-                "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
-                "the data's scale")
+    # the message of a non-finite step (``fastbp.training``), reachable from the model as before
+    _nonfinite_message = staticmethod(nonfinite_message)
 
-    # --------------------------------------------------------------- helpers
-    @staticmethod
-    def _check_float(name, value, allow_zero):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        value = float(value)
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            need = ">= 0" if allow_zero else "> 0"
-            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
-        return value
-
+    # --------------------------------------------------------------- storage views
     def _bn_views(self, flat, field):
         """Per layer, views of the two ``n_out`` blocks at the layer table's ``field``
         (``gamma``: gamma and beta; ``running``: running mean and variance); None without."""
@@ -318,72 +209,18 @@ class BaseMLP:
 
     @property
     def is_classifier(self):
-        return self.loss in ("cross_entropy", "binary_cross_entropy")
+        return self.loss in CLASSIFICATION_LOSSES
 
-    def _as_float_array(self, a, what):
-        if isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous:
-            arr = a
-        else:
-            try:
-                arr = np.asarray(a)
-            except Exception as exc:  # ragged lists and the like
-                raise ValueError(f"{what} could not be read as an array: {exc}") from None
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"{what} must be numeric (bool, int or float), got dtype {arr.dtype}")
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        return arr
-
+    # --------------------------------------------------------------- data checks
     def _check_X(self, X):
-        X = self._as_float_array(X, "X")
-        if X.ndim != 2:
-            hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
-        if X.shape[0] == 0:
-            raise ValueError("X is empty (0 samples)")
-        if X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X has {X.shape[1]} features but the model expects {self.sizes[0]}")
-        if not _all_finite(X):
-            raise ValueError("X contains NaN or inf; clean or impute the data first")
-        return X
+        return check_X(X, self.sizes[0], self.dtype)
 
     def _check_y(self, y, n):
         """Targets as a dense float matrix T of shape (n, k) in the model's dtype."""
-        k = self.sizes[-1]
-        try:
-            y_arr = np.asarray(y)
-        except Exception as exc:
-            raise ValueError(f"y could not be read as an array: {exc}") from None
-        if y_arr.dtype.kind not in "biuf":
-            raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
-        if y_arr.shape[:1] != (n,):
-            raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
-        if not np.isfinite(y_arr).all():
-            raise ValueError("y contains NaN or inf")
-        if self.loss == "cross_entropy" and y_arr.ndim == 1:
-            if y_arr.dtype.kind == "f" and not np.all(y_arr == np.round(y_arr)):
-                raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
-            labels = y_arr.astype(np.int64)
-            if labels.min() < 0 or labels.max() >= k:
-                bad = labels[(labels < 0) | (labels >= k)][0]
-                raise ValueError(f"class label {bad} is outside [0, {k}) for a model with {k} outputs")
-            T = np.zeros((n, k), dtype=self.dtype)
-            T[np.arange(n), labels] = 1
-            return T
-        if y_arr.ndim == 1 and k == 1:
-            y_arr = y_arr.reshape(n, 1)
-        if y_arr.ndim != 2 or y_arr.shape[1] != k:
-            raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
-                             f"with {k} outputs, got {y_arr.shape}")
-        T = np.ascontiguousarray(y_arr, dtype=self.dtype)
-        if self.is_classifier and (T.min() < 0 or T.max() > 1):
-            raise ValueError(f"{self.loss} targets must lie in [0, 1]")
-        if self.loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
-            raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
-        return T
+        return check_y(y, n, self.sizes[-1], self.loss, self.dtype)
 
     def _check_data(self, X, y):
-        X = self._check_X(X)
-        return X, self._check_y(y, X.shape[0])
+        return check_data(X, y, self.sizes, self.loss, self.dtype)
 
     # ----------------------------------------------------------- public API
     @contextlib.contextmanager
@@ -426,139 +263,40 @@ class BaseMLP:
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
         """
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
-        if lr_schedule is not None and not callable(lr_schedule):
-            raise TypeError("lr_schedule must be a schedule (a callable of the epoch or step count)")
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be a fastbp.EarlyStopping instance")
-        if verbose not in (0, 1, False, True):
-            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
         X, T = self._check_data(X, y)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        X, T, val = self._validation_split(X, T, validation_data, validation_split)
-        monitor = None
-        if early_stopping is not None:
-            monitor = early_stopping.monitor or ("val_loss" if val is not None else "loss")
-            if monitor.startswith("val_") and val is None:
-                raise ValueError(f"early_stopping monitors {monitor!r} but no validation data was given")
-        n = X.shape[0]
-        batch_size = int(min(batch_size, n))
-        n_batches = -(-n // batch_size)
-        history = History()
-        skip = on_nonfinite == "skip_batch"
+        check_fit_counts(epochs, batch_size)
+        X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
+        monitor = early_stopping_monitor(early_stopping, val is not None)
+        stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
+        batch_size = int(min(batch_size, X.shape[0]))
+        log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
+                       verbose)
+        with self._exclusive():
+            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
+        return log.history
+
+    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log):
+        """``fit``'s loop over checked arguments: ``log.epochs`` epochs over (X, T), recorded
+        by ``log``, then (early stopping) back to the best epoch's parameters."""
+        n, epochs = X.shape[0], log.epochs
         # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
         # first, in order, from the model's generator (identically in both implementations).
         # Anything to do between epochs (validation, early stopping, progress) makes the
         # chunks one epoch long.
-        per_epoch = val is not None or early_stopping is not None or verbose
-        chunk = 1 if per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
-        best, best_params, waited = math.inf, None, 0
-        done = 0
-        with self._exclusive():
-            while done < epochs:
-                count = min(chunk, int(epochs) - done)
-                perms = np.empty((count, n), dtype=np.int64)
-                perms[:] = np.arange(n)
-                if shuffle:  # in place: the same draws as rng.permutation(n), without its allocations
-                    for e in range(count):
-                        self._rng.shuffle(perms[e])
-                if lr_schedule is None:
-                    rates = np.empty((count, 0))
-                else:
-                    rates = schedules.rates_for_epochs(lr_schedule, self._epoch, self._batches, count, n_batches)
-                start = time.perf_counter()
-                progress = None
-                if verbose:
-                    progress = _Progress(self, done + 1, epochs, n_batches, batch_size, sys.stdout)
-                    progress.start()
-                try:
-                    losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, skip, rates)
-                finally:
-                    if progress is not None:
-                        progress.finished.set()
-                        progress.join()
-                seconds = time.perf_counter() - start
-                completed = len(losses)
-                if not (per_epoch or skip or lr_schedule is not None):  # only the losses to record
-                    history._record_losses(losses)
-                    done += len(losses)
-                    self._epoch += len(losses)
-                    self._batches += n_batches * len(losses)
-                    losses = losses[:0]  # nothing left for the per-epoch loop
-                for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
-                    done += 1
-                    self._epoch += 1
-                    self._batches += n_batches
-                    metrics = {"loss": float(loss)}
-                    if skip:
-                        metrics["skipped_batches"] = int(n_skipped)
-                        if n_skipped:
-                            warnings.warn(f"epoch {done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
-                                          "or gradient", RuntimeWarning, stacklevel=2)
-                    if lr_schedule is not None:
-                        metrics["lr"] = float(rates[i, -1])  # the epoch's last rate
-                    if val is not None:
-                        val_loss, P = self._evaluate(*val)
-                        metrics["val_loss"] = float(val_loss)
-                        metrics.update({"val_" + k: v for k, v in self._accuracy(P, val[1]).items()})
-                    history._record(**metrics)
-                    if verbose:
-                        rate = n * len(losses) / max(seconds, 1e-9)
-                        shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                        text = f"epoch {done}/{epochs} - {shown} - {rate:,.0f} samples/s"
-                        print("\r" + text.ljust(72), flush=True)
-                    if early_stopping is not None:
-                        value = metrics[monitor]
-                        if value < best - early_stopping.min_delta:
-                            best, waited = value, 0
-                            history.best_epoch = done
-                            if early_stopping.restore_best:
-                                best_params = self._params_ext.copy()  # with running averages
-                        else:
-                            waited += 1
-                            if waited >= early_stopping.patience:
-                                history.stopped = (f"early stopping: {monitor} did not improve by more than "
-                                                   f"{early_stopping.min_delta} for {waited} epochs")
-                                break
-                if completed < count:  # stopped by a non-finite batch
-                    message = self._nonfinite_message(status, layer, f"epoch {done + 1}, batch {batch + 1}")
-                    if on_nonfinite == "raise":
-                        raise FloatingPointError(message)
-                    warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=2)
-                    history.stopped = message
-                    break
-                if history.stopped:
-                    break
-            if best_params is not None:
-                self._params_ext[...] = best_params
-        return history
-
-    def _validation_split(self, X, T, validation_data, validation_split):
-        """Training data and the validation pair ``(X_val, T_val)`` (or None), checked."""
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                or not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
-        if validation_data is not None and validation_split:
-            raise ValueError("give validation_data or validation_split, not both")
-        if validation_data is not None:
-            try:
-                X_val, y_val = validation_data
-            except (TypeError, ValueError):
-                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-            return X, T, self._check_data(X_val, y_val)
-        if validation_split:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} of {X.shape[0]} samples leaves an empty "
-                                 "training or validation set")
-            return X[:-n_val], T[:-n_val], (X[-n_val:], T[-n_val:])
-        return X, T, None
+        chunk = 1 if log.per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
+        while log.done < epochs and not log.history.stopped:
+            count = min(chunk, int(epochs) - log.done)
+            perms = epoch_orders(self._rng, count, n, shuffle)
+            rates = epoch_rates(lr_schedule, self._epoch, self._batches, count, log.n_batches)
+            start = time.perf_counter()
+            with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
+                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip, rates)
+            log.record(losses, skipped, rates, time.perf_counter() - start)
+            if len(losses) < count:  # stopped by a non-finite batch
+                log.nonfinite(status, layer, batch)  # raises, or stops training
+        if log.stopper is not None:  # not reached when a non-finite batch raised
+            log.stopper.restore_best(self._params_ext)
 
     def _accuracy(self, P, T):
         if self.loss == "cross_entropy":
@@ -625,8 +363,8 @@ class BaseMLP:
                 W, b = pair
             except (TypeError, ValueError):
                 raise ValueError(f"layer {l}: expected a (W, b) pair, got {type(pair).__name__}") from None
-            W = self._as_float_array(W, f"W[{l}]")
-            b = self._as_float_array(b, f"b[{l}]")
+            W = as_float_array(W, f"W[{l}]", self.dtype)
+            b = as_float_array(b, f"b[{l}]", self.dtype)
             if W.shape != self._W[l].shape or b.shape != self._b[l].shape:
                 raise ValueError(f"layer {l}: expected W {self._W[l].shape} and b {self._b[l].shape}, "
                                  f"got {W.shape} and {b.shape}")
@@ -653,70 +391,14 @@ class BaseMLP:
 
         The file is written to a temporary file in the same directory, flushed, fsynced
         and renamed over ``path``, so an interrupted save never destroys an older file.
-        Each array carries a CRC32 checksum; nothing is pickled.
+        Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
-        path = os.fspath(path)
-        arrays = {"params": self._params_ext, "slots": self._slots,
-                  "step": np.array([self._step, self._epoch, self._batches, self._dropout_key], dtype=np.int64),
-                  "rng_state": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)}
-        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": self.get_config(),
-                  "crc32": {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}}
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        fileformat.save(self, path)
 
     @classmethod
     def load(cls, path):
         """Rebuild a model written by ``save`` (by either implementation)."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable fastbp model file ({type(exc).__name__}: {exc})") from None
-        try:
-            header = json.loads(arrays.pop("header").tobytes().decode())
-        except Exception:
-            raise ValueError(f"{path}: not a fastbp model file (no valid header)") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path}: not a fastbp model file")
-        if header.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: file format version {header.get('version')!r} is not supported "
-                             f"(this fastbp reads version {FORMAT_VERSION})")
-        try:
-            checksums = header["crc32"]
-            for key in ("params", "slots", "step", "rng_state"):
-                if key not in checksums or key not in arrays:
-                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
-            for key, crc in checksums.items():
-                if key not in arrays:
-                    raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
-                if zlib.crc32(np.ascontiguousarray(arrays[key]).view(np.uint8)) != crc:
-                    raise ValueError(f"checksum mismatch in {key!r}; the file is corrupt")
-            cfg = dict(header["config"])
-            optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
-            model = cls(cfg.pop("sizes"), optimizer=optimizer, **cfg)
-            if arrays["params"].shape != model._params_ext.shape or arrays["slots"].shape != model._slots.shape:
-                raise ValueError("array shapes do not match the saved configuration")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{path}: not a valid fastbp model file ({exc})") from None
-        model._params_ext[...] = arrays["params"]
-        model._slots[...] = arrays["slots"]
-        model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])
-        model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
-        return model
+        return fileformat.load(cls, path)
 
     def __repr__(self):
         return (f"{type(self).__module__.split('.')[-1]}.MLP({self.sizes}, activation={self.activations}, "

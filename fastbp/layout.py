@@ -1,10 +1,13 @@
-"""Where everything lives: the layer table, and the workspace built from it.
+"""Where everything lives: the layer table, the allocation of parameters, gradients and
+optimizer state, the workspace, and the initial weights.
 
-The layer table (``codes.LAYER`` records, one per layer) is the one description of the flat
-buffers' layout: ``W1, b1[, gamma1, beta1], W2, ...`` (each ``W`` row-major, shaped
-``(n_in, n_out)``), then batch norm's running averages (not trained), and of each layer's
-columns in the workspace.  Both implementations build their named views from it; the
-kernels read it directly.
+Storage (identical in both implementations): all parameters live in ONE flat buffer ordered
+``W1, b1[, gamma1, beta1], W2, ...`` (each ``W`` row-major, shaped ``(n_in, n_out)``), then
+batch norm's running averages (not trained).  Gradients and optimizer state (``n_slots``
+rows of the same length) use the same layout; all three are regions of one allocation
+(``allocate_state``).  The layer table (``codes.LAYER`` records, one per layer) is the one
+description of that layout and of each layer's columns in the workspace: both
+implementations build their named views from it, the kernels read it directly.
 """
 
 import math

@@ -16,7 +16,7 @@ from . import kernels
 from ._base import BaseMLP
 from .kernels.codes import Config, Network
 from .layout import make_workspace
-from ._base import LOSSES  # TODO validation
+from .validation import LOSSES
 
 __all__ = ["MLP", "load"]
 

@@ -1,56 +1,30 @@
 """Around the training loop, for both implementations: :class:`History` (what ``fit``
-returns, with ``plot``), :class:`EarlyStopping`, the progress display of ``fit(verbose=1)``
-and :func:`gradcheck`."""
+returns, with ``plot``), :class:`EarlyStopping`, and the bookkeeping ``fit`` does between
+its compiled calls: each chunk's shuffle orders and learning rates, the progress display of
+``verbose=1``, recording each epoch (:class:`EpochLog`), the early-stopping state
+(:class:`EarlyStopper`) and what a non-finite batch does (``on_nonfinite``).
 
+``gradcheck`` lives in :mod:`fastbp.gradcheck`; it is imported here for ``fastbp.reference``.
+"""
+
+import contextlib
 import math
+import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
+from . import schedules
+from .gradcheck import gradcheck  # noqa: F401  (fastbp.reference imports it from here)
+from .kernels.codes import STATUS_LOSS
+
 __all__ = ["History", "EarlyStopping", "gradcheck"]
 
-
-def gradcheck(model, X, y, eps=1e-6):
-    """Compare ``model.loss_and_grads`` with central finite differences of the loss.
-
-    Returns one dict per layer, ``{"W": max relative error, "b": ...}`` (and ``gamma``,
-    ``beta`` for batch-normalised layers),
-    the error of each entry taken relative to the largest gradient entry of that array
-    (so entries near zero do not blow up the ratio).  Use a float64 model: in float32 the
-    differences are dominated by rounding.  Costs two loss evaluations per parameter.
-    The model is left exactly as it was.
-    """
-    X, T = model._check_data(X, y)
-    with model._exclusive():
-        model._loss_and_grads(X, T)
-        analytic = model._grads.copy()
-        original = model._params.copy()
-        numeric = np.empty_like(analytic, dtype=np.float64)
-        try:
-            for i in range(original.size):
-                model._params[i] = original[i] + eps
-                up = float(model._loss_and_grads(X, T))
-                model._params[i] = original[i] - eps
-                down = float(model._loss_and_grads(X, T))
-                model._params[i] = original[i]
-                numeric[i] = (up - down) / (2 * eps)
-        finally:
-            model._params[...] = original
-            model._loss_and_grads(X, T)
-    report = []
-    for lay in model._layers:
-        w, b, n_in, n_out, g = (int(lay[k]) for k in ("w", "b", "n_in", "n_out", "gamma"))
-        errors = {}
-        blocks = [("W", w, w + n_in * n_out), ("b", b, b + n_out)]
-        if g >= 0:
-            blocks += [("gamma", g, g + n_out), ("beta", g + n_out, g + 2 * n_out)]
-        for name, lo, hi in blocks:
-            a, num = analytic[lo:hi].astype(np.float64), numeric[lo:hi]
-            scale = max(np.abs(a).max(), np.abs(num).max(), 1e-12)
-            errors[name] = float(np.abs(a - num).max() / scale)
-        report.append(errors)
-    return report
+# warnings.warn's stacklevel that points at the user's ``fit`` call from EpochLog's methods:
+# warn <- EpochLog.record / .nonfinite <- BaseMLP._fit_epochs <- BaseMLP.fit <- the caller.
+_FIT_CALLER = 4
 
 
 class _Progress(threading.Thread):
@@ -156,3 +130,153 @@ class History(list):
     @property
     def loss(self):
         return self.history["loss"]
+
+
+# ------------------------------------------------------------ fit's bookkeeping
+def nonfinite_message(status, layer, where):
+    """Why training stopped at ``where``: the loss (``STATUS_LOSS``) or layer ``layer``'s
+    gradient (``STATUS_GRAD``) was NaN or inf."""
+    what = "loss" if status == STATUS_LOSS else f"gradient of layer {layer}"
+    return (f"training diverged: the {what} is NaN or inf at {where}; that batch was not applied, so "
+            "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
+            "the data's scale")
+
+
+def epoch_orders(rng, count, n, shuffle):
+    """The order of the ``n`` samples in each of ``count`` epochs, ``(count, n)``: shuffled by
+    ``rng`` (when ``shuffle``) one epoch after the other, identically in both implementations."""
+    perms = np.empty((count, n), dtype=np.int64)
+    perms[:] = np.arange(n)
+    if shuffle:  # in place: the same draws as rng.permutation(n), without its allocations
+        for e in range(count):
+            rng.shuffle(perms[e])
+    return perms
+
+
+def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
+    """The learning rate of each mini-batch of ``count`` epochs, ``(count, n_batches)``; rows
+    of length 0 without a schedule (the optimizer's own rate)."""
+    if lr_schedule is None:
+        return np.empty((count, 0))
+    return schedules.rates_for_epochs(lr_schedule, first_epoch, first_step, count, n_batches)
+
+
+@contextlib.contextmanager
+def progress_bar(model, shown, epoch, epochs, n_batches, batch_size):
+    """While the body runs (an epoch in compiled code), redraw a progress bar on stdout, if
+    ``shown``; the bar is gone (its thread joined) when the body ends, however it ends."""
+    if not shown:
+        yield
+        return
+    progress = _Progress(model, epoch, epochs, n_batches, batch_size, sys.stdout)
+    progress.start()
+    try:
+        yield
+    finally:
+        progress.finished.set()
+        progress.join()
+
+
+class EarlyStopper:
+    """The state of an :class:`EarlyStopping` rule during one ``fit``: the best value of the
+    ``monitor`` metric so far, the epochs waited since, and (``restore_best``) a copy of the
+    parameters at the best epoch."""
+
+    def __init__(self, rule, monitor):
+        self.rule, self.monitor = rule, monitor
+        self.best, self.waited, self.best_params = math.inf, 0, None
+
+    def should_stop(self, metrics, epoch, params, history):
+        """Take in the metrics of (1-based) ``epoch``, ``params`` being the model's parameters
+        after it; True once ``patience`` epochs went by without improvement (then
+        ``history.stopped`` says so)."""
+        value = metrics[self.monitor]
+        if value < self.best - self.rule.min_delta:
+            self.best, self.waited = value, 0
+            history.best_epoch = epoch
+            if self.rule.restore_best:
+                self.best_params = params.copy()  # with running averages
+            return False
+        self.waited += 1
+        if self.waited < self.rule.patience:
+            return False
+        history.stopped = (f"early stopping: {self.monitor} did not improve by more than "
+                           f"{self.rule.min_delta} for {self.waited} epochs")
+        return True
+
+    def restore_best(self, params):
+        """Put the best epoch's parameters back into ``params`` (if they were kept)."""
+        if self.best_params is not None:
+            params[...] = self.best_params
+
+
+class EpochLog:
+    """What ``fit`` does between its compiled calls: counts the epochs run (in the model too:
+    ``_epoch`` and ``_batches`` are what schedules see), records each one's metrics in
+    ``history`` (evaluating the ``validation`` pair, if any), prints the ``verbose`` line,
+    asks the :class:`EarlyStopper` (if any) and applies the ``on_nonfinite`` policy.
+
+    ``per_epoch``: whether anything happens between epochs (validation, early stopping,
+    progress display); if not, ``fit`` may hand the compiled code many epochs at once.
+    """
+
+    def __init__(self, model, epochs, n_samples, batch_size, on_nonfinite, scheduled, validation, stopper, verbose):
+        self.model, self.epochs, self.n_samples = model, epochs, n_samples
+        self.n_batches = -(-n_samples // batch_size)  # per epoch, the last one maybe smaller
+        self.on_nonfinite, self.skip = on_nonfinite, on_nonfinite == "skip_batch"
+        self.scheduled, self.validation, self.stopper, self.verbose = scheduled, validation, stopper, verbose
+        self.per_epoch = validation is not None or stopper is not None or verbose
+        self.history = History()
+        self.done = 0  # epochs completed in this fit
+
+    def _count(self, n_epochs):
+        self.done += n_epochs
+        self.model._epoch += n_epochs
+        self.model._batches += self.n_batches * n_epochs
+
+    def record(self, losses, skipped, rates, seconds):
+        """Record the epochs a compiled call completed: per epoch its mean loss (``losses``),
+        its count of skipped batches (``skipped``) and its batches' rates (``rates``);
+        ``seconds``: how long the call took.  Stops at an early stop."""
+        if not (self.per_epoch or self.skip or self.scheduled):  # only the losses to record
+            self.history._record_losses(losses)
+            self._count(len(losses))
+            return
+        for i, (loss, n_skipped) in enumerate(zip(losses, skipped)):
+            self._count(1)
+            metrics = {"loss": float(loss)}
+            if self.skip:
+                metrics["skipped_batches"] = int(n_skipped)
+                if n_skipped:
+                    warnings.warn(f"epoch {self.done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
+                                  "or gradient", RuntimeWarning, stacklevel=_FIT_CALLER)
+            if self.scheduled:
+                metrics["lr"] = float(rates[i, -1])  # the epoch's last rate
+            if self.validation is not None:
+                metrics.update(self._validation_metrics())
+            self.history._record(**metrics)
+            if self.verbose:
+                self._print(metrics, self.n_samples * len(losses) / max(seconds, 1e-9))
+            stopper = self.stopper
+            if stopper is not None and stopper.should_stop(metrics, self.done, self.model._params_ext, self.history):
+                break
+
+    def _validation_metrics(self):
+        val_loss, P = self.model._evaluate(*self.validation)
+        return {"val_loss": float(val_loss),
+                **{"val_" + k: v for k, v in self.model._accuracy(P, self.validation[1]).items()}}
+
+    def _print(self, metrics, samples_per_second):
+        shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        text = f"epoch {self.done}/{self.epochs} - {shown} - {samples_per_second:,.0f} samples/s"
+        print("\r" + text.ljust(72), flush=True)
+
+    def nonfinite(self, status, layer, batch):
+        """A non-finite loss or gradient (``status``, ``layer``) in batch ``batch`` (0-based) of
+        the epoch after the last recorded one ended the compiled call: ``FloatingPointError``
+        (``on_nonfinite="raise"``), else a ``RuntimeWarning`` and ``history.stopped``."""
+        message = nonfinite_message(status, layer, f"epoch {self.done + 1}, batch {batch + 1}")
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(message)
+        warnings.warn(message + "; training stopped", RuntimeWarning, stacklevel=_FIT_CALLER)
+        self.history.stopped = message

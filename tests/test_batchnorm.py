@@ -6,7 +6,7 @@ import pytest
 
 import fastbp
 import fastbp.reference
-from fastbp import _base
+from fastbp.kernels import codes
 
 IMPLS = [fastbp, fastbp.reference]
 IDS = ["fastbp", "reference"]
@@ -61,7 +61,7 @@ def test_inference_uses_running_averages(fb):
     model.fit(X, y, epochs=2, batch_size=30)
     W, _ = model.get_weights()[0]
     z = X[:1] @ W
-    h = model._gamma[0] * (z - model._run_mean[0]) / np.sqrt(model._run_var[0] + _base.BN_EPS) + model._beta[0]
+    h = model._gamma[0] * (z - model._run_mean[0]) / np.sqrt(model._run_var[0] + codes.BN_EPS) + model._beta[0]
     W2, b2 = model.get_weights()[1]
     logits = h @ W2 + b2
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from fastbp import _base
+from fastbp import validation as V
+from fastbp.kernels import codes
 from fastbp import kernels as K
 from fastbp import reference as R
 from fastbp import optimizers as O
@@ -18,7 +19,7 @@ from fastbp.kernels.common import _X86, borrowed, matrix_view
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 33)]
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
-HIDDEN = list(_base.HIDDEN_ACTIVATIONS)
+HIDDEN = list(V.HIDDEN_ACTIVATIONS)
 
 
 def rand(rng, shape, dtype, scale=2.0):
@@ -32,7 +33,7 @@ def test_bias_activation(name, shape, dtype):
     rng = np.random.default_rng(0)
     Z, b = rand(rng, shape, dtype), rand(rng, shape[1], dtype)
     expected = R.activation(name, Z + b, 0.05)
-    code = {**_base.HIDDEN_ACTIVATIONS, **_base.OUTPUT_ACTIVATIONS}[name]
+    code = {**V.HIDDEN_ACTIVATIONS, **V.OUTPUT_ACTIVATIONS}[name]
     out = Z.copy()
     K.bias_activation(out, b, code, 0.05)
     np.testing.assert_allclose(out, expected, **TOL[dtype])
@@ -47,14 +48,14 @@ def test_activation_backward(name, shape, dtype):
     A = R.activation(name, Z, 0.05)
     expected = D * R.activation_derivative(name, Z, 0.05)
     out = D.copy()
-    K.activation_backward(out, A, _base.HIDDEN_ACTIVATIONS[name], 0.05)
+    K.activation_backward(out, A, V.HIDDEN_ACTIVATIONS[name], 0.05)
     np.testing.assert_allclose(out, expected, **TOL[dtype])
 
 
 def test_sigmoid_does_not_overflow():
     Z = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]])
     out = Z.copy()
-    K.bias_activation(out, np.zeros(5), _base.SIGMOID, 0.0)
+    K.bias_activation(out, np.zeros(5), codes.SIGMOID, 0.0)
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, R.sigmoid(Z), rtol=1e-12)
 
@@ -87,7 +88,7 @@ def test_output_loss(out_name, loss, shape, dtype):
     P = R.activation(out_name, Z)
     ref_loss, ref_delta = R.loss_and_delta(loss, out_name, Z, P, T)
     Zk, D = Zraw.copy(), np.empty_like(Zraw)
-    value = K.output_loss(Zk, D, b, T, _base.OUTPUT_ACTIVATIONS[out_name], _base.LOSSES[loss])
+    value = K.output_loss(Zk, D, b, T, V.OUTPUT_ACTIVATIONS[out_name], V.LOSSES[loss])
     np.testing.assert_allclose(value, ref_loss, **TOL[dtype])
     np.testing.assert_allclose(Zk, P, **TOL[dtype])
     np.testing.assert_allclose(D, ref_delta, **TOL[dtype])
@@ -97,7 +98,7 @@ def test_cross_entropy_is_stable_for_huge_logits():
     Z = np.array([[1000.0, -1000.0, 0.0], [-800.0, 800.0, 1.0]])
     T = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     D = np.empty_like(Z)
-    value = K.output_loss(Z.copy(), D, np.zeros(3), T, _base.SOFTMAX, _base.CROSS_ENTROPY)
+    value = K.output_loss(Z.copy(), D, np.zeros(3), T, codes.SOFTMAX, codes.CROSS_ENTROPY)
     assert np.isfinite(value) and np.all(np.isfinite(D))
     np.testing.assert_allclose(value, (2000.0 + 0.0) / 2, rtol=1e-12)
 
@@ -108,7 +109,7 @@ def test_cross_entropy_is_stable_for_huge_logits():
 def test_dense_forward_backward(name, m, n_in, n_out, dtype):
     rng = np.random.default_rng(3)
     A_prev, W, b = rand(rng, (m, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
-    code = _base.HIDDEN_ACTIVATIONS[name]
+    code = V.HIDDEN_ACTIVATIONS[name]
     A = np.empty((m, n_out), dtype)
     K.dense_forward(A, A_prev, W, b, code, 0.01)
     np.testing.assert_allclose(A, R.activation(name, A_prev @ W + b), **TOL[dtype])
@@ -129,7 +130,7 @@ def test_dense_backward_skips_input_gradient():
     rng = np.random.default_rng(4)
     A_prev, W, D = rng.random((3, 4)), rng.random((4, 2)), rng.random((3, 2))
     sentinel = np.full((3, 4), 7.0)
-    K.dense_backward(sentinel, np.empty((4, 2)), np.empty(2), D, A_prev, W, _base.RELU, 0.0, False)
+    K.dense_backward(sentinel, np.empty((4, 2)), np.empty(2), D, A_prev, W, codes.RELU, 0.0, False)
     assert np.all(sentinel == 7.0)
 
 
@@ -179,7 +180,7 @@ def test_bias_activation_property(m, n, scale, name):
     rng = np.random.default_rng(m * 100 + n)
     Z, b = rng.standard_normal((m, n)) * scale, rng.standard_normal(n) * scale
     out = Z.copy()
-    K.bias_activation(out, b, {**_base.HIDDEN_ACTIVATIONS, **_base.OUTPUT_ACTIVATIONS}[name], 0.01)
+    K.bias_activation(out, b, {**V.HIDDEN_ACTIVATIONS, **V.OUTPUT_ACTIVATIONS}[name], 0.01)
     np.testing.assert_allclose(out, R.activation(name, Z + b), rtol=1e-10, atol=1e-300)
 
 

@@ -168,13 +168,13 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)
 def test_progress_bar_updates_during_a_long_epoch(fb, capsys, monkeypatch):
-    from fastbp import _base
-    monkeypatch.setattr(_base._Progress, "__init__",
-                        lambda self, *a, **k: _base.threading.Thread.__init__(self, daemon=True) or
+    from fastbp import training
+    monkeypatch.setattr(training._Progress, "__init__",
+                        lambda self, *a, **k: training.threading.Thread.__init__(self, daemon=True) or
                         self.__dict__.update(dict(zip(("model", "epoch", "epochs", "n_batches", "batch_size",
                                                        "stream"), a), interval=0.005,
-                                                  start_time=_base.time.perf_counter(),
-                                                  finished=_base.threading.Event())))
+                                                  start_time=training.time.perf_counter(),
+                                                  finished=training.threading.Event())))
     X, y = data(6000)
     fb.MLP([4, 256, 256, 3], seed=0).fit(X, y, epochs=1, batch_size=1, verbose=1)  # ~0.1 s or more
     updates = [u for u in capsys.readouterr().out.split("\r") if "] " in u]
