@@ -239,6 +239,7 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
     """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
     from numba import njit
 
+    from fastbp.kernels.codes import Network, Workspace
     from fastbp.kernels.network import layer_rows, layer_weights
 
     @njit
@@ -265,9 +266,9 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
 
     model = make_model(fastbp, sizes, dtype)
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
-    ws = model._train_workspace(batch_size)
+    ws = Workspace(*model._train_workspace(batch_size))
     ws.deltas[:] = 0.01
-    args = (model._net, ws, X, batch_size)
+    args = (Network(*model._net), ws, X, batch_size)
     gemm_epoch(*args)
     return (lambda: gemm_epoch(*args)), 1
 

@@ -61,7 +61,7 @@ def main():
         model.fit(X, y, epochs=1, batch_size=bs)
         epoch = median_ms(lambda: model.fit(X, y, epochs=1, batch_size=bs), repeat=5)
         steps = -(-n // bs)
-        g, h, P = model._grads, model._hyper, model._grads.size
+        g, h, P = model._grads, model.optimizer.hyper, model._grads.size
         p, m1, m2 = model._params_ext[:P], model._slots_buf[0][:P], model._slots_buf[1][:P]
         rows = np.random.default_rng(0).permutation(n)[:bs]
         Xb = np.empty((bs, X.shape[1]), dtype=X.dtype)

@@ -26,11 +26,11 @@ from .validation import (
     CLASSIFICATION_LOSSES,
     HIDDEN_ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
-    as_float_array,
     check_config,
     check_data,
     check_fit_counts,
     check_fit_options,
+    check_weights,
     check_X,
     check_y,
     early_stopping_monitor,
@@ -351,26 +351,7 @@ class BaseMLP:
 
     def set_weights(self, weights):
         """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
-        try:
-            weights = list(weights)
-        except TypeError:
-            raise TypeError(f"weights must be a list of (W, b) pairs, got {type(weights).__name__}") from None
-        if len(weights) != self.n_layers:
-            raise ValueError(f"expected {self.n_layers} (W, b) pairs, got {len(weights)}")
-        checked = []
-        for l, pair in enumerate(weights):
-            try:
-                W, b = pair
-            except (TypeError, ValueError):
-                raise ValueError(f"layer {l}: expected a (W, b) pair, got {type(pair).__name__}") from None
-            W = as_float_array(W, f"W[{l}]", self.dtype)
-            b = as_float_array(b, f"b[{l}]", self.dtype)
-            if W.shape != self._W[l].shape or b.shape != self._b[l].shape:
-                raise ValueError(f"layer {l}: expected W {self._W[l].shape} and b {self._b[l].shape}, "
-                                 f"got {W.shape} and {b.shape}")
-            if not (np.isfinite(W).all() and np.isfinite(b).all()):
-                raise ValueError(f"layer {l}: weights contain NaN or inf")
-            checked.append((W, b))
+        checked = check_weights(weights, [(W.shape, b.shape) for W, b in zip(self._W, self._b)], self.dtype)
         with self._exclusive():
             for l, (W, b) in enumerate(checked):
                 self._W[l][...] = W

@@ -4,6 +4,8 @@ Python here only hands buffers to compiled code:
 
 * parameters, gradients and optimizer state are single flat buffers, described by the
   layer table (``fastbp.layout``), handed to the kernels as one ``codes.Network``;
+* the structures cross into compiled code as plain tuples, their fields in order (Numba
+  types a plain tuple on its fast path; the kernels name the fields again on entry);
 * activations, deltas and the gathered mini-batch live in a ``codes.Workspace`` allocated
   once for the largest batch seen, then reused (``_train_workspace``);
 * ``fit`` makes one compiled call per chunk of epochs (gather, forward, backward, update for
@@ -28,19 +30,20 @@ class MLP(BaseMLP):
     __doc__ = "The fast (Numba) MLP. " + BaseMLP.__doc__
 
     def _setup(self):
-        self._net = Network(self._params_ext, self._grads, self._slots_buf, self._layers)
-        self._cfg = Config(loss=LOSSES[self.loss], slope=self.leaky_slope, l2=self.l2,
-                           clip_norm=self.clip_norm or 0.0)
-        self._hyper = self.optimizer.hyper
-        self._ws = None
+        self._net = tuple(Network(self._params_ext, self._grads, self._slots_buf, self._layers))
+        self._cfg = tuple(Config(loss=LOSSES[self.loss], slope=self.leaky_slope, l2=self.l2,
+                                 clip_norm=self.clip_norm or 0.0))
+        hyper = self.optimizer.hyper
+        self._lr, self._hyper = hyper.lr, tuple(hyper)
+        self._ws, self._ws_rows = None, 0
 
     def _workspace(self, rows):
-        return make_workspace(self._layers, self.sizes, rows, self.dtype)
+        return tuple(make_workspace(self._layers, self.sizes, rows, self.dtype))
 
     def _train_workspace(self, rows):
         """The training workspace, allocated once and reallocated only to grow."""
-        if self._ws is None or rows > self._ws.rows:
-            self._ws = self._workspace(rows)
+        if rows > self._ws_rows:
+            self._ws, self._ws_rows = self._workspace(rows), rows
         return self._ws
 
     # ------------------------------------------------------------- hooks
@@ -61,8 +64,9 @@ class MLP(BaseMLP):
 
     def _train_step(self, X, T):
         ws = self._train_workspace(X.shape[0])
-        loss = kernels.train_step(self._net, self._state, ws, X, T, self._hyper.lr, self._cfg, self._hyper)
-        return loss, int(self._state[0]["status"]), int(self._state[0]["bad_layer"])
+        loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
+        state = self._state[0]
+        return loss, int(state["status"]), int(state["bad_layer"])
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         ws = self._train_workspace(batch_size)

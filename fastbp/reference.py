@@ -19,7 +19,8 @@ import numpy as np
 from . import schedules
 from ._base import BaseMLP
 from .kernels.codes import BN_EPS, BN_MOMENTUM, STATUS_GRAD, STATUS_LOSS, STATUS_OK
-from .training import EarlyStopping, History, gradcheck
+from .gradcheck import gradcheck
+from .training import EarlyStopping, History
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
 
 __all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad"]

@@ -3,8 +3,6 @@ returns, with ``plot``), :class:`EarlyStopping`, and the bookkeeping ``fit`` doe
 its compiled calls: each chunk's shuffle orders and learning rates, the progress display of
 ``verbose=1``, recording each epoch (:class:`EpochLog`), the early-stopping state
 (:class:`EarlyStopper`) and what a non-finite batch does (``on_nonfinite``).
-
-``gradcheck`` lives in :mod:`fastbp.gradcheck`; it is imported here for ``fastbp.reference``.
 """
 
 import contextlib
@@ -17,10 +15,9 @@ import warnings
 import numpy as np
 
 from . import schedules
-from .gradcheck import gradcheck  # noqa: F401  (fastbp.reference imports it from here)
 from .kernels.codes import STATUS_LOSS
 
-__all__ = ["History", "EarlyStopping", "gradcheck"]
+__all__ = ["History", "EarlyStopping"]
 
 # warnings.warn's stacklevel that points at the user's ``fit`` call from EpochLog's methods:
 # warn <- EpochLog.record / .nonfinite <- BaseMLP._fit_epochs <- BaseMLP.fit <- the caller.

@@ -257,6 +257,31 @@ def check_data(X, y, sizes, loss, dtype):
 
 
 # ------------------------------------------------------------------- fit
+def check_weights(weights, shapes, dtype):
+    """``weights`` (a list of ``(W, b)`` pairs, one per layer) as arrays of ``dtype``, checked
+    against the layers' ``shapes`` (a list of ``(W shape, b shape)``) and for NaN / inf."""
+    try:
+        weights = list(weights)
+    except TypeError:
+        raise TypeError(f"weights must be a list of (W, b) pairs, got {type(weights).__name__}") from None
+    if len(weights) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} (W, b) pairs, got {len(weights)}")
+    checked = []
+    for l, (pair, (w_shape, b_shape)) in enumerate(zip(weights, shapes)):
+        try:
+            W, b = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"layer {l}: expected a (W, b) pair, got {type(pair).__name__}") from None
+        W = as_float_array(W, f"W[{l}]", dtype)
+        b = as_float_array(b, f"b[{l}]", dtype)
+        if W.shape != w_shape or b.shape != b_shape:
+            raise ValueError(f"layer {l}: expected W {w_shape} and b {b_shape}, got {W.shape} and {b.shape}")
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise ValueError(f"layer {l}: weights contain NaN or inf")
+        checked.append((W, b))
+    return checked
+
+
 def check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose):
     """``fit``'s options, checked before its data."""
     if not isinstance(shuffle, (bool, np.bool_)):

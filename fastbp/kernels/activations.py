@@ -4,9 +4,8 @@ Hidden-layer derivatives are computed from the activation's OUTPUT ``A`` (not fr
 pre-activation), so the forward pass stores one matrix per layer:
 ``sigmoid' = A (1 - A)``, ``tanh' = 1 - A^2``, ``relu' = [A > 0]``,
 ``leaky_relu' = 1 if A > 0 else slope`` (slope >= 0, so sign(A) = sign(Z)).
-``backprop_activation`` is the one place these derivatives are written; the loops that
-use it (``activation_backward`` here, ``dropout_backward``) branch on the code once per
-call, outside their inner loops.
+``activation_grad`` is the one place these derivatives are written; ``activation_backward``
+here and ``dropout.dropout_backward`` use it.
 """
 
 import numpy as np
@@ -79,47 +78,41 @@ def bias_activation(Z, b, code, slope):
 
 
 @jit(inline="always")
-def backprop_activation(d, a, code, slope, one):
-    """``d * act'(.)`` for one element, the derivative taken from the activation's output
-    ``a`` (``slope`` and ``one`` in the element's dtype).
-
-    The derivative is computed in the element's dtype and the product in float64, rounded
-    once when the caller stores it: for float32 that is the float32 product, and a caller
-    that scales it further (dropout) rounds only once.
-    """
+def activation_grad(a, code, slope, one):
+    """``act'(.)`` at one element, from the activation's output ``a`` (``slope`` and ``one`` in
+    the element's dtype; the result too)."""
     if code == RELU:
-        return d if a > 0 else 0
+        return one if a > 0 else one - one
     if code == LEAKY_RELU:
-        return d if a > 0 else np.float64(d) * slope
+        return one if a > 0 else slope
     if code == TANH:
-        return np.float64(d) * (one - a * a)
+        return one - a * a
     if code == SIGMOID:
-        return np.float64(d) * (a * (one - a))
-    return d
+        return a * (one - a)
+    return one
 
 
 @jit
 def activation_backward(D, A, code, slope):
     """``D <- D * act'(.)`` elementwise, with the derivative taken from the output ``A``."""
-    m, n = D.shape
     s = D.dtype.type(slope)
     one = D.dtype.type(1.0)
-    # One loop per code with the code fixed inside it, so each loop vectorises.
+    # One loop per code, the code a constant inside it, so that each loop vectorises.
     if code == RELU:
-        _backprop_rows(D, A, RELU, s, one)
+        _scale_by_grad(D, A, RELU, s, one)
     elif code == LEAKY_RELU:
-        _backprop_rows(D, A, LEAKY_RELU, s, one)
+        _scale_by_grad(D, A, LEAKY_RELU, s, one)
     elif code == TANH:
-        _backprop_rows(D, A, TANH, s, one)
+        _scale_by_grad(D, A, TANH, s, one)
     elif code == SIGMOID:
-        _backprop_rows(D, A, SIGMOID, s, one)
+        _scale_by_grad(D, A, SIGMOID, s, one)
 
 
 @jit(inline="always")
-def _backprop_rows(D, A, code, s, one):
+def _scale_by_grad(D, A, code, s, one):
     m, n = D.shape
     for i in range(m):
         d = D[i]
         a = A[i]
         for j in range(n):
-            d[j] = backprop_activation(d[j], a[j], code, s, one)
+            d[j] = d[j] * activation_grad(a[j], code, s, one)

@@ -8,7 +8,7 @@ draws the identical mask with NumPy.
 
 import numpy as np
 
-from .activations import backprop_activation
+from .activations import activation_grad
 from .common import jit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -67,5 +67,5 @@ def dropout_backward(D, A, code, slope, rate, key, step, layer):
         for j in range(n):
             if dropout_uniform(stream, i * n + j) < rate:
                 d[j] = 0
-            else:
-                d[j] = backprop_activation(d[j], a[j] / scale, code, s, one) * scale
+            else:  # the product in float64, rounded once when stored
+                d[j] = np.float64(d[j]) * activation_grad(a[j] / scale, code, s, one) * scale

@@ -10,7 +10,10 @@ writes first (``losses``, ``P``), then the model (``net``, ``state``), the works
 data (``X``, ``T``, ...), the configuration.
 
 Entry points (called from Python): ``loss_and_grads``, ``train_step``, ``train_epochs``,
-``predict``, ``evaluate``.  Each flushes subnormal numbers to zero for its own duration
+``predict``, ``evaluate``.  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
+(the fields in order) and name them on entry (``named``): Numba's dispatcher types a plain
+tuple on its fast path and a named tuple on a slow Python path, which made every call from
+Python several microseconds slower (README, "How it is built").  Each flushes subnormal numbers to zero for its own duration
 (``common.flush_denormals``); ``train_epochs`` also works on borrowed views of its arguments
 (``common.borrowed``: no reference counting in the loop).  The helpers they share are
 inlined into them (``inline="always"``: one compiled function per entry point, and no
@@ -23,7 +26,7 @@ inference.  Nothing here allocates: every array is a view into a buffer the call
 import numpy as np
 
 from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
-from .codes import LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, Network, Workspace
+from .codes import LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, Config, Hyper, Network, Workspace
 from .activations import bias_activation
 from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_control
 from .dense import dense_backward, dense_forward
@@ -35,6 +38,13 @@ from .optim import clip_global_norm, optimizer_update, sum_squares
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
 _LINEAR = np.int64(LINEAR)
 _PRODUCT_ONLY = np.int64(PRODUCT_ONLY)
+
+
+# ------------------------------------------------------------------------- names
+@jit(inline="always")
+def named(net, ws, cfg):
+    """``Network``, ``Workspace`` and ``Config`` from the plain tuples an entry point takes."""
+    return Network(*net), Workspace(*ws), Config(*cfg)
 
 
 # ------------------------------------------------------------------------- views
@@ -188,6 +198,7 @@ def loss_and_grads(net, state, ws, X, T, cfg):
     """Mean loss (with the L2 term) of the batch ``(X, T)``; writes the gradient into
     ``net.grads``.  Training mode: dropout masks are those of the next step."""
     fp = flush_denormals()
+    net, ws, cfg = named(net, ws, cfg)
     st = state[0]
     key, step = st.dropout_key, st.step + 1
     loss = forward_loss(net, ws, X, T, cfg, key, step) + l2_penalty(net, cfg.l2)
@@ -240,7 +251,8 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
 def train_step(net, state, ws, X, T, lr, cfg, h):
     """``_train_step`` as a call of its own (``MLP.train_step``)."""
     fp = flush_denormals()
-    loss = _train_step(net, state, ws, X, T, lr, cfg, h)
+    net, ws, cfg = named(net, ws, cfg)
+    loss = _train_step(net, state, ws, X, T, lr, cfg, Hyper(*h))
     restore_fp_control(fp)
     return loss
 
@@ -298,6 +310,8 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
     """
     fp = flush_denormals()  # for this call only (see common.flush_denormals)
+    net, ws, cfg = named(net, ws, cfg)
+    h = Hyper(*h)
     # Views of borrowed arrays skip the atomic reference counting (see ``borrowed``).
     net = Network(borrowed(net.params), borrowed(net.grads), borrowed(net.slots), borrowed(net.layers))
     ws = Workspace(borrowed(ws.acts), borrowed(ws.deltas), borrowed(ws.xhat), borrowed(ws.stats),
@@ -319,6 +333,7 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
 def predict(P, net, ws, X, cfg):
     """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace."""
     fp = flush_denormals()
+    net, ws, cfg = named(net, ws, cfg)
     n = X.shape[0]
     for start in range(0, n, ws.rows):
         m = min(ws.rows, n - start)
@@ -331,6 +346,7 @@ def predict(P, net, ws, X, cfg):
 def evaluate(P, net, ws, X, T, cfg):
     """Mean loss (with the L2 term) over ``(X, T)``, ``ws.rows`` rows at a time; output into ``P``."""
     fp = flush_denormals()
+    net, ws, cfg = named(net, ws, cfg)
     n = X.shape[0]
     total = 0.0
     for start in range(0, n, ws.rows):
