@@ -77,7 +77,7 @@ def bias_activation(Z, b, code, slope):
                 z[j] = z[j] / t
 
 
-@jit(inline="always")
+@jit
 def activation_grad(a, code, slope, one):
     """``act'(.)`` at one element, from the activation's output ``a`` (``slope`` and ``one`` in
     the element's dtype; the result too)."""
@@ -92,27 +92,30 @@ def activation_grad(a, code, slope, one):
     return one
 
 
+# Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
+_RELU, _LEAKY_RELU, _TANH, _SIGMOID = np.int64(RELU), np.int64(LEAKY_RELU), np.int64(TANH), np.int64(SIGMOID)
+
+
 @jit
 def activation_backward(D, A, code, slope):
     """``D <- D * act'(.)`` elementwise, with the derivative taken from the output ``A``."""
+    m, n = D.shape
     s = D.dtype.type(slope)
     one = D.dtype.type(1.0)
-    # One loop per code, the code a constant inside it, so that each loop vectorises.
-    if code == RELU:
-        _scale_by_grad(D, A, RELU, s, one)
-    elif code == LEAKY_RELU:
-        _scale_by_grad(D, A, LEAKY_RELU, s, one)
-    elif code == TANH:
-        _scale_by_grad(D, A, TANH, s, one)
-    elif code == SIGMOID:
-        _scale_by_grad(D, A, SIGMOID, s, one)
-
-
-@jit(inline="always")
-def _scale_by_grad(D, A, code, s, one):
-    m, n = D.shape
+    # One loop per code, the code a constant inside it (LLVM inlines activation_grad and
+    # folds its branches), so that each loop vectorises.
     for i in range(m):
         d = D[i]
         a = A[i]
-        for j in range(n):
-            d[j] = d[j] * activation_grad(a[j], code, s, one)
+        if code == RELU:
+            for j in range(n):
+                d[j] = d[j] * activation_grad(a[j], _RELU, s, one)
+        elif code == LEAKY_RELU:
+            for j in range(n):
+                d[j] = d[j] * activation_grad(a[j], _LEAKY_RELU, s, one)
+        elif code == TANH:
+            for j in range(n):
+                d[j] = d[j] * activation_grad(a[j], _TANH, s, one)
+        elif code == SIGMOID:
+            for j in range(n):
+                d[j] = d[j] * activation_grad(a[j], _SIGMOID, s, one)
