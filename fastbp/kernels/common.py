@@ -23,13 +23,17 @@ _OPTIONS = dict(cache=True, error_model="numpy", nogil=True)
 
 
 def _sources_digest():
-    """A digest of every source file of this package (read once, at import)."""
+    """A digest of every source file of this package (read once, at import); None where the
+    sources cannot be read as files (then Numba's own per-file check is all there is)."""
     digest = hashlib.sha256()
     folder = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py"):
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    try:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    except OSError:
+        return None
     return digest.hexdigest()
 
 
@@ -46,7 +50,7 @@ def _stamp_with_package(dispatcher):
     (``tests/test_codes.py`` checks that this works with the installed Numba.)
     """
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+    if _SOURCES_DIGEST is not None and cache_file is not None and hasattr(cache_file, "_source_stamp"):
         cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_DIGEST)
     return dispatcher
 

@@ -13,9 +13,10 @@ Entry points (called from Python): ``loss_and_grads``, ``train_step``, ``train_e
 ``predict``, ``evaluate``.  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
 (the fields in order) and name them on entry (``named``): Numba's dispatcher types a plain
 tuple on its fast path and a named tuple on a slow Python path, which made every call from
-Python several microseconds slower (README, "How it is built").  Each flushes subnormal numbers to zero for its own duration
-(``common.flush_denormals``); ``train_epochs`` also works on borrowed views of its arguments
-(``common.borrowed``: no reference counting in the loop).  The helpers they share are
+Python several microseconds slower (README, "How it is built").  Each flushes subnormal
+numbers to zero for its own duration (``common.flush_denormals``); ``train_epochs`` also
+works on borrowed views of its arguments (``common.borrowed``: no reference counting in the
+loop).  The helpers they share are
 inlined into them (``inline="always"``: one compiled function per entry point, and no
 re-optimisation of every level's callees).
 
