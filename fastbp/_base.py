@@ -148,6 +148,10 @@ class BaseMLP:
     def _setup(self):
         """Subclass hook: called once the buffers exist."""
 
+    def _prepare_training(self, batch_size):
+        """Subclass hook: allocate what training in batches of ``batch_size`` needs, before
+        ``fit`` changes any state."""
+
     def _forward(self, X):
         """Network output for a validated X."""
         raise NotImplementedError
@@ -273,6 +277,7 @@ class BaseMLP:
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
         with self._exclusive():
+            self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
             self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
         return log.history
 
@@ -287,8 +292,9 @@ class BaseMLP:
         chunk = 1 if log.per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
         while log.done < epochs and not log.history.stopped:
             count = min(chunk, int(epochs) - log.done)
-            perms = epoch_orders(self._rng, count, n, shuffle)
+            # the rates first: a schedule that fails is refused before the generator moves
             rates = epoch_rates(lr_schedule, self._epoch, self._batches, count, log.n_batches)
+            perms = epoch_orders(self._rng, count, n, shuffle)
             start = time.perf_counter()
             with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
                 losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip, rates)

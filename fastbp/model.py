@@ -40,6 +40,9 @@ class MLP(BaseMLP):
     def _workspace(self, rows):
         return tuple(make_workspace(self._layers, self.sizes, rows, self.dtype))
 
+    def _prepare_training(self, batch_size):
+        self._train_workspace(batch_size)
+
     def _train_workspace(self, rows):
         """The training workspace, allocated once and reallocated only to grow."""
         if rows > self._ws_rows:
