@@ -15,6 +15,7 @@ Either implementation reads the other's files.
 import json
 import os
 import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -47,21 +48,85 @@ def save(model, path):
     _write_atomically(path, arrays)
 
 
+# Temporaries are named ".fastbp-*.tmp"; one untouched for this long belongs to no live writer
+# (a writer touches it with every write, then renames it at once) and is swept away.
+_TMP_PREFIX, _TMP_SUFFIX = ".fastbp-", ".tmp"
+STALE_TEMPORARY_SECONDS = 3600
+
+
 def _write_atomically(path, arrays):
     """``np.savez`` to a temporary file next to ``path``, fsynced, then renamed over it; the
-    temporary file is removed if anything fails (or is interrupted) before the rename."""
+    temporary file is removed if anything fails (or is interrupted) before the rename.
+
+    Where the platform can (Linux ``O_TMPFILE``), the temporary has no name while it is
+    written and is linked into the directory only to be renamed over ``path``: a process
+    killed while writing leaves nothing behind.  Stale named temporaries of earlier, killed
+    writers are swept away first (``remove_stale_temporaries``).
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
+    remove_stale_temporaries(directory)
+    fd, tmp = _unnamed_temporary(directory)
+    if fd is None:
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+            if tmp is None:  # give the unnamed file a name, then rename it over path
+                tmp = _link_temporary(f.fileno(), directory)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _unnamed_temporary(directory):
+    """``(fd, None)`` of an unnamed file in ``directory`` (``O_TMPFILE``), or ``(None, None)``
+    where the platform or the file system has none."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):  # linking it needs /proc
+        return None, None
+    try:
+        return os.open(directory, flag | os.O_WRONLY, 0o600), None
+    except OSError:  # e.g. a file system without O_TMPFILE support
+        return None, None
+
+
+def _link_temporary(fd, directory):
+    """Link the unnamed file ``fd`` into ``directory`` under a fresh temporary name (linkat
+    following ``/proc/self/fd/N``; giving a directory fd makes Python call linkat, not link)."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        for _ in range(100):
+            name = f"{_TMP_PREFIX}{os.urandom(6).hex()}{_TMP_SUFFIX}"
+            try:
+                os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return os.path.join(directory, name)
+            except FileExistsError:
+                continue
+    finally:
+        os.close(dir_fd)
+    raise FileExistsError(f"{directory}: could not name a temporary file")
+
+
+def remove_stale_temporaries(directory, age=STALE_TEMPORARY_SECONDS):
+    """Remove this module's temporary files in ``directory`` that nobody has written to for
+    ``age`` seconds (left by writers that were killed); never fails."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX):
+            tmp = os.path.join(directory, name)
+            try:
+                if now - os.stat(tmp, follow_symlinks=False).st_mtime > age:
+                    os.unlink(tmp)
+            except OSError:
+                pass  # gone already, or not ours to remove
 
 
 def load(cls, path):
@@ -71,6 +136,7 @@ def load(cls, path):
     ``FileNotFoundError``); the checksums are verified before anything is built.
     """
     path = os.fspath(path)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     arrays = _read_arrays(path)
     header = _read_header(path, arrays)
     try:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numpy as np
@@ -181,3 +182,67 @@ def test_resume_after_load_is_bitwise_identical(fb, tmp_path):
     resumed.fit(X, y, epochs=2, batch_size=8)
     for (Wa, ba), (Wb, bb) in zip(straight.get_weights(), resumed.get_weights()):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+
+
+def _o_tmpfile_works(directory):
+    try:
+        os.close(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600))
+        return os.path.isdir("/proc/self/fd")
+    except (AttributeError, OSError):
+        return False
+
+
+def test_killed_saves_leave_no_temporary_file(tmp_path):
+    """Where the platform has unnamed temporaries (Linux O_TMPFILE), a save killed while
+    writing leaves nothing in the directory."""
+    if not _o_tmpfile_works(str(tmp_path)):
+        pytest.skip("no O_TMPFILE on this platform / file system: stale temporaries are swept instead")
+    path = tmp_path / "model.npz"
+    child = textwrap.dedent(
+        f"""
+        import time
+        import numpy as np
+        import fastbp
+        def slow_savez(file, **arrays):
+            file.write(b"x" * 4096)
+            file.flush()
+            print("writing", flush=True)
+            time.sleep(60)
+        np.savez = slow_savez
+        fastbp.MLP([5, 7, 3], dtype="float64", seed=3).save({str(path)!r})
+        """
+    )
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "writing"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("call", ["save", "load"])
+def test_stale_temporaries_are_swept_by_the_next_save_or_load(fb, tmp_path, call):
+    """Temporaries of killed writers (named ``.fastbp-*.tmp``, untouched for an hour) are
+    removed by the next save or load in that directory; a fresh one (a live writer's) and
+    other files are not."""
+    from fastbp import fileformat
+
+    path = tmp_path / "model.npz"
+    trained(fb).save(path)
+    stale, fresh = tmp_path / ".fastbp-dead.tmp", tmp_path / ".fastbp-live.tmp"
+    others = [tmp_path / ".fastbp-notes.txt", tmp_path / "data.tmp"]
+    for p in [stale, fresh] + others:
+        p.write_bytes(b"x" * 100)
+    old = time.time() - fileformat.STALE_TEMPORARY_SECONDS - 60
+    for p in [stale] + others:
+        os.utime(p, (old, old))
+    if call == "save":
+        trained(fb, seed=1).save(path)
+    else:
+        fb.load(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in [path, fresh] + others)
