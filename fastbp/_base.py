@@ -20,12 +20,10 @@ import numpy as np
 
 from . import fileformat
 from .kernels.codes import STATE, STATUS_OK
-from .layout import allocate_state, init_weights, layer_table
+from .layout import allocate_state, init_weights, model_layer_table
 from .training import EarlyStopper, EpochLog, epoch_orders, epoch_rates, nonfinite_message, progress_bar
 from .validation import (
     CLASSIFICATION_LOSSES,
-    HIDDEN_ACTIVATIONS,
-    OUTPUT_ACTIVATIONS,
     check_config,
     check_data,
     check_fit_counts,
@@ -99,8 +97,8 @@ class BaseMLP:
     def _build_storage(self):
         """The layer table, parameters, gradients and optimizer state (``fastbp.layout``),
         their per-layer views, and the initial weights drawn from ``self._rng``."""
-        codes = [HIDDEN_ACTIVATIONS[a] for a in self.activations] + [OUTPUT_ACTIVATIONS[self.output]]
-        self._layers, self.n_params, n_running = layer_table(self.sizes, codes, self.batch_norm, self.dropout)
+        self._layers, self.n_params, n_running = model_layer_table(self.sizes, self.activations, self.output,
+                                                                   self.batch_norm, self.dropout)
         self._params_ext, self._grads, self._slots_buf = allocate_state(
             self.n_params, n_running, self.optimizer.n_slots, self.dtype)
         self._params = self._params_ext[:self.n_params]  # the trainable parameters (then BN's running stats)

@@ -20,7 +20,9 @@ import zlib
 
 import numpy as np
 
+from .layout import model_layer_table
 from .optimizers import optimizer_from_config
+from .validation import check_config
 
 FORMAT_NAME = "fastbp-mlp"
 FORMAT_VERSION = 1
@@ -141,13 +143,14 @@ def load(cls, path):
     header = _read_header(path, arrays)
     try:
         _verify_checksums(header["crc32"], arrays)
+        rng_state = _check_contents(header["config"], arrays)  # before anything is allocated
         model = _build(cls, header["config"], arrays)
+        model._rng.bit_generator.state = rng_state
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: not a valid fastbp model file ({exc})") from None
     model._params_ext[...] = arrays["params"]
     model._slots[...] = arrays["slots"]
-    model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"][:4])
-    model._rng.bit_generator.state = json.loads(arrays["rng_state"].tobytes().decode())
+    model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"])
     return model
 
 
@@ -186,6 +189,34 @@ def _verify_checksums(checksums, arrays):
             raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
         if _crc32(arrays[key]) != crc:
             raise ValueError(f"checksum mismatch in {key!r}; the file is corrupt")
+
+
+def _check_contents(config, arrays):
+    """The arrays against the saved configuration, before a model of it is allocated (a
+    forged header must not make ``load`` allocate what the file does not hold): shapes,
+    finite parameters and optimizer state, non-negative integer counts, a PCG64 generator
+    state.  Returns that state."""
+    cfg = dict(config)
+    optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
+    checked = check_config(optimizer=optimizer, **cfg)
+    _, n_params, n_running = model_layer_table(checked["sizes"], checked["activations"], checked["output"],
+                                               checked["batch_norm"], checked["dropout"])
+    expected = {"params": (n_params + n_running,), "slots": (optimizer.n_slots, n_params), "step": (4,)}
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise ValueError(f"array {key!r} has shape {arrays[key].shape}; the saved configuration needs {shape}")
+    for key in ("params", "slots"):
+        if arrays[key].dtype.kind != "f" or not np.isfinite(arrays[key]).all():
+            raise ValueError(f"array {key!r} must hold finite floating-point numbers")
+    if arrays["step"].dtype.kind not in "iu" or (arrays["step"] < 0).any():
+        raise ValueError("the step counts must be non-negative integers")
+    try:
+        state = json.loads(arrays["rng_state"].tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the random generator's state is not valid JSON") from None
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        raise ValueError("the random generator's state is not a PCG64 state")
+    return state
 
 
 def _build(cls, config, arrays):

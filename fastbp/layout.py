@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .kernels.codes import LAYER, Workspace
+from .validation import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 
 
 def layer_table(sizes, codes, batch_norm, dropout):
@@ -45,6 +46,12 @@ def layer_table(sizes, codes, batch_norm, dropout):
         layers[l]["running"] = running if bn[l] else -1
         running += 2 * sizes[l + 1] if bn[l] else 0
     return layers, off, running - off
+
+
+def model_layer_table(sizes, activations, output, batch_norm, dropout):
+    """``layer_table`` for a model's checked configuration (activation names, not codes)."""
+    codes = [HIDDEN_ACTIVATIONS[a] for a in activations] + [OUTPUT_ACTIVATIONS[output]]
+    return layer_table(sizes, codes, batch_norm, dropout)
 
 
 def make_workspace(layers, sizes, rows, dtype):

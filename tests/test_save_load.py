@@ -308,3 +308,77 @@ def test_foreign_files_are_refused_naming_them(fb, tmp_path, kind):
         bad.mkdir()
     with pytest.raises(ValueError, match=names_file(bad)):
         fb.load(bad)
+
+
+# ------------------------------------------------------------- forged files
+def _forge(path, tmp_path, edit_arrays=None, edit_config=None):
+    """A copy of the file at ``path`` with arrays / config changed and every checksum made
+    valid again: what a forger (or a buggy writer) could produce."""
+    import zlib
+
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    if edit_arrays:
+        edit_arrays(arrays)
+    if edit_config:
+        edit_config(header["config"])
+    header["crc32"] = {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    forged = tmp_path / "forged.npz"
+    with open(forged, "wb") as out:
+        np.savez(out, **arrays)
+    return forged
+
+
+def _set(key, value):
+    def edit(arrays):
+        arrays[key] = value(arrays[key]) if callable(value) else value
+    return edit
+
+
+def _with_nan(a):
+    a = a.copy()
+    a.flat[0] = np.nan
+    return a
+
+
+FORGERIES = {
+    "huge-sizes": dict(edit_config=lambda c: c.update(sizes=[60000, 60000, 3])),
+    "large-sizes": dict(edit_config=lambda c: c.update(sizes=[20000, 20000, 3])),
+    "nan-parameter": dict(edit_arrays=_set("params", _with_nan)),
+    "inf-optimizer-state": dict(edit_arrays=_set("slots", lambda a: np.full_like(a, np.inf))),
+    "integer-parameters": dict(edit_arrays=_set("params", lambda a: a.astype(np.int64))),
+    "negative-step": dict(edit_arrays=_set("step", lambda a: a * 0 - 1)),
+    "two-entry-step": dict(edit_arrays=_set("step", lambda a: a[:2])),
+    "float-step": dict(edit_arrays=_set("step", lambda a: a.astype(np.float64))),
+    "rng-not-json": dict(edit_arrays=_set("rng_state", np.frombuffer(b"\xff{not json", dtype=np.uint8))),
+    "rng-not-pcg64": dict(edit_arrays=_set("rng_state", np.frombuffer(
+        json.dumps(np.random.MT19937(0).state, default=lambda o: o.tolist()).encode(), dtype=np.uint8))),
+    "rng-broken-pcg64": dict(edit_arrays=_set("rng_state", np.frombuffer(
+        json.dumps({"bit_generator": "PCG64", "state": "nonsense"}).encode(), dtype=np.uint8))),
+}
+
+
+@pytest.mark.parametrize("kind", list(FORGERIES))
+def test_forged_files_are_refused_naming_them_before_allocating(fb, tmp_path, kind):
+    """A file with valid checksums whose contents contradict themselves or hold what no model
+    holds is refused with the file named, and a forged header allocates nothing big."""
+    import tracemalloc
+
+    _, path = saved_model(tmp_path, fb)
+    forged = _forge(path, tmp_path, **FORGERIES[kind])
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=names_file(forged)):
+            fb.load(forged)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"refusing {kind} allocated {peak / 2**20:.0f} MiB"
+
+
+def test_an_unforged_copy_loads(fb, tmp_path):
+    """The forging helper itself makes loadable files when it changes nothing."""
+    model, path = saved_model(tmp_path, fb)
+    assert_bitwise_equal(fb.load(_forge(path, tmp_path)).get_weights(), model.get_weights())
