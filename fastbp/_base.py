@@ -15,6 +15,7 @@ state changes.
 import contextlib
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -310,8 +311,17 @@ class BaseMLP:
         return {}
 
     def predict(self, X):
-        """Network output: probabilities for softmax / sigmoid outputs, values for linear."""
-        return self._forward(self._check_X(X))
+        """Network output: probabilities for softmax / sigmoid outputs, values for linear.
+
+        Warns (``RuntimeWarning``) when an output is NaN or inf: finite inputs whose scale
+        overflows the model's dtype inside the network (scale the inputs).
+        """
+        P = self._forward(self._check_X(X))
+        if not np.isfinite(P).all():
+            warnings.warn(f"predict: {int(np.size(P) - np.isfinite(P).sum())} outputs are NaN or inf: the inputs' "
+                          f"scale overflows {self.dtype.name} inside the network; scale the inputs",
+                          RuntimeWarning, stacklevel=2)
+        return P
 
     def predict_classes(self, X):
         """Class labels: argmax for softmax, ``p > 0.5`` for sigmoid (per output)."""

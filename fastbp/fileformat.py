@@ -40,7 +40,7 @@ def save(model, path):
     The file is written to a temporary file in the same directory, flushed, fsynced and
     renamed over ``path``, so an interrupted save never destroys an older file.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # str or bytes paths
     arrays = {"params": model._params_ext, "slots": model._slots,
               "step": np.array([model._step, model._epoch, model._batches, model._dropout_key], dtype=np.int64),
               "rng_state": np.frombuffer(json.dumps(model._rng.bit_generator.state).encode(), dtype=np.uint8)}
@@ -137,7 +137,7 @@ def load(cls, path):
     Every problem with the file is a ``ValueError`` naming ``path`` (a missing file stays
     ``FileNotFoundError``); the checksums are verified before anything is built.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # str or bytes paths
     remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     arrays = _read_arrays(path)
     header = _read_header(path, arrays)

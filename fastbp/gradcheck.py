@@ -1,6 +1,8 @@
 """``gradcheck``: a model's analytic gradient against central finite differences of its loss
 (both implementations; ``fastbp.gradcheck`` and ``fastbp.reference.gradcheck``)."""
 
+import math
+
 import numpy as np
 
 __all__ = ["gradcheck"]
@@ -16,6 +18,9 @@ def gradcheck(model, X, y, eps=1e-6):
     differences are dominated by rounding.  Costs two loss evaluations per parameter.
     The model is left exactly as it was.
     """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     X, T = model._check_data(X, y)
     with model._exclusive():
         model._loss_and_grads(X, T)

@@ -22,10 +22,28 @@ UNITS = ("epoch", "step")
 
 
 def _positive(name, value, allow_zero=False):
-    value = float(value)
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return value
+
+
+def _count(name, value):
+    """A positive whole number (an int, or a float or NumPy scalar with an integer value)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number) or number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(number)
 
 
 def _unit(unit):
@@ -62,9 +80,7 @@ class StepDecay(Schedule):
     def __init__(self, initial, rate=0.5, step_size=10, unit="epoch"):
         self.initial = _positive("initial", initial)
         self.rate = _positive("rate", rate)
-        if int(step_size) != step_size or step_size < 1:
-            raise ValueError(f"step_size must be a positive integer, got {step_size!r}")
-        self.step_size = int(step_size)
+        self.step_size = _count("step_size", step_size)
         self.unit = _unit(unit)
 
     def __call__(self, t):
@@ -91,9 +107,7 @@ class Cosine(Schedule):
         self.min_lr = _positive("min_lr", min_lr, allow_zero=True)
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({min_lr}) must not exceed max_lr ({max_lr})")
-        if int(period) != period or period < 1:
-            raise ValueError(f"period must be a positive integer, got {period!r}")
-        self.period = int(period)
+        self.period = _count("period", period)
         self.unit = _unit(unit)
 
     def __call__(self, t):
@@ -108,10 +122,8 @@ class Warmup(Schedule):
     def __init__(self, schedule, warmup=5):
         if not callable(schedule):
             raise TypeError("Warmup wraps a schedule (a callable of t)")
-        if int(warmup) != warmup or warmup < 1:
-            raise ValueError(f"warmup must be a positive integer, got {warmup!r}")
         self.schedule = schedule
-        self.warmup = int(warmup)
+        self.warmup = _count("warmup", warmup)
         self.unit = getattr(schedule, "unit", "epoch")
 
     def __call__(self, t):

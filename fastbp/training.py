@@ -60,7 +60,8 @@ class EarlyStopping:
     def __init__(self, patience=5, min_delta=0.0, restore_best=True, monitor=None):
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
+        if isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         if monitor is not None and monitor not in ("loss", "val_loss"):
             raise ValueError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}")

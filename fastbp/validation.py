@@ -161,7 +161,12 @@ def _check_output_and_loss(output, loss, n_outputs):
 
 def _check_dropout(dropout, n_hidden):
     """One dropout rate in [0, 1) per hidden layer."""
-    rates = [dropout] * n_hidden if not isinstance(dropout, (list, tuple, np.ndarray)) else list(dropout)
+    if isinstance(dropout, np.ndarray) and dropout.ndim == 0:
+        dropout = dropout.item()  # a 0-d array is one rate
+    if isinstance(dropout, (list, tuple, np.ndarray)):
+        rates = list(dropout)
+    else:
+        rates = [dropout] * n_hidden
     if len(rates) != n_hidden:
         raise ValueError(f"dropout lists {len(rates)} rates for {n_hidden} hidden layers")
     rates = [_check_float("dropout", r, allow_zero=True) for r in rates]
@@ -230,6 +235,9 @@ def check_y(y, n, k, loss, dtype):
         raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
                          f"with {k} outputs, got {y_arr.shape}")
     T = np.ascontiguousarray(y_arr, dtype=dtype)
+    if not np.isfinite(T).all():
+        raise ValueError(f"y has values too large for the model's dtype {np.dtype(dtype).name} "
+                         f"(largest {np.finfo(dtype).max:.3g})")
     if loss in CLASSIFICATION_LOSSES and (T.min() < 0 or T.max() > 1):
         raise ValueError(f"{loss} targets must lie in [0, 1]")
     if loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
@@ -241,10 +249,10 @@ def _one_hot(labels, n, k, dtype):
     """Integer class labels of shape (n,) as one-hot rows (n, k) of ``dtype``."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
+    outside = (labels < 0) | (labels >= k)
+    if outside.any():  # reported as given (a huge float label would wrap as an int64)
+        raise ValueError(f"class label {labels[outside][0].item()!r} is outside [0, {k}) for a model with {k} outputs")
     labels = labels.astype(np.int64)
-    if labels.min() < 0 or labels.max() >= k:
-        bad = labels[(labels < 0) | (labels >= k)][0]
-        raise ValueError(f"class label {bad} is outside [0, {k}) for a model with {k} outputs")
     T = np.zeros((n, k), dtype=dtype)
     T[np.arange(n), labels] = 1
     return T
@@ -310,8 +318,8 @@ def split_validation(X, T, validation_data, validation_split, sizes, loss, dtype
     ``validation_data`` is checked as data for a model of ``sizes``, ``loss`` and ``dtype``;
     ``validation_split`` holds out the last rows of (X, T).
     """
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-            or not 0 <= validation_split < 1:
+    if isinstance(validation_split, (bool, np.bool_)) \
+            or not isinstance(validation_split, (int, float, np.integer, np.floating)) or not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
     if validation_data is not None and validation_split:
         raise ValueError("give validation_data or validation_split, not both")

@@ -2,10 +2,15 @@
 changes; good input of any numeric dtype and memory layout is accepted and converted, with
 the same results as the canonical C-ordered float array.  Both implementations."""
 
+import os
 import re
+import warnings
 
 import numpy as np
 import pytest
+
+import fastbp
+import fastbp.schedules
 
 N = 6
 X_GOOD = np.linspace(-1, 1, N * 3).reshape(N, 3)
@@ -411,3 +416,68 @@ def test_batch_size_larger_than_the_data_is_one_batch(fb):
     a, b = make(fb), make(fb)
     assert a.fit(X_GOOD, LABELS, epochs=3, batch_size=1000) == b.fit(X_GOOD, LABELS, epochs=3, batch_size=N)
     assert_same_weights(a.get_weights(), b.get_weights())
+
+
+# ------------------------------------------------- edge cases found by adversarial testing
+def test_targets_are_checked_after_conversion_to_the_models_dtype(fb):
+    X = np.zeros((3, 2))
+    model = fb.MLP([2, 1], output="linear", loss="mse", dtype="float32", seed=0)
+    with pytest.raises(ValueError, match="too large for the model's dtype float32"):
+        model.fit(X, np.array([1.0, 1e39, 2.0]), epochs=1)
+    fb.MLP([2, 1], output="linear", loss="mse", dtype="float64", seed=0).fit(X, np.array([1.0, 1e39, 2.0]))
+
+
+def test_a_huge_class_label_is_reported_as_given(fb):
+    model = fb.MLP([2, 3], seed=0)
+    with pytest.raises(ValueError, match=r"class label 1e\+300 is outside \[0, 3\)"):
+        model.fit(np.zeros((2, 2)), np.array([0.0, 1e300]))
+    with pytest.raises(ValueError, match=r"class label 7 is outside \[0, 3\)"):
+        model.fit(np.zeros((2, 2)), np.array([0, 7]))
+
+
+@pytest.mark.parametrize("make,name", [
+    (lambda: fastbp.schedules.StepDecay(0.1, step_size=float("inf")), "step_size"),
+    (lambda: fastbp.schedules.Cosine(0.1, period=float("inf")), "period"),
+    (lambda: fastbp.schedules.Warmup(fastbp.schedules.Constant(0.1), warmup=float("inf")), "warmup"),
+    (lambda: fastbp.schedules.StepDecay(0.1, step_size=2.5), "step_size"),
+    (lambda: fastbp.schedules.Cosine(0.1, period=None), "period"),
+    (lambda: fastbp.schedules.Constant(None), "lr"),
+    (lambda: fastbp.schedules.Exponential("fast"), "initial"),
+])
+def test_bad_schedule_arguments_are_named(make, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        make()
+
+
+def test_schedule_counts_accept_integer_valued_numbers():
+    assert fastbp.schedules.StepDecay(0.1, step_size=np.int64(3)).step_size == 3
+    assert fastbp.schedules.Cosine(0.1, period=4.0).period == 4
+
+
+@pytest.mark.parametrize("eps", [0, 0.0, -1e-6, float("nan"), float("inf"), True, "1e-6"])
+def test_gradcheck_refuses_a_bad_step(fb, eps):
+    model = fb.MLP([2, 2], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        fb.gradcheck(model, np.zeros((2, 2)), np.array([0, 1]), eps=eps)
+
+
+def test_numpy_scalars_and_bytes_paths_are_accepted(fb, tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 2)), rng.integers(0, 2, 20)
+    model = fb.MLP([2, 4, 2], dtype="float64", seed=0, dropout=np.array(0.5))
+    assert model.dropout == [0.5]
+    history = model.fit(X, y, epochs=2, validation_split=np.float32(0.2),
+                        early_stopping=fb.EarlyStopping(min_delta=np.float32(0.1)))
+    assert "val_loss" in history.history
+    path = os.fsencode(str(tmp_path / "model.npz"))
+    model.save(path)
+    np.testing.assert_array_equal(fb.load(path).get_weights()[0][0], model.get_weights()[0][0])
+
+
+def test_predict_warns_when_finite_inputs_overflow(fb):
+    model = fb.MLP([2, 8, 3], dtype="float32", seed=0)
+    with pytest.warns(RuntimeWarning, match="outputs are NaN or inf"):
+        model.predict(np.full((2, 2), 3e38, dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(np.ones((2, 2), dtype=np.float32))  # finite outputs: no warning
