@@ -21,6 +21,7 @@ import numpy as np
 
 from . import fileformat
 from .kernels.codes import STATE, STATUS_OK
+from .locking import ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
 from .training import EarlyStopper, EpochLog, epoch_orders, epoch_rates, nonfinite_message, progress_bar
 from .validation import (
@@ -89,6 +90,7 @@ class BaseMLP:
         vars(self).update(config)
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
+        self._access = ReadWriteLock()  # readers see the state between two writes, never half of one
         self._state = np.zeros(1, dtype=STATE)  # step, status of the last batch, ... (the kernels update it)
         self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
         self._batches = 0  # mini-batches run (the count step-unit schedules see)
@@ -144,6 +146,10 @@ class BaseMLP:
         return int(self._state[0]["batch"])
 
     # ------------------------------------------------------------------ hooks
+    # Whether ``_run_epochs`` gains from several epochs per call (compiled code does); each call
+    # holds the write lock, so readers wait for at most one call.
+    _epochs_per_call = True
+
     def _setup(self):
         """Subclass hook: called once the buffers exist."""
 
@@ -227,15 +233,21 @@ class BaseMLP:
 
     # ----------------------------------------------------------- public API
     @contextlib.contextmanager
-    def _exclusive(self):
-        """Refuse a second thread that tries to change the model while another one does."""
+    def _exclusive(self, writes_in_chunks=False):
+        """Refuse a second thread that tries to change the model while another one does, and
+        keep readers out while this one changes it (``writes_in_chunks``: the caller takes
+        ``self._access.writing()`` itself, for each consistent step: ``fit``'s chunks)."""
         if not self._training.acquire(blocking=False):
             raise RuntimeError(
                 "this model is being trained or modified in another thread; train a model from one thread "
                 "at a time (predict and evaluate may be called from several threads)"
             )
         try:
-            yield
+            if writes_in_chunks:
+                yield
+            else:
+                with self._access.writing():
+                    yield
         finally:
             self._training.release()
 
@@ -275,7 +287,7 @@ class BaseMLP:
         batch_size = int(min(batch_size, X.shape[0]))
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
-        with self._exclusive():
+        with self._exclusive(writes_in_chunks=True):
             self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
             self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
         return log.history
@@ -288,20 +300,23 @@ class BaseMLP:
         # first, in order, from the model's generator (identically in both implementations).
         # Anything to do between epochs (validation, early stopping, progress) makes the
         # chunks one epoch long.
-        chunk = 1 if log.per_epoch else max(1, _EPOCH_CHUNK_SAMPLES // n)
+        chunk = 1 if log.per_epoch or not self._epochs_per_call else max(1, _EPOCH_CHUNK_SAMPLES // n)
         while log.done < epochs and not log.history.stopped:
             count = min(chunk, int(epochs) - log.done)
             # the rates first: a schedule that fails is refused before the generator moves
             rates = epoch_rates(lr_schedule, self._epoch, self._batches, count, log.n_batches)
-            perms = epoch_orders(self._rng, count, n, shuffle)
-            start = time.perf_counter()
-            with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
-                losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip, rates)
-            log.record(losses, skipped, rates, time.perf_counter() - start)
+            with self._access.writing():  # readers see the model between chunks, never inside one
+                perms = epoch_orders(self._rng, count, n, shuffle)
+                start = time.perf_counter()
+                with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
+                    losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip,
+                                                                             rates)
+                log.record(losses, skipped, rates, time.perf_counter() - start)
             if len(losses) < count:  # stopped by a non-finite batch
                 log.nonfinite(status, layer, batch)  # raises, or stops training
         if log.stopper is not None:  # not reached when a non-finite batch raised
-            log.stopper.restore_best(self._params_ext)
+            with self._access.writing():
+                log.stopper.restore_best(self._params_ext)
 
     def _accuracy(self, P, T):
         if self.loss == "cross_entropy":
@@ -316,7 +331,9 @@ class BaseMLP:
         Warns (``RuntimeWarning``) when an output is NaN or inf: finite inputs whose scale
         overflows the model's dtype inside the network (scale the inputs).
         """
-        P = self._forward(self._check_X(X))
+        X = self._check_X(X)
+        with self._access.reading():
+            P = self._forward(X)
         if not np.isfinite(P).all():
             warnings.warn(f"predict: {int(np.size(P) - np.isfinite(P).sum())} outputs are NaN or inf: the inputs' "
                           f"scale overflows {self.dtype.name} inside the network; scale the inputs",
@@ -336,7 +353,8 @@ class BaseMLP:
     def evaluate(self, X, y):
         """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
         X, T = self._check_data(X, y)
-        loss, P = self._evaluate(X, T)
+        with self._access.reading():
+            loss, P = self._evaluate(X, T)
         return {"loss": float(loss), **self._accuracy(P, T)}
 
     def loss_and_grads(self, X, y):
@@ -361,7 +379,8 @@ class BaseMLP:
 
     def get_weights(self):
         """Copies of the parameters: a list of ``(W, b)``, W shaped ``(n_in, n_out)``."""
-        return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
+        with self._access.reading():
+            return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
 
     def set_weights(self, weights):
         """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
@@ -388,7 +407,9 @@ class BaseMLP:
         and renamed over ``path``, so an interrupted save never destroys an older file.
         Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
-        fileformat.save(self, path)
+        with self._access.reading():  # a consistent copy; written to disk outside the lock
+            arrays = fileformat.snapshot(self)
+        fileformat.write(path, arrays)
 
     @classmethod
     def load(cls, path):

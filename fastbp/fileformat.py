@@ -1,4 +1,4 @@
-"""The model file: ``save`` and ``load`` (``BaseMLP.save`` / ``BaseMLP.load`` call them).
+"""The model file: ``snapshot`` + ``write`` (``BaseMLP.save``) and ``load`` (``BaseMLP.load``).
 
 A file is an ``.npz`` archive of plain arrays, nothing pickled:
 
@@ -34,20 +34,22 @@ def _crc32(array):
     return zlib.crc32(np.ascontiguousarray(array).view(np.uint8))
 
 
-def save(model, path):
-    """Write ``model`` (config, weights, optimizer state and step) to the ``.npz`` file ``path``.
+def write(path, arrays):
+    """Write the arrays of a ``snapshot`` to the ``.npz`` file ``path``: to a temporary file in
+    the same directory, flushed, fsynced and renamed over ``path``, so an interrupted save
+    never destroys an older file."""
+    _write_atomically(os.fsdecode(os.fspath(path)), arrays)  # str or bytes paths
 
-    The file is written to a temporary file in the same directory, flushed, fsynced and
-    renamed over ``path``, so an interrupted save never destroys an older file.
-    """
-    path = os.fsdecode(os.fspath(path))  # str or bytes paths
-    arrays = {"params": model._params_ext, "slots": model._slots,
+
+def snapshot(model):
+    """The arrays of ``model``'s file, copied (the caller holds the model's read lock)."""
+    arrays = {"params": model._params_ext.copy(), "slots": model._slots.copy(),
               "step": np.array([model._step, model._epoch, model._batches, model._dropout_key], dtype=np.int64),
               "rng_state": np.frombuffer(json.dumps(model._rng.bit_generator.state).encode(), dtype=np.uint8)}
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.get_config(),
               "crc32": {k: _crc32(v) for k, v in arrays.items()}}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    _write_atomically(path, arrays)
+    return arrays
 
 
 # Temporaries are named ".fastbp-*.tmp"; one untouched for this long belongs to no live writer

@@ -171,6 +171,8 @@ def optimizer_step(opt, p, g, slots, t, lr=None):
 class MLP(BaseMLP):
     __doc__ = "The NumPy reference MLP. " + BaseMLP.__doc__
 
+    _epochs_per_call = False  # a Python loop gains nothing from chunks; readers wait one epoch at most
+
     def _forward_cache(self, X, step=None):
         """Pre-activations Z, activations A (A[0] is X) and dropout multipliers of every layer.
 

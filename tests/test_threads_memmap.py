@@ -90,3 +90,78 @@ def test_memmap_dataset_gives_the_same_weights(tmp_path, dtype):
     for (Wa, ba), (Wb, bb) in zip(on_disk.get_weights(), in_ram.get_weights()):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
     np.testing.assert_array_equal(on_disk.predict(X_disk[:100]), in_ram.predict(data[:100]))
+
+
+# ------------------------------------------- readers see one state, never half of a write
+@pytest.mark.parametrize("fb", [fastbp, fastbp.reference], ids=["fastbp", "reference"])
+def test_set_weights_and_predict_are_atomic_with_respect_to_each_other(fb):
+    """Predictions made while another thread swaps two weight sets match one of them exactly."""
+    rng = np.random.default_rng(0)
+    sizes = [30, 200, 200, 5]
+    model = fb.MLP(sizes, dtype="float64", seed=0)
+    sets = [[(rng.standard_normal((a, b)), rng.standard_normal(b)) for a, b in zip(sizes[:-1], sizes[1:])]
+            for _ in range(2)]
+    X = rng.standard_normal((64, 30))
+    expected = []
+    for weights in sets:
+        model.set_weights(weights)
+        expected.append(model.predict(X))
+    assert not np.array_equal(expected[0], expected[1])
+    stop = threading.Event()
+
+    def swap():
+        i = 0
+        while not stop.is_set():
+            model.set_weights(sets[i % 2])
+            i += 1
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        seen = [model.predict(X) for _ in range(150)]
+    finally:
+        stop.set()
+        swapper.join()
+    torn = sum(not (np.array_equal(P, expected[0]) or np.array_equal(P, expected[1])) for P in seen)
+    assert torn == 0, f"{torn} of {len(seen)} predictions matched neither weight set"
+
+
+@pytest.mark.parametrize("fb", [fastbp, fastbp.reference], ids=["fastbp", "reference"])
+def test_saves_during_training_are_consistent_snapshots(fb, tmp_path):
+    """Files saved from another thread while fit runs all load, and each is one moment of
+    training: its step count, epoch and batch counters and weights belong together."""
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((256, 8)), rng.integers(0, 3, 256)
+    model = fb.MLP([8, 64, 3], dtype="float64", seed=0)
+    model.fit(X, y, epochs=1, batch_size=32)  # compiled before the race starts
+    done = threading.Event()
+    paths = []
+
+    def save_repeatedly():
+        i = 0
+        while not done.is_set() or i < 3:
+            path = tmp_path / f"m{i}.npz"
+            model.save(path)
+            paths.append(path)
+            i += 1
+
+    saver = threading.Thread(target=save_repeatedly)
+    saver.start()
+    try:
+        model.fit(X, y, epochs=300 if fb is fastbp else 30, batch_size=32, validation_split=0.25)
+    finally:
+        done.set()
+        saver.join()
+    assert len(paths) >= 3
+    for path in paths:
+        loaded = fb.load(path)
+        # 8 batches in the first epoch (256 samples), then 6 (192 left by the validation split)
+        assert loaded._step == loaded._batches == 8 + 6 * (loaded._epoch - 1), path
+    # the last file's weights are those of its step: retraining from the start to it gives them exactly
+    last = fb.load(paths[-1])
+    replay = fb.MLP([8, 64, 3], dtype="float64", seed=0)
+    replay.fit(X, y, epochs=1, batch_size=32)
+    if last._epoch > 0:
+        replay.fit(X, y, epochs=last._epoch - 1, batch_size=32, validation_split=0.25)
+        for (Wa, ba), (Wb, bb) in zip(replay.get_weights(), last.get_weights()):
+            assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
