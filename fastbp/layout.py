@@ -54,14 +54,20 @@ def model_layer_table(sizes, activations, output, batch_norm, dropout):
     return layer_table(sizes, codes, batch_norm, dropout)
 
 
-def make_workspace(layers, sizes, rows, dtype):
-    """A ``Workspace`` for batches of up to ``rows`` rows, carved from one allocation.
+def workspace_widths(layers):
+    """``(width, bn_width)``: the columns of every layer's rows in the workspace, and of the
+    batch-normalised layers' (``make_workspace`` takes them; computed once per model)."""
+    return int(layers["n_out"].sum()), int(layers["n_out"][layers["bn"] >= 0].sum())
+
+
+def make_workspace(widths, sizes, rows, dtype):
+    """A ``Workspace`` for batches of up to ``rows`` rows, carved from one allocation;
+    ``widths`` from ``workspace_widths``.
 
     ``acts`` is followed by batch norm's ``xhat`` and ``stats`` in the same region, then come
     ``deltas`` and the gathered batch ``xb`` / ``tb`` (see ``carve`` for the offsets).
     """
-    width = int(layers["n_out"].sum())
-    bn_width = int(layers["n_out"][layers["bn"] >= 0].sum())
+    width, bn_width = widths
     acts_size = rows * (width + bn_width) + 3 * bn_width
     acts, deltas, xb, tb = carve([acts_size, rows * width, rows * sizes[0], rows * sizes[-1]], dtype)
     return Workspace(acts=acts[:rows * width], deltas=deltas, xhat=acts[rows * width:rows * (width + bn_width)],

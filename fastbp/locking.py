@@ -8,50 +8,80 @@ writer leaves, every reader that was waiting goes in before the next writer (``f
 the write side once per compiled chunk, so a reader waits for at most one chunk).
 """
 
-import contextlib
 import threading
 
 __all__ = ["ReadWriteLock"]
 
 
 class ReadWriteLock:
+    """``with lock.reading():`` / ``with lock.writing():`` (plain context-manager objects, not
+    generators: this sits on every ``predict`` and ``train_step`` call)."""
+
     def __init__(self):
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._readers = 0  # inside
         self._writer = False  # inside
         self._waiting_readers = 0
         self._waiting_writers = 0
         self._readers_first = 0  # readers to let in before the next writer
+        self._reading, self._writing = _Reading(self), _Writing(self)
 
-    @contextlib.contextmanager
     def reading(self):
-        with self._cond:
-            self._waiting_readers += 1
-            while self._writer or (self._waiting_writers and not self._readers_first):
-                self._cond.wait()
-            self._waiting_readers -= 1
-            self._readers_first = max(0, self._readers_first - 1)
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+        return self._reading
 
-    @contextlib.contextmanager
     def writing(self):
+        return self._writing
+
+    def acquire_read(self):
+        with self._cond:
+            if self._writer or self._waiting_writers:
+                self._waiting_readers += 1
+                while self._writer or (self._waiting_writers and not self._readers_first):
+                    self._cond.wait()
+                self._waiting_readers -= 1
+                self._readers_first = max(0, self._readers_first - 1)
+            self._readers += 1
+
+    def release_read(self):
+        with self._cond:
+            self._readers -= 1
+            if not self._readers and self._waiting_writers:
+                self._cond.notify_all()
+
+    def acquire_write(self):
         with self._cond:
             self._waiting_writers += 1
             while self._writer or self._readers or self._readers_first:
                 self._cond.wait()
             self._waiting_writers -= 1
             self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._readers_first = self._waiting_readers
+
+    def release_write(self):
+        with self._cond:
+            self._writer = False
+            self._readers_first = self._waiting_readers
+            if self._waiting_readers or self._waiting_writers:
                 self._cond.notify_all()
+
+
+class _Reading:
+    __slots__ = ("lock",)
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire_read()
+
+    def __exit__(self, *exc):
+        self.lock.release_read()
+
+
+class _Writing(_Reading):
+    __slots__ = ()
+
+    def __enter__(self):
+        self.lock.acquire_write()
+
+    def __exit__(self, *exc):
+        self.lock.release_write()

@@ -17,7 +17,7 @@ import numpy as np
 from . import kernels
 from ._base import BaseMLP
 from .kernels.codes import Config, Network
-from .layout import make_workspace
+from .layout import make_workspace, workspace_widths
 from .validation import LOSSES
 
 __all__ = ["MLP", "load"]
@@ -36,9 +36,10 @@ class MLP(BaseMLP):
         hyper = self.optimizer.hyper
         self._lr, self._hyper = hyper.lr, tuple(hyper)
         self._ws, self._ws_rows = None, 0
+        self._widths = workspace_widths(self._layers)
 
     def _workspace(self, rows):
-        return tuple(make_workspace(self._layers, self.sizes, rows, self.dtype))
+        return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
 
     def _prepare_training(self, batch_size):
         self._train_workspace(batch_size)

@@ -249,9 +249,9 @@ def _one_hot(labels, n, k, dtype):
     """Integer class labels of shape (n,) as one-hot rows (n, k) of ``dtype``."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
-    outside = (labels < 0) | (labels >= k)
-    if outside.any():  # reported as given (a huge float label would wrap as an int64)
-        raise ValueError(f"class label {labels[outside][0].item()!r} is outside [0, {k}) for a model with {k} outputs")
+    if labels.min() < 0 or labels.max() >= k:  # reported as given (a huge float label would wrap as an int64)
+        bad = labels[(labels < 0) | (labels >= k)][0].item()
+        raise ValueError(f"class label {bad!r} is outside [0, {k}) for a model with {k} outputs")
     labels = labels.astype(np.int64)
     T = np.zeros((n, k), dtype=dtype)
     T[np.arange(n), labels] = 1
