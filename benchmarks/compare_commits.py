@@ -6,9 +6,12 @@ commits in the same process, one fit after the other, cancels the drift.  Each c
 name (``fastbp_<rev>``; the package uses relative imports only), so both load side by side.
 
     python benchmarks/compare_commits.py 16b14d3 HEAD [--reference] [--workloads W1 W3] [--rounds 20]
+    python benchmarks/compare_commits.py 16b14d3 HEAD --calls
 
 Prints, per workload, each commit's minimum and median ms per epoch and the median of the
-paired ratios (B / A, each pair measured back to back, in alternating order).
+paired ratios (B / A, each pair measured back to back, in alternating order).  ``--calls``
+times single API calls on a tiny model instead (4-16-3, float64, 16 rows): what a call costs
+beyond its arithmetic, best of 9 x 4,000 calls, the commits alternating.
 """
 
 import argparse
@@ -19,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "asv_benchmarks"))
 from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
@@ -44,6 +49,7 @@ def main():
     parser.add_argument("--reference", action="store_true", help="time fastbp.reference instead of fastbp")
     parser.add_argument("--workloads", nargs="*", default=list(PLAN), choices=list(PLAN))
     parser.add_argument("--rounds", type=int, help="pairs of fits per workload")
+    parser.add_argument("--calls", action="store_true", help="time single API calls on a tiny model")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="fastbp-commits-")
     sys.path.insert(0, folder)
@@ -51,6 +57,8 @@ def main():
     for rev in (args.a, args.b):
         package = importlib.import_module(export(rev, folder))
         impls.append(importlib.import_module(package.__name__ + ".reference") if args.reference else package)
+    if args.calls:
+        return time_calls(args, impls)
     print(f"A = {args.a}, B = {args.b}: {'fastbp.reference' if args.reference else 'fastbp'}, ms per epoch")
     for name in args.workloads:
         epochs, rounds = PLAN[name]
@@ -70,6 +78,26 @@ def main():
         ratio = statistics.median(b / a for a, b in zip(*times))
         print(f"{name}: A min {min(times[0]):.4g} median {statistics.median(times[0]):.4g} | "
               f"B min {min(times[1]):.4g} median {statistics.median(times[1]):.4g} | B / A {ratio:.3f}", flush=True)
+
+
+def time_calls(args, impls, reps=4000):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
+    models = [impl.MLP([4, 16, 3], dtype="float64", seed=0) for impl in impls]
+    calls = {"train_step": lambda m: m.train_step(X, y), "predict": lambda m: m.predict(X),
+             "evaluate": lambda m: m.evaluate(X, y), "loss_and_grads": lambda m: m.loss_and_grads(X, y),
+             "get_weights": lambda m: m.get_weights()}
+    print(f"A = {args.a}, B = {args.b}: microseconds per call, best of 9 x {reps}")
+    for name, call in calls.items():
+        best = [float("inf"), float("inf")]
+        for r in range(9):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                call(models[i])
+                start = time.perf_counter()
+                for _ in range(reps):
+                    call(models[i])
+                best[i] = min(best[i], (time.perf_counter() - start) / reps * 1e6)
+        print(f"{name:15s} A {best[0]:7.2f}   B {best[1]:7.2f}", flush=True)
 
 
 if __name__ == "__main__":
