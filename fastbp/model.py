@@ -37,6 +37,8 @@ class MLP(BaseMLP):
         self._lr, self._hyper = hyper.lr, tuple(hyper)
         self._ws, self._ws_rows = None, 0
         self._widths = workspace_widths(self._layers)
+        # one-element views of the state record's fields that a train_step reports (read per call)
+        self._status, self._bad_layer = self._state["status"], self._state["bad_layer"]
 
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
@@ -69,8 +71,7 @@ class MLP(BaseMLP):
     def _train_step(self, X, T):
         ws = self._train_workspace(X.shape[0])
         loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
-        state = self._state[0]
-        return loss, int(state["status"]), int(state["bad_layer"])
+        return loss, int(self._status[0]), int(self._bad_layer[0])
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         ws = self._train_workspace(batch_size)
