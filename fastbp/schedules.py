@@ -21,13 +21,18 @@ __all__ = ["Schedule", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup
 UNITS = ("epoch", "step")
 
 
-def _positive(name, value, allow_zero=False):
+def _number(name, value, what):
+    """``value`` as a float, or a ``TypeError`` saying ``name`` must be ``what``."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
+        raise TypeError(f"{name} must be {what}, got {value!r}")
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+
+
+def _positive(name, value, allow_zero=False):
+    value = _number(name, value, "a real number")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return value
@@ -35,12 +40,7 @@ def _positive(name, value, allow_zero=False):
 
 def _count(name, value):
     """A positive whole number (an int, or a float or NumPy scalar with an integer value)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
+    number = _number(name, value, "a positive integer")
     if not math.isfinite(number) or number != int(number) or number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(number)

@@ -108,6 +108,18 @@ def trained(fb, seed=0):
     return model
 
 
+def _kill_while_writing(child):
+    """Run ``child`` (a script that prints "writing" once its save is under way) and SIGKILL it then."""
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
 def test_failing_write_leaves_previous_file_intact(fb, tmp_path, monkeypatch):
     path = tmp_path / "model.npz"
@@ -152,14 +164,7 @@ def test_killed_save_leaves_previous_file_intact(tmp_path):
         model.save({str(path)!r})
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_while_writing(child)
     assert path.read_bytes() == original
     loaded = fastbp.load(path)
     np.testing.assert_array_equal(loaded.get_weights()[0][0], old.get_weights()[0][0])
@@ -213,14 +218,7 @@ def test_killed_saves_leave_no_temporary_file(tmp_path):
         """
     )
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline().strip() == "writing"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        _kill_while_writing(child)
     assert os.listdir(tmp_path) == []
 
 
