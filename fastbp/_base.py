@@ -92,6 +92,8 @@ class BaseMLP:
         self._training = threading.Lock()  # held while any call changes the model
         self._access = ReadWriteLock()  # readers see the state between two writes, never half of one
         self._state = np.zeros(1, dtype=STATE)  # step, status of the last batch, ... (the kernels update it)
+        # one-element views of the state record's fields, by name (cheap to read on every call)
+        self._fields = {name: self._state[name] for name in STATE.names}
         self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
         self._batches = 0  # mini-batches run (the count step-unit schedules see)
         self._build_storage()
@@ -123,27 +125,20 @@ class BaseMLP:
         # shuffle order of models without dropout does not depend on it)
         self._dropout_key = int(self._rng.integers(0, 2**62)) if any(self.dropout) else 0
 
+    def _field(self, name):
+        """A field of the state record, as an int."""
+        return int(self._fields[name][0])
+
     # The counts the kernels keep in the state record, by name.
-    @property
-    def _step(self):
-        """Optimizer updates applied."""
-        return int(self._state[0]["step"])
-
-    @_step.setter
-    def _step(self, value):
-        self._state[0]["step"] = value
-
-    @property
-    def _dropout_key(self):
-        return int(self._state[0]["dropout_key"])
-
-    @_dropout_key.setter
-    def _dropout_key(self, value):
-        self._state[0]["dropout_key"] = value
+    _step = property(lambda self: self._field("step"),
+                     lambda self, value: self._fields["step"].__setitem__(0, value), doc="Optimizer updates applied.")
+    _dropout_key = property(lambda self: self._field("dropout_key"),
+                            lambda self, value: self._fields["dropout_key"].__setitem__(0, value),
+                            doc="The key of the dropout masks' counter-based stream.")
 
     def _epoch_progress(self):
         """Batches done in the current epoch (the kernels / the reference's loop count them)."""
-        return int(self._state[0]["batch"])
+        return self._field("batch")
 
     # ------------------------------------------------------------------ hooks
     # Whether ``_run_epochs`` gains from several epochs per call (compiled code does); each call

@@ -37,8 +37,6 @@ class MLP(BaseMLP):
         self._lr, self._hyper = hyper.lr, tuple(hyper)
         self._ws, self._ws_rows = None, 0
         self._widths = workspace_widths(self._layers)
-        # one-element views of the state record's fields that a train_step reports (read per call)
-        self._status, self._bad_layer = self._state["status"], self._state["bad_layer"]
 
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
@@ -71,7 +69,7 @@ class MLP(BaseMLP):
     def _train_step(self, X, T):
         ws = self._train_workspace(X.shape[0])
         loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
-        return loss, int(self._status[0]), int(self._bad_layer[0])
+        return loss, self._field("status"), self._field("bad_layer")
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
         ws = self._train_workspace(batch_size)
@@ -79,8 +77,7 @@ class MLP(BaseMLP):
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
         done = kernels.train_epochs(losses, skipped, self._net, self._state, ws, X, T, perms, rates, batch_size,
                                     skip_nonfinite, self._cfg, self._hyper)
-        s = self._state[0]
-        return losses[:done], skipped[:done], int(s["status"]), int(s["bad_layer"]), int(s["bad_batch"])
+        return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")
 
 
 def load(path):

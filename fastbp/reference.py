@@ -259,7 +259,7 @@ class MLP(BaseMLP):
         total, counted, skipped = 0.0, 0, 0
         status, layer, bad_batch = STATUS_OK, -1, -1
         for b, start in enumerate(range(0, X.shape[0], batch_size)):
-            self._state[0]["batch"] = b  # progress, read by fit's progress display
+            self._fields["batch"][0] = b  # progress, read by fit's progress display
             idx = perm[start:start + batch_size]
             value, st, bad_layer = self._train_step(X[idx], T[idx], float(rates[b]) if len(rates) else None)
             if st != STATUS_OK:
