@@ -167,8 +167,9 @@ class BaseMLP:
     def _train_step(self, X, T):
         """One forward + backward + clipping + optimizer update: ``(loss, status, layer)``.
 
-        If the loss or a gradient is not finite nothing is updated and ``status`` is
-        ``STATUS_LOSS`` / ``STATUS_GRAD``, ``layer`` the (first, from the output) bad layer.
+        If the loss or a gradient is not finite, or the update would make a parameter or the
+        optimizer's state non-finite, nothing is updated and ``status`` is ``STATUS_LOSS`` /
+        ``STATUS_GRAD`` / ``STATUS_UPDATE``, ``layer`` the (first, from the output) bad layer.
         """
         raise NotImplementedError
 
@@ -267,8 +268,9 @@ class BaseMLP:
         verbose
             0 silent; 1 one line per epoch with the loss, validation metrics and samples/s.
         on_nonfinite
-            A batch whose loss or gradient is NaN or inf is never applied (checked inside
-            the compiled epoch). ``"raise"`` (default): ``FloatingPointError`` naming the
+            A batch whose loss or gradient is NaN or inf, or whose update would make a
+            parameter or the optimizer's state NaN or inf, is never applied (checked inside
+            the compiled epoch, before any of the update is written). ``"raise"`` (default): ``FloatingPointError`` naming the
             epoch, batch and layer; ``"stop"``: a ``RuntimeWarning`` and training stops
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
@@ -363,7 +365,7 @@ class BaseMLP:
         """One forward + backward + optimizer update on this batch; returns its loss.
 
         Raises ``FloatingPointError`` (and updates nothing) if the loss or a gradient is
-        NaN or inf.
+        NaN or inf, or if the update would make a parameter or the optimizer's state NaN or inf.
         """
         X, T = self._check_data(X, y)
         with self._exclusive():

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import schedules
 from ._base import BaseMLP
-from .kernels.codes import BN_EPS, BN_MOMENTUM, STATUS_GRAD, STATUS_LOSS, STATUS_OK
+from .kernels.codes import BN_EPS, BN_MOMENTUM, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE
 from .gradcheck import gradcheck
 from .training import EarlyStopping, History
 from .optimizers import SGD, AdaGrad, Adam, AdamW, RMSprop, Optimizer
@@ -131,7 +131,9 @@ def clip_by_global_norm(g, max_norm):
 
 
 def optimizer_step(opt, p, g, slots, t, lr=None):
-    """Apply ``opt``'s rule in place to parameters p with gradient g; t is the 1-based step.
+    """``opt``'s rule for parameters p with gradient g and state rows ``slots``; t is the
+    1-based step.  Returns the new parameters and the new state rows (a list) as new arrays,
+    changing nothing: the caller applies them only if they are all finite.
 
     ``lr`` overrides the optimizer's learning rate (a schedule's rate for this step).
     """
@@ -140,31 +142,32 @@ def optimizer_step(opt, p, g, slots, t, lr=None):
         opt.lr = lr
     if isinstance(opt, SGD):
         if opt.momentum > 0:
-            v = slots[0]
-            v[...] = opt.momentum * v + g
+            v = opt.momentum * slots[0] + g
             d = g + opt.momentum * v if opt.nesterov else v
-        else:
-            d = g
-        p -= opt.lr * d
-    elif isinstance(opt, RMSprop):
-        s = slots[0]
-        s[...] = opt.rho * s + (1 - opt.rho) * g * g
-        p -= opt.lr * g / (np.sqrt(s) + opt.eps)
-    elif isinstance(opt, Adam):  # and AdamW
+            return p - opt.lr * d, [v]
+        return p - opt.lr * g, []
+    if isinstance(opt, RMSprop):
+        s = opt.rho * slots[0] + (1 - opt.rho) * g * g
+        return p - opt.lr * g / (np.sqrt(s) + opt.eps), [s]
+    if isinstance(opt, Adam):  # and AdamW
         if isinstance(opt, AdamW):
-            p *= 1 - opt.lr * opt.weight_decay
-        m, v = slots[0], slots[1]
-        m[...] = opt.beta1 * m + (1 - opt.beta1) * g
-        v[...] = opt.beta2 * v + (1 - opt.beta2) * g * g
+            p = p * (1 - opt.lr * opt.weight_decay)
+        m = opt.beta1 * slots[0] + (1 - opt.beta1) * g
+        v = opt.beta2 * slots[1] + (1 - opt.beta2) * g * g
         step_size = opt.lr / (1 - opt.beta1 ** t)
         denom = np.sqrt(v) / math.sqrt(1 - opt.beta2 ** t) + opt.eps
-        p -= step_size * m / denom
-    elif isinstance(opt, AdaGrad):
-        s = slots[0]
-        s += g * g
-        p -= opt.lr * g / (np.sqrt(s) + opt.eps)
-    else:
-        raise TypeError(f"unsupported optimizer {opt!r}")
+        return p - step_size * m / denom, [m, v]
+    if isinstance(opt, AdaGrad):
+        s = slots[0] + g * g
+        return p - opt.lr * g / (np.sqrt(s) + opt.eps), [s]
+    raise TypeError(f"unsupported optimizer {opt!r}")
+
+
+def running_averages(run_mean, run_var, mean, var, m):
+    """Batch norm's running averages moved towards a batch of ``m`` rows (PyTorch's rule:
+    the unbiased variance), as new arrays."""
+    return ((1 - BN_MOMENTUM) * run_mean + BN_MOMENTUM * mean,
+            (1 - BN_MOMENTUM) * run_var + BN_MOMENTUM * var * (m / (m - 1) if m > 1 else 1))
 
 
 # --------------------------------------------------------------------- model
@@ -248,11 +251,23 @@ class MLP(BaseMLP):
                 return value, STATUS_GRAD, l
         if self.clip_norm is not None:
             clip_by_global_norm(self._grads, self.clip_norm)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            params, slots = optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step + 1, lr)
+            running = {l: running_averages(self._run_mean[l], self._run_var[l], mean, var, m)
+                       for l, (_, var, mean, m) in self._bn_cache.items()}
+        # applied only if every new parameter, optimizer state and running average is finite
+        for l in range(self.n_layers - 1, -1, -1):
+            block = slice(int(self._layers[l]["w"]), int(self._layers[l]["end"]))
+            if not all(np.isfinite(a[block]).all() for a in [params, *slots]) or \
+                    not all(np.isfinite(a).all() for a in running.get(l, ())):
+                return value, STATUS_UPDATE, l
         self._step += 1
-        optimizer_step(self.optimizer, self._params, self._grads, self._slots, self._step, lr)
-        for l, (_, var, mean, m) in self._bn_cache.items():  # running averages (PyTorch's rule)
-            self._run_mean[l][...] = (1 - BN_MOMENTUM) * self._run_mean[l] + BN_MOMENTUM * mean
-            self._run_var[l][...] = (1 - BN_MOMENTUM) * self._run_var[l] + BN_MOMENTUM * var * (m / (m - 1) if m > 1 else 1)
+        self._params[...] = params
+        for row, new in zip(self._slots, slots):
+            row[...] = new
+        for l, (mean, var) in running.items():
+            self._run_mean[l][...] = mean
+            self._run_var[l][...] = var
         return value, STATUS_OK, -1
 
     def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):

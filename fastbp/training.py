@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from . import schedules
-from .kernels.codes import STATUS_LOSS
+from .kernels.codes import STATUS_LOSS, STATUS_UPDATE
 
 __all__ = ["History", "EarlyStopping"]
 
@@ -133,7 +133,14 @@ class History(list):
 # ------------------------------------------------------------ fit's bookkeeping
 def nonfinite_message(status, layer, where):
     """Why training stopped at ``where``: the loss (``STATUS_LOSS``) or layer ``layer``'s
-    gradient (``STATUS_GRAD``) was NaN or inf."""
+    gradient (``STATUS_GRAD``) was NaN or inf, or its update would have made a parameter or
+    the optimizer's state NaN or inf (``STATUS_UPDATE``).  In every case nothing of that step
+    was applied, which is what makes the message's second half true."""
+    if status == STATUS_UPDATE:
+        return (f"training diverged: the update of layer {layer} would make its parameters or the optimizer's "
+                f"state NaN or inf at {where} (the loss and gradient were finite); that batch was not applied, "
+                "so the weights are the last finite ones. Lower the learning rate, raise the optimizer's eps, "
+                "set clip_norm, or check the data's scale")
     what = "loss" if status == STATUS_LOSS else f"gradient of layer {layer}"
     return (f"training diverged: the {what} is NaN or inf at {where}; that batch was not applied, so "
             "the weights are the last finite ones. Lower the learning rate, set clip_norm, or check "
@@ -246,8 +253,8 @@ class EpochLog:
             if self.skip:
                 metrics["skipped_batches"] = int(n_skipped)
                 if n_skipped:
-                    warnings.warn(f"epoch {self.done}: skipped {n_skipped} batch(es) with a NaN or inf loss "
-                                  "or gradient", RuntimeWarning, stacklevel=_FIT_CALLER)
+                    warnings.warn(f"epoch {self.done}: skipped {n_skipped} batch(es) with a NaN or inf loss, "
+                                  "gradient or update", RuntimeWarning, stacklevel=_FIT_CALLER)
             if self.scheduled:
                 metrics["lr"] = float(rates[i, -1])  # the epoch's last rate
             if self.validation is not None:
@@ -270,7 +277,7 @@ class EpochLog:
         print("\r" + text.ljust(72), flush=True)
 
     def nonfinite(self, status, layer, batch):
-        """A non-finite loss or gradient (``status``, ``layer``) in batch ``batch`` (0-based) of
+        """A non-finite loss, gradient or update (``status``, ``layer``) in batch ``batch`` (0-based) of
         the epoch after the last recorded one ended the compiled call: ``FloatingPointError``
         (``on_nonfinite="raise"``), else a ``RuntimeWarning`` and ``history.stopped``."""
         message = nonfinite_message(status, layer, f"epoch {self.done + 1}, batch {batch + 1}")

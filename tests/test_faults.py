@@ -244,3 +244,114 @@ def test_stale_temporaries_are_swept_by_the_next_save_or_load(fb, tmp_path, call
     else:
         fb.load(path)
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in [path, fresh] + others)
+
+
+# ------------------------------------------ an update that would not be finite is refused
+ALL_OPTIMIZERS = [
+    ("SGD", {}), ("SGD", {"momentum": 0.9}), ("SGD", {"momentum": 0.9, "nesterov": True}),
+    ("RMSprop", {}), ("Adam", {}), ("AdamW", {}), ("AdaGrad", {}),
+]
+
+
+def model_state(model):
+    return model._params_ext.copy(), model._slots.copy(), model._step
+
+
+def assert_unchanged(model, state):
+    params, slots, step = state
+    assert np.array_equal(model._params_ext, params) and np.array_equal(model._slots, slots)
+    assert model._step == step
+    assert np.isfinite(model._params_ext).all() and np.isfinite(model._slots).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,kwargs", ALL_OPTIMIZERS, ids=[f"{n}{k}" for n, k in ALL_OPTIMIZERS])
+@pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
+def test_update_that_overflows_is_not_applied(fb, name, kwargs, dtype):
+    """Loss and gradient finite, the step not: a learning rate of the dtype's largest number
+    (a schedule can hand one over) overflows every rule.  Under "raise" nothing of the step
+    is written and the message, which says the weights are the last finite ones, is true."""
+    X, y = diverging_problem()
+    y = y / 100  # targets of size 10: gradients above 1, a stable first epoch
+    model = fb.MLP([3, 8, 1], output="linear", loss="mse", optimizer=getattr(fb, name)(**kwargs), dtype=dtype,
+                   seed=0)
+    model.fit(X, y, epochs=1, batch_size=16)  # some steps first: non-zero optimizer state
+    before = model_state(model)
+    huge = float(np.finfo(dtype).max)
+    with pytest.raises(FloatingPointError, match=r"update of layer \d would make .* NaN or inf .*last finite ones"):
+        model.fit(X, y, epochs=1, batch_size=16, lr_schedule=lambda step: huge)
+    assert_unchanged(model, before)
+    with pytest.warns(RuntimeWarning, match="skipped 4 batch.*update"):
+        history = model.fit(X, y, epochs=2, batch_size=16, on_nonfinite="skip_batch", lr_schedule=lambda step: huge)
+    assert history.history["skipped_batches"] == [4, 4]
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
+def test_adam_second_moment_overflow_is_detected(fb):
+    """Inputs of 1e30 in float32: finite loss and gradient, but g**2 overflows Adam's second
+    moment; applied, it would freeze the parameters forever (m / inf = 0) with no signal."""
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((64, 4)) * 1e30).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    model = fb.MLP([4, 8, 3], optimizer=fb.Adam(1e-3), seed=1)
+    before = model_state(model)
+    with pytest.raises(FloatingPointError, match="update of layer"):
+        model.fit(X, y, epochs=1, batch_size=16)
+    assert_unchanged(model, before)
+    with pytest.raises(FloatingPointError, match="update of layer"):
+        model.train_step(X[:16], y[:16])
+    assert_unchanged(model, before)
+
+
+class HugeFromStep5:
+    """A per-step schedule: 1e-3 for five steps, then float64's near-largest rate."""
+    unit = "step"
+
+    def __call__(self, step):
+        return 1e-3 if step < 5 else 1e308
+
+
+def test_nonfinite_update_is_identical_in_both_implementations():
+    X, y = diverging_problem()
+    results = []
+    for fb in IMPLS:
+        model = fb.MLP([3, 8, 1], output="linear", loss="mse", optimizer=fb.SGD(0.01), dtype="float64", seed=0)
+        with pytest.raises(FloatingPointError) as info:
+            model.fit(X, y, epochs=3, batch_size=8, lr_schedule=HugeFromStep5())
+        results.append((str(info.value), model._step, model._params_ext.copy()))
+    (msg_a, step_a, p_a), (msg_b, step_b, p_b) = results
+    assert msg_a == msg_b and "epoch 1, batch 6" in msg_a and step_a == step_b == 5
+    np.testing.assert_allclose(p_a, p_b, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(optimizer=fastbp.Adam(1e-3, eps=1e-50)), r"Adam\(eps=...\): 1e-50 underflows in float32 .* 0;"),
+    (dict(optimizer=fastbp.Adam(1e-3, eps=1e-310), dtype="float64"), "subnormal, which the kernels flush to 0"),
+    (dict(optimizer=fastbp.RMSprop(1e-3, eps=1e-40)), "underflows in float32"),
+    (dict(optimizer=fastbp.SGD(lr=1e300)), r"SGD\(lr=...\): 1e\+300 overflows to inf in float32"),
+    (dict(optimizer=fastbp.SGD(lr=1e-3, momentum=1e-45)), "momentum=...\\): 1e-45 underflows"),
+    (dict(l2=1e-46), "l2: 1e-46 underflows in float32"),
+    (dict(leaky_slope=1e-320, dtype="float64"), "leaky_slope: 1e-320 underflows in float64"),
+])
+@pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
+def test_settings_that_vanish_or_overflow_in_the_dtype_are_refused(fb, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fb.MLP([4, 8, 3], **kwargs)
+
+
+def test_the_issue_reproducer_is_refused_and_its_float64_twin_trains():
+    """The reproducer of issue 10: ``Adam(eps=1e-50)`` in float32 (eps would be 0: 0 / 0 for an
+    input column of zeros) is refused; in float64 eps is representable and training matches
+    the reference to 1e-10 with finite weights."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4))
+    X[:, 3] = 0
+    y = rng.integers(0, 3, 64)
+    with pytest.raises(ValueError, match="eps"):
+        fastbp.MLP([4, 8, 3], optimizer=fastbp.Adam(1e-3, eps=1e-50))
+    models = [fb.MLP([4, 8, 3], optimizer=fb.Adam(1e-3, eps=1e-50), dtype="float64", seed=0) for fb in IMPLS]
+    losses = [m.fit(X, y, epochs=3, batch_size=16) for m in models]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10)
+    np.testing.assert_allclose(models[0]._params_ext, models[1]._params_ext, rtol=1e-10, atol=1e-14)
+    assert np.isfinite(models[0]._params_ext).all()

@@ -150,7 +150,8 @@ def test_optimizer_update(opt, dtype):
     p, slots = p_ref.copy(), slots_ref.copy()
     for t in range(1, 6):
         g = rand(rng, n, dtype)
-        R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
+        p_ref, new_slots = R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
+        slots_ref = np.array(new_slots, dtype).reshape(opt.n_slots, n)
         K.optimizer_update(p, slots, g.copy(), t, opt.lr, opt.hyper)
         np.testing.assert_allclose(p, p_ref, **TOL[dtype])
         np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
@@ -241,3 +242,68 @@ def test_subnormal_outputs_are_flushed_to_zero():
         out[fb.__name__] = model.predict(X)
     assert np.all(out["fastbp"] == 0)
     assert np.all((out["fastbp.reference"] > 0) & (out["fastbp.reference"] < np.finfo(np.float32).tiny))
+
+
+# ------------------------------------------------- the check that an update stays finite
+def extreme_values(dtype):
+    """Values that make updates overflow or divide 0 by 0: zeros, huge, tiny, mixed signs."""
+    big = np.finfo(dtype).max
+    return st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-3, 3.0, big / 4, -big / 2, big, float(np.finfo(dtype).tiny)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_update_nonfinite_counts_what_the_update_would_write(opt, dtype, data):
+    """``update_nonfinite`` is the update's own arithmetic: it counts exactly the entries the
+    update makes NaN or inf (parameter or optimizer state), on any slice, and writes nothing."""
+    n = data.draw(st.integers(1, 12))
+    values = extreme_values(dtype)
+    draw = lambda: np.array(data.draw(st.lists(values, min_size=n, max_size=n)), dtype)  # noqa: E731
+    p, g = draw(), draw()
+    slots = np.abs(np.array([draw() for _ in range(opt.n_slots)], dtype).reshape(opt.n_slots, n))  # v, s >= 0
+    t = data.draw(st.integers(1, 3))
+    lr = data.draw(st.sampled_from([opt.lr, 1e30, float(np.finfo(dtype).max)]))
+    lo = data.draw(st.integers(0, n - 1))
+    hi = data.draw(st.integers(lo + 1, n))
+    before = (p.copy(), slots.copy(), g.copy())
+    bad = K.update_nonfinite(p, slots, g, lo, hi, t, lr, opt.hyper)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, (p, slots, g)))  # nothing written
+    with np.errstate(all="ignore"):
+        K.optimizer_update(p, slots, g, t, lr, opt.hyper)
+    rows = [p] + [slots[i] for i in range(opt.n_slots)]
+    expected = int(np.sum(~np.all([np.isfinite(r[lo:hi]) for r in rows], axis=0)))
+    assert bad == expected
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_running_nonfinite_counts_what_the_running_update_would_write(dtype):
+    big = float(np.finfo(dtype).max)
+    run_mean = np.array([0.0, big * 0.99, 1.0, -big * 0.99], dtype)
+    run_var = np.array([1.0, 1.0, big * 0.99, 2.0], dtype)
+    stats = np.array([0.0, big * 0.99, 1.0, -big * 0.99,  # means
+                      1.0, 1.0, big * 0.99, 2.0,  # variances
+                      1.0, 1.0, 1.0, 1.0], dtype)
+    for m in (1, 2, 64):
+        bad = K.running_nonfinite(run_mean, run_var, stats, m)
+        mean, var = run_mean.copy(), run_var.copy()
+        with np.errstate(all="ignore"):
+            K.batchnorm_update_running(mean, var, stats, m)
+        assert bad == np.sum(~(np.isfinite(mean) & np.isfinite(var)))
+    assert K.running_nonfinite(run_mean, run_var, stats, 2) == 1  # the variance m / (m - 1) inflates overflows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_relu_propagates_nan_as_numpy_does(name, dtype):
+    """A NaN pre-activation stays NaN (``np.maximum(z, 0)``), so a non-finite network cannot
+    hide behind finite-looking outputs; -0.0 and negative numbers still give 0 (relu)."""
+    Z = np.array([[np.nan, -1.0, -0.0, 0.0, 2.0, np.inf, -np.inf]], dtype)
+    b = np.zeros(Z.shape[1], dtype)
+    out = Z.copy()
+    K.bias_activation(out, b, V.HIDDEN_ACTIVATIONS[name], 0.05)
+    with np.errstate(invalid="ignore"):
+        expected = R.activation(name, Z, 0.05)
+    np.testing.assert_array_equal(out, expected)
+    assert np.isnan(out[0, 0])

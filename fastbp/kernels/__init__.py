@@ -11,25 +11,27 @@ and record layouts from :mod:`.codes` (``tests/test_codes.py`` keeps it so).
 * :mod:`.dense` — a dense layer's forward and backward pass (GEMMs through BLAS)
 * :mod:`.batchnorm` — batch normalisation: training / inference forward, backward, running averages
 * :mod:`.losses` — output activation fused with MSE / binary / categorical cross-entropy
-* :mod:`.optim` — fused SGD / momentum / Nesterov / RMSprop / Adam / AdamW / AdaGrad updates,
-  global-norm clipping
+* :mod:`.optim` — fused SGD / momentum / Nesterov / RMSprop / Adam / AdamW / AdaGrad updates, the
+  check that an update stays finite, global-norm clipping
 * :mod:`.network` — the whole network over flat buffers: loss + gradients, a training step,
   compiled training epochs, chunked inference (the entry points the model calls)
 """
 
 from .activations import activation_backward, bias_activation
-from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
+from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
+                        running_nonfinite)
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
 from .network import add_l2_gradient, evaluate, l2_penalty, loss_and_grads, predict, train_epochs, train_step
-from .optim import adagrad_update, adam_update, clip_global_norm, optimizer_update, rmsprop_update, sgd_update, sum_squares
+from .optim import (adagrad_update, adam_update, clip_global_norm, optimizer_update, rmsprop_update, sgd_update, sum_squares,
+                    update_nonfinite)
 
 __all__ = [
     "bias_activation", "activation_backward", "dropout_forward", "dropout_backward",
     "dense_forward", "dense_backward", "column_sums",
-    "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running",
-    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update",
+    "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running", "running_nonfinite",
+    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update", "update_nonfinite",
     "clip_global_norm", "sum_squares", "l2_penalty", "add_l2_gradient",
     "loss_and_grads", "train_step", "train_epochs", "predict", "evaluate",
 ]

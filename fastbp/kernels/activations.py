@@ -60,7 +60,7 @@ def bias_activation(Z, b, code, slope):
         elif code == RELU:
             for j in range(n):
                 v = z[j] + b[j]
-                z[j] = v if v > 0 else 0
+                z[j] = 0 if v <= 0 else v  # NaN stays NaN, as in np.maximum(z, 0)
         elif code == LEAKY_RELU:
             for j in range(n):
                 v = z[j] + b[j]

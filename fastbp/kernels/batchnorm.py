@@ -79,12 +79,31 @@ def batchnorm_backward(D, dgamma, dbeta, xhat, stats, gamma):
 
 
 @jit
+def running_constants(dt, m):
+    """The running averages' factors in the dtype ``dt``: ``(momentum, 1 - momentum, m / (m - 1))``
+    (the last turns the batch's biased variance of ``m`` rows into the unbiased one)."""
+    return dt(BN_MOMENTUM), dt(1.0 - BN_MOMENTUM), dt(m / (m - 1.0) if m > 1 else 1.0)
+
+
+@jit
 def batchnorm_update_running(run_mean, run_var, stats, m):
     """Move the running averages towards the batch's ``stats`` of ``m`` rows."""
     n = run_mean.size
-    mom = run_mean.dtype.type(BN_MOMENTUM)
-    keep = run_mean.dtype.type(1.0 - BN_MOMENTUM)
-    unbias = run_mean.dtype.type(m / (m - 1.0) if m > 1 else 1.0)
+    mom, keep, unbias = running_constants(run_mean.dtype.type, m)
     for j in range(n):
         run_mean[j] = keep * run_mean[j] + mom * stats[j]
         run_var[j] = keep * run_var[j] + mom * stats[n + j] * unbias
+
+
+@jit
+def running_nonfinite(run_mean, run_var, stats, m):
+    """How many running averages ``batchnorm_update_running`` would make NaN or inf (the
+    same arithmetic; writes nothing)."""
+    n = run_mean.size
+    mom, keep, unbias = running_constants(run_mean.dtype.type, m)
+    bad = 0
+    for j in range(n):
+        a = keep * run_mean[j] + mom * stats[j]
+        b = keep * run_var[j] + mom * stats[n + j] * unbias
+        bad += ((a - a) + (b - b)) != 0
+    return bad

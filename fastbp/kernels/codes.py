@@ -30,7 +30,7 @@ MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY = 0, 1, 2
 SGD, RMSPROP, ADAM, ADAMW, ADAGRAD = 0, 1, 2, 3, 4
 
 # ----------------------------------------------------- what a training step reports
-STATUS_OK, STATUS_LOSS, STATUS_GRAD = 0, 1, 2
+STATUS_OK, STATUS_LOSS, STATUS_GRAD, STATUS_UPDATE = 0, 1, 2, 3  # UPDATE: parameters / state would be NaN or inf
 
 # ----------------------------------------------------- batch norm (PyTorch's defaults)
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
@@ -55,7 +55,7 @@ computes.  Built by ``fastbp.layout.layer_table``."""
 STATE = np.dtype([
     ("step", np.int64),         # optimizer updates applied (the 1-based step of the last one)
     ("status", np.int64),       # STATUS_* of the last batch
-    ("bad_layer", np.int64),    # the layer whose loss / gradient was not finite
+    ("bad_layer", np.int64),    # the layer whose loss / gradient / update was not finite
     ("bad_batch", np.int64),    # the batch (index in its epoch) that was not finite, -1 if none
     ("skipped", np.int64),      # batches skipped in the current epoch (on_nonfinite="skip_batch")
     ("dropout_key", np.int64),  # key of the counter-based dropout stream

@@ -26,14 +26,16 @@ inference.  Nothing here allocates: every array is a view into a buffer the call
 
 import numpy as np
 
-from .batchnorm import batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running
-from .codes import LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, Config, Hyper, Network, Workspace
+from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
+                        running_nonfinite)
+from .codes import (LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper, Network,
+                    Workspace)
 from .activations import bias_activation
 from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_control
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .optim import clip_global_norm, optimizer_update, sum_squares
+from .optim import clip_global_norm, optimizer_update, sum_squares, update_nonfinite
 
 # Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
@@ -210,13 +212,28 @@ def loss_and_grads(net, state, ws, X, T, cfg):
 
 
 @jit(inline="always")
+def update_nonfinite_layer(net, ws, m, t, lr, h, l):
+    """Whether applying the update would make a parameter, optimizer state or running
+    average of layer ``l`` NaN or inf (``optim.update_nonfinite``; writes nothing)."""
+    lay = net.layers[l]
+    bad = update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h)
+    r, n = lay.running, lay.n_out
+    if r >= 0:
+        _, stats = bn_buffers(ws, lay, m)
+        bad += running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
+    return bad > 0
+
+
+@jit(inline="always")
 def _train_step(net, state, ws, X, T, lr, cfg, h):
     """Forward, backward, optional global-norm clipping and one optimizer update at rate ``lr``.
 
-    If the loss or any layer's gradient is NaN or inf, nothing is updated: ``status``
-    becomes ``STATUS_LOSS`` or ``STATUS_GRAD`` and ``bad_layer`` names the layer (the output
-    layer for the loss), so the parameters stay the last finite ones.  Otherwise ``step``
-    is incremented and every parameter is updated (after clipping the global norm, if asked).
+    Nothing is updated if the loss or any layer's gradient is NaN or inf (``status`` becomes
+    ``STATUS_LOSS`` / ``STATUS_GRAD``), or if the update would make any parameter, optimizer
+    state or running average NaN or inf (``STATUS_UPDATE``: a finite gradient with a huge
+    step, a second moment that overflows); ``bad_layer`` names the layer (the output layer
+    for the loss), and the parameters stay the last finite ones.  Otherwise ``step`` is
+    incremented and every parameter is updated (after clipping the global norm, if asked).
     """
     m = X.shape[0]
     L = net.layers.shape[0]
@@ -236,9 +253,16 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
             return loss
     if cfg.clip_norm > 0.0:
         clip_global_norm(net.grads, cfg.clip_norm)
-    st.step += 1
+    # The update is checked before any of it is written: one read-only pass of the same
+    # arithmetic (measured cost in README, "Non-finite steps").
+    for l in range(L - 1, -1, -1):
+        if update_nonfinite_layer(net, ws, m, step, lr, h, l):
+            st.status = STATUS_UPDATE
+            st.bad_layer = l
+            return loss
+    st.step = step
     st.status = STATUS_OK
-    optimizer_update(net.params, net.slots, net.grads, st.step, lr, h)
+    optimizer_update(net.params, net.slots, net.grads, step, lr, h)
     for l in range(L - 1):  # batch norm's running averages move with applied steps only
         lay = net.layers[l]
         r, n = lay.running, lay.n_out
@@ -263,7 +287,7 @@ def _train_epoch(net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, 
     """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss.
 
     ``rates``: one learning rate per mini-batch (a schedule), or empty for the optimizer's.
-    A batch whose loss or gradient is not finite is not applied.  With ``skip_nonfinite``
+    A batch whose loss, gradient or update is not finite is not applied.  With ``skip_nonfinite``
     the epoch goes on (``skipped`` counts the skipped batches, their samples are left out of
     the mean); otherwise it stops there, with ``bad_batch`` the batch's index.
     """

@@ -1,4 +1,5 @@
-"""Fused optimizer updates over ONE flat parameter buffer, and gradient clipping.
+"""Fused optimizer updates over ONE flat parameter buffer, the check that an update stays
+finite, and gradient clipping.
 
 Every update is a single pass over ``params``, the optimizer's state rows (``slots[0]``,
 ``slots[1]``) and ``grads``, elementwise and independent per parameter, so the result does
@@ -7,6 +8,13 @@ not depend on how the loop is split.  ``h`` is the optimizer as a ``codes.Hyper`
 schedule's).  Scalars are cast to the buffer's dtype before the loop, as NumPy does for
 Python floats, so float32 arithmetic matches the reference.
 The rules are PyTorch's (``torch.optim``); ``t`` is the 1-based step count.
+
+Each rule is written once, as a function of one element (``*_rule``: old parameter, state
+and gradient in, new ones out).  ``optimizer_update`` stores what the rule returns;
+``update_nonfinite`` only counts the elements whose new parameter or state would be NaN or
+inf, so that a training step can refuse an update before writing any of it (a huge learning
+rate, an ``eps`` that is 0 in the dtype, a second moment that overflows): the same function
+of the same inputs, so the check and the update cannot disagree.
 """
 
 import math
@@ -18,20 +26,74 @@ from .common import jit
 
 
 @jit
+def nonfinite(x):
+    """1 if ``x`` is NaN or inf, else 0.  The checks below pass ``(a - a) + (b - b)``: each
+    difference is 0 exactly for a finite number and NaN otherwise, so the sum is NaN if
+    either is not finite (and never overflows); subtractions and one comparison vectorise."""
+    return (x - x) != 0
+
+
+# ---------------------------------------------------------------- the rules
+@jit
+def sgd_rule(p, v, g, lr, mu, nesterov):
+    """SGD with momentum ``mu`` (dampening 0): ``(p, v)`` after one step (``mu == 0``:
+    plain SGD, ``v`` unused)."""
+    if mu == 0:
+        return p - lr * g, v
+    v = mu * v + g
+    if nesterov:
+        return p - lr * (g + mu * v), v
+    return p - lr * v, v
+
+
+@jit
+def rmsprop_rule(p, s, g, lr, rho, c, eps):
+    """RMSprop (``c = 1 - rho``): ``(p, s)`` after one step."""
+    s = rho * s + c * g * g
+    return p - lr * g / (np.sqrt(s) + eps), s
+
+
+@jit
+def adam_constants(dt, t, lr, beta1, beta2, eps, weight_decay):
+    """Adam's per-step scalars in the dtype ``dt``: ``(b1, 1 - b1, b2, 1 - b2, eps, step
+    size, 1 / sqrt(1 - b2**t), 1 - lr * weight_decay)``.
+
+    The bias correction of the second moment is a multiplication by
+    ``1 / sqrt(1 - beta2**t)`` (PyTorch divides by its inverse): one division per element
+    instead of two, the same value to the last bit or so.
+    """
+    return (dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(eps), dt(lr / (1.0 - beta1 ** t)),
+            dt(1.0 / math.sqrt(1.0 - beta2 ** t)), dt(1.0 - lr * weight_decay))
+
+
+@jit
+def adam_rule(p, m, v, g, k, decoupled):
+    """Adam (AdamW with ``decoupled``: the parameter decays first): ``(p, m, v)`` after one
+    step; ``k`` are ``adam_constants``."""
+    b1, c1, b2, c2, eps, step_size, inv_bc2_sqrt, decay = k
+    if decoupled:
+        p = p * decay
+    m = b1 * m + c1 * g
+    v = b2 * v + c2 * g * g
+    return p - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps), m, v
+
+
+@jit
+def adagrad_rule(p, s, g, lr, eps):
+    """AdaGrad: ``(p, s)`` after one step."""
+    s = s + g * g
+    return p - lr * g / (np.sqrt(s) + eps), s
+
+
+# --------------------------------------------------------- the update loops
+@jit
 def sgd_update(p, v, g, lr, momentum, nesterov):
     dt = p.dtype.type
     lr_, mu = dt(lr), dt(momentum)
-    if momentum == 0.0:
-        for i in range(p.size):
-            p[i] -= lr_ * g[i]
-    elif nesterov:
-        for i in range(p.size):
-            v[i] = mu * v[i] + g[i]
-            p[i] -= lr_ * (g[i] + mu * v[i])
-    else:
-        for i in range(p.size):
-            v[i] = mu * v[i] + g[i]
-            p[i] -= lr_ * v[i]
+    for i in range(p.size):
+        p[i], vi = sgd_rule(p[i], v[i], g[i], lr_, mu, nesterov)
+        if momentum != 0.0:  # without momentum ``v`` may be any array (``optimizer_update``)
+            v[i] = vi
 
 
 @jit
@@ -39,32 +101,16 @@ def rmsprop_update(p, s, g, lr, rho, eps):
     dt = p.dtype.type
     lr_, rho_, c, eps_ = dt(lr), dt(rho), dt(1.0 - rho), dt(eps)
     for i in range(p.size):
-        s[i] = rho_ * s[i] + c * g[i] * g[i]
-        p[i] -= lr_ * g[i] / (np.sqrt(s[i]) + eps_)
+        p[i], s[i] = rmsprop_rule(p[i], s[i], g[i], lr_, rho_, c, eps_)
 
 
 @jit
 def adam_update(p, m, v, g, t, lr, beta1, beta2, eps, weight_decay):
-    """Adam (``weight_decay == 0``) or AdamW (decoupled decay of every parameter first).
-
-    The bias correction of the second moment is applied as a multiplication by
-    ``1 / sqrt(1 - beta2**t)`` (PyTorch divides by its inverse): one division per element
-    instead of two, the same value to the last bit or so.
-    """
-    dt = p.dtype.type
-    b1, c1, b2, c2, eps_ = dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(eps)
-    step_size = dt(lr / (1.0 - beta1 ** t))
-    inv_bc2_sqrt = dt(1.0 / math.sqrt(1.0 - beta2 ** t))
-    decay = dt(1.0 - lr * weight_decay)
-    if weight_decay != 0.0:
-        for i in range(p.size):
-            p[i] *= decay
+    """Adam (``weight_decay == 0``) or AdamW (decoupled decay of every parameter first)."""
+    k = adam_constants(p.dtype.type, t, lr, beta1, beta2, eps, weight_decay)
+    decoupled = weight_decay != 0.0
     for i in range(p.size):
-        mi = b1 * m[i] + c1 * g[i]
-        vi = b2 * v[i] + c2 * g[i] * g[i]
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (np.sqrt(vi) * inv_bc2_sqrt + eps_)
+        p[i], m[i], v[i] = adam_rule(p[i], m[i], v[i], g[i], k, decoupled)
 
 
 @jit
@@ -72,8 +118,16 @@ def adagrad_update(p, s, g, lr, eps):
     dt = p.dtype.type
     lr_, eps_ = dt(lr), dt(eps)
     for i in range(p.size):
-        s[i] += g[i] * g[i]
-        p[i] -= lr_ * g[i] / (np.sqrt(s[i]) + eps_)
+        p[i], s[i] = adagrad_rule(p[i], s[i], g[i], lr_, eps_)
+
+
+@jit
+def state_rows(slots, grads, lo, hi):
+    """The optimizer state rows' entries ``lo:hi`` (rows the optimizer does not have: any
+    array of the type, here the gradient's)."""
+    s0 = slots[0][lo:hi] if slots.shape[0] > 0 else grads[lo:hi]
+    s1 = slots[1][lo:hi] if slots.shape[0] > 1 else grads[lo:hi]
+    return s0, s1
 
 
 @jit
@@ -82,8 +136,7 @@ def optimizer_update(params, slots, grads, t, lr, h):
     ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient."""
     n = grads.size
     p = params[:n]
-    s0 = slots[0][:n] if slots.shape[0] > 0 else grads  # unused rows: any array of the type
-    s1 = slots[1][:n] if slots.shape[0] > 1 else grads
+    s0, s1 = state_rows(slots, grads, 0, n)
     if h.code == SGD:
         sgd_update(p, s0, grads, lr, h.momentum, h.nesterov)
     elif h.code == RMSPROP:
@@ -94,6 +147,41 @@ def optimizer_update(params, slots, grads, t, lr, h):
         adagrad_update(p, s0, grads, lr, h.eps)
 
 
+# ---------------------------------------------------------- the check loops
+@jit
+def update_nonfinite(params, slots, grads, lo, hi, t, lr, h):
+    """How many of the entries ``lo:hi`` would have a NaN or inf parameter or optimizer state
+    after ``optimizer_update(params, slots, grads, t, lr, h)``; writes nothing."""
+    p, g = params[lo:hi], grads[lo:hi]
+    s0, s1 = state_rows(slots, grads, lo, hi)
+    dt = p.dtype.type
+    lr_ = dt(lr)
+    bad = 0
+    if h.code == SGD:
+        mu = dt(h.momentum)
+        for i in range(p.size):
+            pi, vi = sgd_rule(p[i], s0[i], g[i], lr_, mu, h.nesterov)
+            bad += nonfinite((pi - pi) + (vi - vi))
+    elif h.code == RMSPROP:
+        rho, c, eps = dt(h.rho), dt(1.0 - h.rho), dt(h.eps)
+        for i in range(p.size):
+            pi, si = rmsprop_rule(p[i], s0[i], g[i], lr_, rho, c, eps)
+            bad += nonfinite((pi - pi) + (si - si))
+    elif h.code == ADAM or h.code == ADAMW:
+        k = adam_constants(dt, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
+        decoupled = h.weight_decay != 0.0
+        for i in range(p.size):
+            pi, mi, vi = adam_rule(p[i], s0[i], s1[i], g[i], k, decoupled)
+            bad += nonfinite((pi - pi) + (mi - mi) + (vi - vi))
+    elif h.code == ADAGRAD:
+        eps = dt(h.eps)
+        for i in range(p.size):
+            pi, si = adagrad_rule(p[i], s0[i], g[i], lr_, eps)
+            bad += nonfinite((pi - pi) + (si - si))
+    return bad
+
+
+# ----------------------------------------------------------------- clipping
 @jit
 def sum_squares(x):
     """``sum(x**2)`` accumulated in float64, in order (deterministic)."""
