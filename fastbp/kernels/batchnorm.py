@@ -97,13 +97,14 @@ def batchnorm_update_running(run_mean, run_var, stats, m):
 
 @jit
 def running_nonfinite(run_mean, run_var, stats, m):
-    """How many running averages ``batchnorm_update_running`` would make NaN or inf (the
+    """Whether ``batchnorm_update_running`` would make a running average NaN or inf (the
     same arithmetic; writes nothing)."""
     n = run_mean.size
     mom, keep, unbias = running_constants(run_mean.dtype.type, m)
-    bad = 0
+    bad = np.int32(0)
     for j in range(n):
         a = keep * run_mean[j] + mom * stats[j]
         b = keep * run_var[j] + mom * stats[n + j] * unbias
-        bad += ((a - a) + (b - b)) != 0
-    return bad
+        d = (a - a) + (b - b)  # NaN if either is NaN or inf (optim.nonfinite)
+        bad |= np.int32(d != d)
+    return bad != 0

@@ -216,12 +216,13 @@ def update_nonfinite_layer(net, ws, m, t, lr, h, l):
     """Whether applying the update would make a parameter, optimizer state or running
     average of layer ``l`` NaN or inf (``optim.update_nonfinite``; writes nothing)."""
     lay = net.layers[l]
-    bad = update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h)
+    if update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h):
+        return True
     r, n = lay.running, lay.n_out
-    if r >= 0:
-        _, stats = bn_buffers(ws, lay, m)
-        bad += running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
-    return bad > 0
+    if r < 0:
+        return False
+    _, stats = bn_buffers(ws, lay, m)
+    return running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
 
 
 @jit(inline="always")

@@ -27,10 +27,10 @@ from .common import jit
 
 @jit
 def nonfinite(x):
-    """1 if ``x`` is NaN or inf, else 0.  The checks below pass ``(a - a) + (b - b)``: each
-    difference is 0 exactly for a finite number and NaN otherwise, so the sum is NaN if
-    either is not finite (and never overflows); subtractions and one comparison vectorise."""
-    return (x - x) != 0
+    """Whether ``x`` is NaN or inf.  ``x - x`` is 0 for every finite ``x`` and NaN otherwise;
+    the checks pass ``(a - a) + (b - b)``, NaN if either is not finite (never an overflow)."""
+    d = x - x
+    return d != d
 
 
 # ---------------------------------------------------------------- the rules
@@ -149,35 +149,79 @@ def optimizer_update(params, slots, grads, t, lr, h):
 
 # ---------------------------------------------------------- the check loops
 @jit
+def update_bounded(params, slots, grads, lo, hi, t, lr, h):
+    """True if every entry ``lo:hi`` of the update is certainly finite, by a bound that needs
+    no square root or division (False: maybe not; ``update_nonfinite`` then runs the rule).
+
+    RMSprop, Adam and AdaGrad divide by ``sqrt(state) + eps >= eps`` (``eps`` is a normal
+    number: ``validation`` refuses others), so a new parameter is at most
+    ``|p| + lr / eps * |numerator|`` in size: with the new state computed exactly (cheap), in
+    ``[0, max / 2]``, and that bound at most ``max / 2``, the few roundings of the rule cannot
+    reach inf.  A NaN anywhere fails the comparisons, so it falls through to the exact check.
+    SGD has no division: its exact check is as cheap.  Measured: README, "Non-finite steps".
+    """
+    p, g = params[lo:hi], grads[lo:hi]
+    s0, s1 = state_rows(slots, grads, lo, hi)
+    dt = p.dtype.type
+    limit = dt(np.finfo(p.dtype).max / 2)
+    zero = dt(0)
+    safe = True
+    if h.code == RMSPROP or h.code == ADAGRAD:
+        rho, c = (dt(h.rho), dt(1.0 - h.rho)) if h.code == RMSPROP else (dt(1.0), dt(1.0))
+        scale = dt(lr / h.eps)
+        for i in range(p.size):
+            si = rho * s0[i] + c * g[i] * g[i]
+            safe &= (zero <= si) & (si <= limit) & (abs(p[i]) + scale * abs(g[i]) <= limit)
+    elif h.code == ADAM or h.code == ADAMW:
+        b1, c1, b2, c2, _, _, _, decay = adam_constants(dt, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
+        decoupled = h.weight_decay != 0.0
+        scale = dt(lr / (1.0 - h.beta1 ** t) / h.eps)
+        for i in range(p.size):
+            mi = b1 * s0[i] + c1 * g[i]
+            vi = b2 * s1[i] + c2 * g[i] * g[i]
+            pi = p[i] * decay if decoupled else p[i]
+            safe &= (zero <= vi) & (vi <= limit) & (abs(pi) + scale * abs(mi) <= limit)
+    else:
+        safe = False
+    return safe
+
+
+@jit
 def update_nonfinite(params, slots, grads, lo, hi, t, lr, h):
-    """How many of the entries ``lo:hi`` would have a NaN or inf parameter or optimizer state
-    after ``optimizer_update(params, slots, grads, t, lr, h)``; writes nothing."""
+    """Whether any of the entries ``lo:hi`` would have a NaN or inf parameter or optimizer
+    state after ``optimizer_update(params, slots, grads, t, lr, h)``; writes nothing.
+
+    First the cheap bound (``update_bounded``: almost always conclusive); if it is not, the
+    rule itself, element by element: the check and the update cannot disagree.
+    """
+    if update_bounded(params, slots, grads, lo, hi, t, lr, h):
+        return False
     p, g = params[lo:hi], grads[lo:hi]
     s0, s1 = state_rows(slots, grads, lo, hi)
     dt = p.dtype.type
     lr_ = dt(lr)
-    bad = 0
+    bad = False  # a bool: an integer count would halve the loop's vector width
     if h.code == SGD:
         mu = dt(h.momentum)
         for i in range(p.size):
             pi, vi = sgd_rule(p[i], s0[i], g[i], lr_, mu, h.nesterov)
-            bad += nonfinite((pi - pi) + (vi - vi))
+            bad |= nonfinite((pi - pi) + (vi - vi))
     elif h.code == RMSPROP:
         rho, c, eps = dt(h.rho), dt(1.0 - h.rho), dt(h.eps)
         for i in range(p.size):
             pi, si = rmsprop_rule(p[i], s0[i], g[i], lr_, rho, c, eps)
-            bad += nonfinite((pi - pi) + (si - si))
+            bad |= nonfinite((pi - pi) + (si - si))
     elif h.code == ADAM or h.code == ADAMW:
         k = adam_constants(dt, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
         decoupled = h.weight_decay != 0.0
         for i in range(p.size):
             pi, mi, vi = adam_rule(p[i], s0[i], s1[i], g[i], k, decoupled)
-            bad += nonfinite((pi - pi) + (mi - mi) + (vi - vi))
+            bad |= nonfinite((pi - pi) + (mi - mi) + (vi - vi))
     elif h.code == ADAGRAD:
         eps = dt(h.eps)
         for i in range(p.size):
             pi, si = adagrad_rule(p[i], s0[i], g[i], lr_, eps)
-            bad += nonfinite((pi - pi) + (si - si))
+            bad |= nonfinite((pi - pi) + (si - si))
     return bad
 
 
