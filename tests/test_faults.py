@@ -355,3 +355,20 @@ def test_the_issue_reproducer_is_refused_and_its_float64_twin_trains():
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10)
     np.testing.assert_allclose(models[0]._params_ext, models[1]._params_ext, rtol=1e-10, atol=1e-14)
     assert np.isfinite(models[0]._params_ext).all()
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
+def test_running_average_overflow_is_not_applied(fb):
+    """Batch norm's running variance is state too.  Unscaled float32 inputs of 1e20: the
+    batch variance overflows to inf, the normalised values become 0, and loss, gradient and
+    parameter update are all finite; applied, the step would make the running variance inf
+    and every later prediction constant.  It is not applied."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((32, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    model = fb.MLP([4, 8, 3], batch_norm=True, seed=0)
+    model.train_step(X * 1e10, y)  # control: a batch variance of 1e20 is applied
+    before = model_state(model)
+    with pytest.raises(FloatingPointError, match="update of layer 0"):
+        model.train_step(X * 1e20, y)
+    assert_unchanged(model, before)

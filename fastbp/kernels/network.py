@@ -212,17 +212,24 @@ def loss_and_grads(net, state, ws, X, T, cfg):
 
 
 @jit(inline="always")
-def update_nonfinite_layer(net, ws, m, t, lr, h, l):
-    """Whether applying the update would make a parameter, optimizer state or running
-    average of layer ``l`` NaN or inf (``optim.update_nonfinite``; writes nothing)."""
+def running_nonfinite_layer(net, ws, m, l):
+    """Whether this step would make a running average of layer ``l`` NaN or inf (batch norm
+    only; ``batchnorm.running_nonfinite``)."""
     lay = net.layers[l]
-    if update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h):
-        return True
     r, n = lay.running, lay.n_out
     if r < 0:
         return False
     _, stats = bn_buffers(ws, lay, m)
     return running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
+
+
+@jit(inline="always")
+def update_nonfinite_layer(net, ws, m, t, lr, h, l):
+    """Whether applying the update would make a parameter, optimizer state or running
+    average of layer ``l`` NaN or inf (``optim.update_nonfinite``; writes nothing)."""
+    lay = net.layers[l]
+    return (update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h)
+            or running_nonfinite_layer(net, ws, m, l))
 
 
 @jit(inline="always")
@@ -254,13 +261,19 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
             return loss
     if cfg.clip_norm > 0.0:
         clip_global_norm(net.grads, cfg.clip_norm)
-    # The update is checked before any of it is written: one read-only pass of the same
-    # arithmetic (measured cost in README, "Non-finite steps").
-    for l in range(L - 1, -1, -1):
-        if update_nonfinite_layer(net, ws, m, step, lr, h, l):
-            st.status = STATUS_UPDATE
-            st.bad_layer = l
-            return loss
+    # The update is checked before any of it is written (a read-only pass, ``optim``; its
+    # cost: README, "Non-finite steps"): all of it at once, then, only if it fails, layer by
+    # layer from the output to name the layer.
+    bad = update_nonfinite(net.params, net.slots, net.grads, 0, net.grads.size, step, lr, h)
+    for l in range(L - 1):
+        bad = bad or running_nonfinite_layer(net, ws, m, l)
+    if bad:
+        l = L - 1
+        while l > 0 and not update_nonfinite_layer(net, ws, m, step, lr, h, l):
+            l -= 1
+        st.status = STATUS_UPDATE
+        st.bad_layer = l
+        return loss
     st.step = step
     st.status = STATUS_OK
     optimizer_update(net.params, net.slots, net.grads, step, lr, h)
