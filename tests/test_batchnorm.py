@@ -6,6 +6,7 @@ import pytest
 
 import fastbp
 import fastbp.reference
+from fastbp import kernels
 from fastbp.kernels import codes
 
 IMPLS = [fastbp, fastbp.reference]
@@ -52,6 +53,93 @@ def test_batch_norm_gradients_match_finite_differences(fb, hidden):
     worst = max(max(r.values()) for r in report)
     assert worst < (1e-5 if hidden == "relu" else 1e-6)
     assert report[0]["b"] == 0.0  # a normalised layer's bias has no effect and no gradient
+
+
+def bn_case(rng, m, n, dtype):
+    """Pre-activations of ``n`` units (own scales and offsets), a delta and a gamma."""
+    Z = rng.standard_normal((m, n)) * rng.uniform(0.01, 10, n) + rng.uniform(-5, 5, n)
+    D = rng.standard_normal((m, n)) * rng.uniform(0.01, 1, n)
+    return Z.astype(dtype), D.astype(dtype), rng.uniform(0.5, 1.5, n).astype(dtype)
+
+
+def bn_kernels(Z, D, gamma):
+    """The training kernels on copies: ``(gamma * xhat, xhat, mean, var), (dZ, dgamma, dbeta)``."""
+    m, n = Z.shape
+    Y, xhat, stats = Z.copy(), np.empty_like(Z), np.empty(codes.BN_STATS * n, Z.dtype)
+    kernels.batchnorm_forward_train(Y, xhat, stats, gamma)
+    dZ, dgamma, dbeta = D.copy(), np.empty(n, Z.dtype), np.empty(n, Z.dtype)
+    kernels.batchnorm_backward(dZ, dgamma, dbeta, xhat, stats, gamma)
+    return (Y, xhat, stats[:n], stats[n:2 * n]), (dZ, dgamma, dbeta)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norm_kernels_compute_the_reference_bit_for_bit(dtype):
+    """Same inputs, same bits: the training kernels do the reference's operations in its order
+    (``fastbp.reference.batchnorm_train`` / ``batchnorm_backward``), so that gradients which are
+    zero in exact arithmetic come out as the same rounding noise in both (README, "Where the
+    same numbers end")."""
+    rng = np.random.default_rng(0)
+    shapes = [(1, 3), (2, 5), (3, 2)] + [(int(rng.integers(1, 70)), int(rng.integers(2, 14))) for _ in range(300)]
+    for m, n in shapes:
+        Z, D, gamma = bn_case(rng, m, n, dtype)
+        if m > 2:
+            Z[:, 0] = Z[0, 0]  # a unit constant over the batch (variance 0)
+        xhat, mean, var = fastbp.reference.batchnorm_train(Z)
+        dZ, dgamma, dbeta = fastbp.reference.batchnorm_backward(D, xhat, var, gamma)
+        forward, backward = bn_kernels(Z, D, gamma)
+        for got, want in zip(forward + backward, (gamma * xhat, xhat, mean, var, dZ, dgamma, dbeta)):
+            np.testing.assert_array_equal(got, want, err_msg=f"{m} x {n}")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norm_kernels_on_one_unit_agree_to_rounding(dtype):
+    """The exception: NumPy sums a single column (a normalised layer of width 1) pairwise, the
+    kernels row after row, so from 8 rows on the two round differently."""
+    rng = np.random.default_rng(1)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    for m in [1, 2, 9, 40, 200]:
+        Z, D, gamma = bn_case(rng, m, 1, dtype)
+        xhat, mean, var = fastbp.reference.batchnorm_train(Z)
+        (_, xk, mk, vk), (dk, _, _) = bn_kernels(Z, D, gamma)
+        for got, want in [(xk, xhat), (mk, mean), (vk, var)]:
+            np.testing.assert_allclose(got, want, **tol)
+        # dZ sums to zero over the batch: compare it on the scale of its terms
+        dZ, _, _ = fastbp.reference.batchnorm_backward(D, xhat, var, gamma)
+        scale = float(np.abs(gamma * D / np.sqrt(var + codes.BN_EPS)).max())
+        np.testing.assert_allclose(dk, dZ, rtol=0, atol=tol["rtol"] * scale)
+
+
+def structural_zero_batches(n_batches, width=6):
+    """Random batches whose first input column is constant over the batch: the weight-gradient
+    row of that column is ``c * sum_i dL/dZ_i``, zero in exact arithmetic under batch norm."""
+    rng = np.random.default_rng(10)
+    for s in range(n_batches):
+        m = int(rng.integers(3, 40))
+        X = rng.standard_normal((m, width))
+        X[:, 0] = rng.choice([1.0, -2.5, 0.3])
+        yield s, X, rng.integers(0, 3, m)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu", "linear", "sigmoid"])
+def test_gradients_zero_in_exact_arithmetic_agree_bitwise_where_the_inputs_do(hidden):
+    """float64 with these activations computes the same bits up to batch norm in both
+    implementations, so its structural zeros (the constant column's weight row; with linear
+    hidden layers also the first layer's beta) are the same noise, and even ``RMSprop(lr=1)``,
+    which turns noise of either sign into steps of +-3 lr, takes the same step."""
+    for s, X, y in structural_zero_batches(25):
+        models = [fb.MLP([6, 8, 7, 3], activation=hidden, batch_norm=True, optimizer=fb.RMSprop(lr=1),
+                         dtype="float64", seed=s) for fb in IMPLS]
+        for m in models:
+            m.loss_and_grads(X, y)
+        ref = models[1]
+        scale = np.abs(ref._gW[0]).max()
+        assert np.abs(ref._gW[0][0]).max() < 1e-12 * scale  # the constant column's row: noise
+        if hidden == "linear":
+            assert np.abs(ref._gbeta[0]).max() < 1e-12 * scale
+        np.testing.assert_array_equal(models[0]._grads, ref._grads)
+        for m in models:
+            m.train_step(X, y)
+        np.testing.assert_array_equal(models[0]._params_ext, ref._params_ext)
 
 
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)
