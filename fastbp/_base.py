@@ -78,6 +78,18 @@ class BaseMLP:
         Inverted-dropout rate of the hidden layers' outputs (one rate, or one per hidden
         layer), in [0, 1).  Active in training (``fit``, ``train_step``, ``loss_and_grads``)
         only; the masks are a seeded, deterministic function of the step.
+    batch_norm : bool or list of bool
+        Batch-normalise the hidden layers' pre-activations (one flag, or one per hidden
+        layer): the batch's statistics in training, running averages (PyTorch's momentum 0.1,
+        eps 1e-5) in inference; a normalised layer has no bias, its scale and shift are trained.
+        Where the drop-in promise ends: some gradients are zero in exact arithmetic under batch
+        norm (the weight row of an input constant over the batch, the shift of a linear layer
+        feeding a normalised one) and come out as rounding noise of either sign.  Both
+        implementations compute batch norm identically, so the noise is the same wherever
+        batch norm's inputs are (float64 with ``relu``, ``leaky_relu``, ``linear`` or
+        ``sigmoid`` hidden layers); otherwise (``tanh``, float32) it differs, and RMSprop,
+        Adam and AdaGrad turn noise into steps of size ~``lr`` (README, "Where the same
+        numbers end").
     """
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .kernels.codes import LAYER, Workspace
+from .kernels.codes import BN_STATS, LAYER, Workspace
 from .validation import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 
 
@@ -68,7 +68,7 @@ def make_workspace(widths, sizes, rows, dtype):
     ``deltas`` and the gathered batch ``xb`` / ``tb`` (see ``carve`` for the offsets).
     """
     width, bn_width = widths
-    acts_size = rows * (width + bn_width) + 3 * bn_width
+    acts_size = rows * (width + bn_width) + BN_STATS * bn_width
     acts, deltas, xb, tb = carve([acts_size, rows * width, rows * sizes[0], rows * sizes[-1]], dtype)
     return Workspace(acts=acts[:rows * width], deltas=deltas, xhat=acts[rows * width:rows * (width + bn_width)],
                      stats=acts[rows * (width + bn_width):], xb=xb, tb=tb, rows=rows)

@@ -121,6 +121,21 @@ def loss_and_delta(loss, output, Z, P, T):
     return value, delta.astype(Z.dtype, copy=False)
 
 
+# ---------------------------------------------------------------- batch norm
+def batchnorm_train(z):
+    """``xhat = (z - mean) / sqrt(var + eps)`` with the batch's mean and (biased) variance;
+    returns ``xhat, mean, var``."""
+    mean, var = z.mean(axis=0), z.var(axis=0)
+    return (z - mean) / np.sqrt(var + BN_EPS), mean, var
+
+
+def batchnorm_backward(delta, xhat, var, gamma):
+    """dL/dZ, dL/dgamma and dL/dbeta from ``delta`` = dL/dY of ``Y = gamma * xhat + beta``."""
+    dgamma, dbeta = (delta * xhat).sum(axis=0), delta.sum(axis=0)
+    dz = gamma / np.sqrt(var + BN_EPS) * (delta - delta.mean(axis=0) - xhat * (delta * xhat).mean(axis=0))
+    return dz, dgamma, dbeta
+
+
 # ---------------------------------------------------------------- optimizers
 def clip_by_global_norm(g, max_norm):
     """PyTorch's clip_grad_norm_: scale g by max_norm / (norm + 1e-6) when that is < 1."""
@@ -190,8 +205,7 @@ class MLP(BaseMLP):
             else:  # batch norm: no bias; normalise, scale and shift
                 z = A[-1] @ self._W[l]
                 if step is not None:
-                    mean, var = z.mean(axis=0), z.var(axis=0)
-                    xhat = (z - mean) / np.sqrt(var + BN_EPS)
+                    xhat, mean, var = batchnorm_train(z)
                     self._bn_cache[l] = (xhat, var, mean, len(z))
                 else:
                     xhat = (z - self._run_mean[l]) / np.sqrt(self._run_var[l] + BN_EPS)
@@ -225,11 +239,9 @@ class MLP(BaseMLP):
         value, delta = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
         for l in range(self.n_layers - 1, -1, -1):
             if l in self._bn_cache:  # delta is dL/dY: through the normalisation to dL/dZ
-                xhat, var, _, m = self._bn_cache[l]
-                self._ggamma[l][...] = (delta * xhat).sum(axis=0)
-                self._gbeta[l][...] = delta.sum(axis=0)
-                delta = self._gamma[l] / np.sqrt(var + BN_EPS) * (
-                    delta - delta.mean(axis=0) - xhat * (delta * xhat).mean(axis=0))
+                xhat, var, _, _ = self._bn_cache[l]
+                delta, dgamma, dbeta = batchnorm_backward(delta, xhat, var, self._gamma[l])
+                self._ggamma[l][...], self._gbeta[l][...] = dgamma, dbeta
                 self._gb[l][...] = 0  # a normalised layer has no bias
             else:
                 self._gb[l][...] = delta.sum(axis=0)

@@ -6,6 +6,7 @@ import pytest
 
 import fastbp
 import fastbp.reference
+from fastbp import kernels
 from fastbp.kernels import codes
 
 IMPLS = [fastbp, fastbp.reference]
@@ -25,7 +26,8 @@ def test_batch_norm_training_matches_reference(hidden, dtype, opt):
     X, y = data()
     # A linear layer feeding a normalised one: the first layer's beta would have a gradient of
     # exactly zero in exact arithmetic, and adaptive optimizers turn its rounding noise
-    # (different in each implementation) into steps of size lr. Not a meaningful comparison.
+    # (the same in both only where batch norm's inputs agree bitwise) into steps of size lr.
+    # Not a meaningful comparison (README, "Where the same numbers end").
     bn = [True, hidden != "linear"]
     models = [fb.MLP([5, 12, 9, 3], activation=hidden, batch_norm=bn, dropout=[0.0, 0.3],
                      optimizer=opt, dtype=dtype, seed=4, l2=1e-3) for fb in IMPLS]
@@ -52,6 +54,125 @@ def test_batch_norm_gradients_match_finite_differences(fb, hidden):
     worst = max(max(r.values()) for r in report)
     assert worst < (1e-5 if hidden == "relu" else 1e-6)
     assert report[0]["b"] == 0.0  # a normalised layer's bias has no effect and no gradient
+
+
+def bn_case(rng, m, n, dtype):
+    """Pre-activations of ``n`` units (own scales and offsets), a delta and a gamma."""
+    Z = rng.standard_normal((m, n)) * rng.uniform(0.01, 10, n) + rng.uniform(-5, 5, n)
+    D = rng.standard_normal((m, n)) * rng.uniform(0.01, 1, n)
+    return Z.astype(dtype), D.astype(dtype), rng.uniform(0.5, 1.5, n).astype(dtype)
+
+
+def bn_kernels(Z, D, gamma):
+    """The training kernels on copies: ``(gamma * xhat, xhat, mean, var), (dZ, dgamma, dbeta)``."""
+    m, n = Z.shape
+    Y, xhat, stats = Z.copy(), np.empty_like(Z), np.empty(codes.BN_STATS * n, Z.dtype)
+    kernels.batchnorm_forward_train(Y, xhat, stats, gamma)
+    dZ, dgamma, dbeta = D.copy(), np.empty(n, Z.dtype), np.empty(n, Z.dtype)
+    kernels.batchnorm_backward(dZ, dgamma, dbeta, xhat, stats, gamma)
+    return (Y, xhat, stats[:n], stats[n:2 * n]), (dZ, dgamma, dbeta)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norm_kernels_compute_the_reference_bit_for_bit(dtype):
+    """Same inputs, same bits: the training kernels do the reference's operations in its order
+    (``fastbp.reference.batchnorm_train`` / ``batchnorm_backward``), so that gradients which are
+    zero in exact arithmetic come out as the same rounding noise in both (README, "Where the
+    same numbers end")."""
+    rng = np.random.default_rng(0)
+    shapes = [(1, 3), (2, 5), (3, 2)] + [(int(rng.integers(1, 70)), int(rng.integers(2, 14))) for _ in range(300)]
+    for m, n in shapes:
+        Z, D, gamma = bn_case(rng, m, n, dtype)
+        if m > 2:
+            Z[:, 0] = Z[0, 0]  # a unit constant over the batch (variance 0)
+        xhat, mean, var = fastbp.reference.batchnorm_train(Z)
+        dZ, dgamma, dbeta = fastbp.reference.batchnorm_backward(D, xhat, var, gamma)
+        forward, backward = bn_kernels(Z, D, gamma)
+        for got, want in zip(forward + backward, (gamma * xhat, xhat, mean, var, dZ, dgamma, dbeta)):
+            np.testing.assert_array_equal(got, want, err_msg=f"{m} x {n}")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norm_kernels_on_one_unit_agree_to_rounding(dtype):
+    """The exception: NumPy sums a single column (a normalised layer of width 1) pairwise, the
+    kernels row after row, so from 8 rows on the two round differently."""
+    rng = np.random.default_rng(1)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    for m in [1, 2, 9, 40, 200]:
+        Z, D, gamma = bn_case(rng, m, 1, dtype)
+        xhat, mean, var = fastbp.reference.batchnorm_train(Z)
+        (_, xk, mk, vk), (dk, _, _) = bn_kernels(Z, D, gamma)
+        for got, want in [(xk, xhat), (mk, mean), (vk, var)]:
+            np.testing.assert_allclose(got, want, **tol)
+        # dZ sums to zero over the batch: compare it on the scale of its terms
+        dZ, _, _ = fastbp.reference.batchnorm_backward(D, xhat, var, gamma)
+        scale = float(np.abs(gamma * D / np.sqrt(var + codes.BN_EPS)).max())
+        np.testing.assert_allclose(dk, dZ, rtol=0, atol=tol["rtol"] * scale)
+
+
+def structural_zero_batches(n_batches, width=6):
+    """Random batches whose first input column is constant over the batch: the weight-gradient
+    row of that column is ``c * sum_i dL/dZ_i``, zero in exact arithmetic under batch norm."""
+    rng = np.random.default_rng(10)
+    for s in range(n_batches):
+        m = int(rng.integers(3, 40))
+        X = rng.standard_normal((m, width))
+        X[:, 0] = rng.choice([1.0, -2.5, 0.3])
+        yield s, X, rng.integers(0, 3, m)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu", "linear", "sigmoid"])
+def test_gradients_zero_in_exact_arithmetic_agree_bitwise_where_the_inputs_do(hidden):
+    """float64 with these activations computes the same bits up to batch norm in both
+    implementations, so its structural zeros (the constant column's weight row; with linear
+    hidden layers also the first layer's beta) are the same noise, and even ``RMSprop(lr=1)``,
+    which turns noise of either sign into steps of +-3 lr, takes the same step."""
+    for s, X, y in structural_zero_batches(25):
+        models = [fb.MLP([6, 8, 7, 3], activation=hidden, batch_norm=True, optimizer=fb.RMSprop(lr=1),
+                         dtype="float64", seed=s) for fb in IMPLS]
+        for m in models:
+            m.loss_and_grads(X, y)
+        ref = models[1]
+        scale = np.abs(ref._gW[0]).max()
+        assert np.abs(ref._gW[0][0]).max() < 1e-12 * scale  # the constant column's row: noise
+        if hidden == "linear":
+            assert np.abs(ref._gbeta[0]).max() < 1e-12 * scale
+        np.testing.assert_array_equal(models[0]._grads, ref._grads)
+        for m in models:
+            m.train_step(X, y)
+        np.testing.assert_array_equal(models[0]._params_ext, ref._params_ext)
+
+
+@pytest.mark.parametrize("dtype, hidden", [("float32", "relu"), ("float32", "tanh"), ("float32", "sigmoid"),
+                                           ("float64", "tanh")])
+def test_where_the_inputs_differ_structural_zeros_are_noise_of_a_few_ulps(dtype, hidden):
+    """Where batch norm's inputs already differ in the last bits (float32: NumPy's own exp, the
+    output kernel's float64 intermediates; tanh: NumPy's own tanh), the drop-in promise is
+    the README's: a gradient that is zero in exact arithmetic is rounding noise in each, of
+    either sign, at most a few ulps of the terms that cancel in it; every other entry agrees
+    to the dtype's tolerance (relative to the gradient's scale)."""
+    u = np.finfo(dtype).eps
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    for s, X, y in structural_zero_batches(40):
+        models = [fb.MLP([6, 8, 3], activation=hidden, batch_norm=True, dtype=dtype, seed=s) for fb in IMPLS]
+        for m in models:
+            m.loss_and_grads(X, y)
+        # the terms that cancel in the constant column's row: c * gamma / sd * (d - mean d - xhat mean(d xhat))
+        ref = models[1]
+        Xd, T = ref._check_data(X, y)
+        Z, A, _ = ref._forward_cache(Xd, step=1)
+        _, delta = fastbp.reference.loss_and_delta(ref.loss, ref.output, Z[-1], A[-1], T)
+        d = (delta @ ref._W[1].T) * fastbp.reference.activation_derivative(hidden, Z[0])
+        xhat, var, _, _ = ref._bn_cache[0]
+        terms = np.abs(Xd[:, :1] * ref._gamma[0] / np.sqrt(var + codes.BN_EPS)) * (
+            np.abs(d) + np.abs(d.mean(axis=0)) + np.abs(xhat * (d * xhat).mean(axis=0)))
+        for m in models:
+            assert (np.abs(m._gW[0][0]) <= 16 * u * terms.sum(axis=0)).all()
+        rest = np.ones(ref.n_params, dtype=bool)
+        w = ref._layers[0]["w"]
+        rest[w:w + 8] = False  # the constant column's row: the first of layer 0's W (row-major)
+        g0, g1 = models[0]._grads[rest], ref._grads[rest]
+        np.testing.assert_allclose(g0, g1, rtol=tol, atol=tol * np.abs(g1).max())
 
 
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)

@@ -6,13 +6,25 @@ The running averages follow PyTorch: ``r <- (1 - momentum) r + momentum * batch`
 unbiased variance; they move only when a training step is applied.
 
 ``Z <- gamma * xhat`` here; ``beta`` is added by the activation kernel's fused bias add.
-``stats`` holds ``[mean, var, 1/sqrt(var + eps)]`` of the batch (3 n entries), kept for the
-backward pass and the running-average update.
+``stats`` holds ``BN_STATS`` entries per unit: ``[mean, var, sqrt(var + eps)]`` of the batch,
+kept for the backward pass and the running-average update, then three per-unit factors of
+the backward pass (scratch).
+
+Training computes what the reference computes, operation for operation and in its order:
+sums over the batch row after row (as NumPy reduces axis 0 of a C-ordered array), divided
+by ``m`` (``np.mean`` divides; multiplying by ``1 / m`` rounds differently), and a division
+by ``sqrt(var + eps)`` where the reference divides.  Given the same inputs the results are
+the same bits.  That matters because some of batch norm's gradients are zero in exact
+arithmetic (dL/dZ sums to zero over the batch, so the weight-gradient row of an input
+constant over the batch is ``c * 0``; so is the bias gradient of a linear layer feeding a
+normalised one): they come out as rounding noise, and RMSprop / Adam / AdaGrad turn noise of
+either sign into steps of size ``lr``.  Only identical rounding keeps the two implementations
+together there (README, "Where the same numbers end").
 """
 
 import numpy as np
 
-from .codes import BN_EPS, BN_MOMENTUM
+from .codes import BN_EPS, BN_MOMENTUM, BN_STATS
 from .common import jit
 
 
@@ -20,8 +32,8 @@ from .common import jit
 def batchnorm_forward_train(Z, xhat, stats, gamma):
     """``Z <- gamma * xhat``; writes ``xhat`` and the batch's ``stats``."""
     m, n = Z.shape
-    mean, var, istd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]
-    inv_m = Z.dtype.type(1.0 / m)
+    mean, var, sd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]
+    m_ = Z.dtype.type(m)
     for j in range(n):
         mean[j] = 0
         var[j] = 0
@@ -30,20 +42,20 @@ def batchnorm_forward_train(Z, xhat, stats, gamma):
         for j in range(n):
             mean[j] += z[j]
     for j in range(n):
-        mean[j] *= inv_m
-    for i in range(m):
+        mean[j] /= m_
+    for i in range(m):  # np.var: the sum of squared deviations from the mean, divided by m
         z = Z[i]
         for j in range(n):
             c = z[j] - mean[j]
             var[j] += c * c
     eps = Z.dtype.type(BN_EPS)
     for j in range(n):
-        var[j] *= inv_m
-        istd[j] = 1 / np.sqrt(var[j] + eps)
+        var[j] /= m_
+        sd[j] = np.sqrt(var[j] + eps)
     for i in range(m):
         z, x = Z[i], xhat[i]
         for j in range(n):
-            x[j] = (z[j] - mean[j]) * istd[j]
+            x[j] = (z[j] - mean[j]) / sd[j]
             z[j] = gamma[j] * x[j]
 
 
@@ -60,9 +72,15 @@ def batchnorm_forward_infer(Z, gamma, run_mean, run_var):
 
 @jit
 def batchnorm_backward(D, dgamma, dbeta, xhat, stats, gamma):
-    """``D``: dL/dY in, dL/dZ out; writes dL/dgamma and dL/dbeta."""
+    """``D``: dL/dY in, dL/dZ out; writes dL/dgamma and dL/dbeta.
+
+    ``dL/dZ = gamma / sd * (D - mean(D) - xhat * mean(D * xhat))``, the means over the batch,
+    evaluated in that order.  The three per-unit factors are divided out once, into the
+    scratch part of ``stats``: a division per element would cost the loop half its speed.
+    """
     m, n = D.shape
-    istd = stats[2 * n:3 * n]
+    sd = stats[2 * n:3 * n]
+    scale, mean_d, mean_dx = stats[3 * n:4 * n], stats[4 * n:5 * n], stats[5 * n:BN_STATS * n]
     for j in range(n):
         dgamma[j] = 0
         dbeta[j] = 0
@@ -71,11 +89,15 @@ def batchnorm_backward(D, dgamma, dbeta, xhat, stats, gamma):
         for j in range(n):
             dbeta[j] += d[j]
             dgamma[j] += d[j] * x[j]
-    inv_m = D.dtype.type(1.0 / m)
+    m_ = D.dtype.type(m)
+    for j in range(n):
+        scale[j] = gamma[j] / sd[j]
+        mean_d[j] = dbeta[j] / m_
+        mean_dx[j] = dgamma[j] / m_
     for i in range(m):
         d, x = D[i], xhat[i]
         for j in range(n):
-            d[j] = gamma[j] * istd[j] * (d[j] - dbeta[j] * inv_m - x[j] * (dgamma[j] * inv_m))
+            d[j] = scale[j] * (d[j] - mean_d[j] - x[j] * mean_dx[j])
 
 
 @jit

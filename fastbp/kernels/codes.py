@@ -34,6 +34,7 @@ STATUS_OK, STATUS_LOSS, STATUS_GRAD, STATUS_UPDATE = 0, 1, 2, 3  # UPDATE: param
 
 # ----------------------------------------------------- batch norm (PyTorch's defaults)
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+BN_STATS = 6  # entries of the workspace's ``stats`` per normalised unit (kernels/batchnorm.py)
 
 # ---------------------------------------------------------------- shared records
 LAYER = np.dtype([
@@ -45,7 +46,7 @@ LAYER = np.dtype([
     ("gamma", np.int64),    # batch norm: offset of gamma (beta follows), -1 without
     ("running", np.int64),  # batch norm: offset of the running mean (variance follows) in params, -1
     ("ws", np.int64),       # first column of the layer's block in the workspace rows (acts, deltas)
-    ("bn", np.int64),       # batch norm: first column of its block in xhat (3x that in stats), -1
+    ("bn", np.int64),       # batch norm: first column of its block in xhat (BN_STATS x that in stats), -1
     ("dropout", np.float64),  # inverted-dropout rate of the layer's output (0 for the output layer)
 ])
 """One row per layer of the layer table ``layers`` (a structured array): where the layer's
@@ -76,8 +77,8 @@ Workspace.__doc__ = """Scratch buffers for batches of up to ``rows`` rows.
 
 ``acts`` / ``deltas``: each layer's activations / dL/dZ, ``rows x n_out`` at column
 ``layer.ws * rows``; ``xhat`` / ``stats``: batch norm's normalised pre-activations
-(``rows x n_out`` at ``layer.bn * rows``) and batch statistics (``[mean, var, 1/std]``,
-``3 n_out`` at ``3 * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch."""
+(``rows x n_out`` at ``layer.bn * rows``) and batch statistics (``[mean, var, std]`` and
+the backward pass's scratch, ``BN_STATS * n_out`` at ``BN_STATS * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch."""
 
 Config = namedtuple("Config", "loss slope l2 clip_norm")
 Config.__doc__ = """The model's settings the kernels need: the loss code, leaky ReLU's slope, the

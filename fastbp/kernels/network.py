@@ -28,8 +28,8 @@ import numpy as np
 
 from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
                         running_nonfinite)
-from .codes import (LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper, Network,
-                    Workspace)
+from .codes import (BN_STATS, LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper,
+                    Network, Workspace)
 from .activations import bias_activation
 from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_control
 from .dense import dense_backward, dense_forward
@@ -67,7 +67,7 @@ def layer_rows(buf, ws, lay, m):
 def bn_buffers(ws, lay, m):
     """Batch norm's ``xhat`` (``m`` rows) and batch ``stats`` of layer ``lay``."""
     n = lay.n_out
-    return matrix_view(ws.xhat, ws.rows * lay.bn, m, n), ws.stats[3 * lay.bn:3 * (lay.bn + n)]
+    return matrix_view(ws.xhat, ws.rows * lay.bn, m, n), ws.stats[BN_STATS * lay.bn:BN_STATS * (lay.bn + n)]
 
 
 # ------------------------------------------------------------------------ forward
