@@ -1,8 +1,9 @@
 """Around the training loop, for both implementations: :class:`History` (what ``fit``
 returns, with ``plot``), :class:`EarlyStopping`, and the bookkeeping ``fit`` does between
-its compiled calls: each chunk's shuffle orders and learning rates, the progress display of
-``verbose=1``, recording each epoch (:class:`EpochLog`), the early-stopping state
-(:class:`EarlyStopper`) and what a non-finite batch does (``on_nonfinite``).
+its compiled calls: each chunk's shuffle orders and learning rates, going on with an epoch
+an earlier ``fit`` stopped part-way, the progress display of ``verbose=1``, recording each
+epoch (:class:`EpochLog`), the early-stopping state (:class:`EarlyStopper`) and what a
+non-finite batch does (``on_nonfinite``).
 """
 
 import contextlib
@@ -151,6 +152,52 @@ def epoch_orders(rng, count, n, shuffle):
     return perms
 
 
+def rewind_generator(rng, state, drawn, done, n, shuffle):
+    """Put ``rng`` back at the start of the first unfinished epoch, after a chunk whose
+    ``drawn`` orders were drawn from ``state`` and of which ``done`` epochs completed (fewer:
+    a non-finite batch or an exception stopped it).  The unfinished epoch's order is drawn
+    again by the next ``fit`` — the same order, since drawing is deterministic — so a model
+    is always one that drew the orders of the epochs it began."""
+    if done < drawn and shuffle:
+        rng.bit_generator.state = state
+        epoch_orders(rng, done, n, shuffle)
+
+
+def _unfinished_epoch_closes(model, n, batch_size, shuffle):
+    """Whether an epoch an earlier ``fit`` stopped part-way (``batch > 0`` in the state record)
+    ran over data of another shape (rows, batch size, shuffling) than this fit's: then it
+    cannot go on, and is closed before this fit's epochs."""
+    return model._field("batch") > 0 and (model._field("samples"), model._field("batch_size"),
+                                          model._field("shuffled")) != (n, batch_size, int(bool(shuffle)))
+
+
+def chunk_start(model, n, batch_size, shuffle):
+    """``(epoch, step)`` counts at the first batch of the next chunk's first epoch, for its
+    learning rates: an epoch stopped part-way goes on (the counts at its first batch), or is
+    closed first (those after it)."""
+    if _unfinished_epoch_closes(model, n, batch_size, shuffle):
+        return model._epoch + 1, model._batches
+    return model._epoch, model._batches - model._field("batch")
+
+
+def begin_chunk(model, n, batch_size, shuffle):
+    """Before a chunk's orders are drawn (under the model's write lock): an epoch an earlier
+    ``fit`` stopped part-way goes on, as this chunk's first, if this data has its shape;
+    otherwise it is closed as it is — counted as an epoch, its order drawn from the
+    generator — with a ``RuntimeWarning``.  Then the state record notes this data's shape."""
+    fields = model._fields
+    if _unfinished_epoch_closes(model, n, batch_size, shuffle):
+        done, rows, size, shuffled = (model._field(k) for k in ("batch", "samples", "batch_size", "shuffled"))
+        warnings.warn(f"epoch {model._epoch + 1} stopped after {done} batches of {size} (of {rows} "
+                      f"{'shuffled ' if shuffled else ''}rows); this data has another shape, so that epoch is "
+                      "counted as finished and a new one begins", RuntimeWarning, stacklevel=_FIT_CALLER)
+        epoch_orders(model._rng, 1, rows, shuffled)  # the order it ran in was drawn
+        for key in ("batch", "skipped", "counted", "loss_sum"):
+            fields[key][0] = 0
+        fields["epoch"][0] += 1
+    fields["samples"][0], fields["batch_size"][0], fields["shuffled"][0] = n, batch_size, bool(shuffle)
+
+
 def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
     """The learning rate of each mini-batch of ``count`` epochs, ``(count, n_batches)``; rows
     of length 0 without a schedule (the optimizer's own rate)."""
@@ -209,10 +256,11 @@ class EarlyStopper:
 
 
 class EpochLog:
-    """What ``fit`` does between its compiled calls: counts the epochs run (in the model too:
-    ``_epoch`` and ``_batches`` are what schedules see), records each one's metrics in
-    ``history`` (evaluating the ``validation`` pair, if any), prints the ``verbose`` line,
-    asks the :class:`EarlyStopper` (if any) and applies the ``on_nonfinite`` policy.
+    """What ``fit`` does between its compiled calls: counts the epochs this fit completed
+    (the model's own counts move with its weights, in the state record), records each one's
+    metrics in ``history`` (evaluating the ``validation`` pair, if any), prints the
+    ``verbose`` line, asks the :class:`EarlyStopper` (if any) and applies the
+    ``on_nonfinite`` policy.
 
     ``per_epoch``: whether anything happens between epochs (validation, early stopping,
     progress display); if not, ``fit`` may hand the compiled code many epochs at once.
@@ -228,9 +276,7 @@ class EpochLog:
         self.done = 0  # epochs completed in this fit
 
     def _count(self, n_epochs):
-        self.done += n_epochs
-        self.model._epoch += n_epochs
-        self.model._batches += self.n_batches * n_epochs
+        self.done += n_epochs  # the model's counts moved with its weights (the state record)
 
     def record(self, losses, skipped, rates, seconds):
         """Record the epochs a compiled call completed: per epoch its mean loss (``losses``),
