@@ -26,6 +26,7 @@ from .layout import allocate_state, init_weights, model_layer_table
 from .training import (
     EarlyStopper,
     EpochLog,
+    HeldInterrupts,
     begin_chunk,
     chunk_start,
     epoch_orders,
@@ -187,12 +188,13 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         """One epoch per row of ``perms`` (each over ``X[perm]`` in mini-batches), with the
         learning rates of the same row of ``rates`` (rows may be empty: the optimizer's).  The
         first may be an epoch stopped part-way: it goes on from batch ``batch`` of the state
         record.  Each batch moves the state record's position (``batch``, ``batches``,
-        ``epoch``) with the weights.
+        ``epoch``) with the weights; ``interrupts`` (``HeldInterrupts``) may stop the run only
+        between two batches.
 
         Returns ``(losses, skipped, status, layer, batch)``: per completed epoch its
         sample-weighted mean loss over the applied batches and its count of skipped
@@ -291,10 +293,11 @@ class BaseMLP:
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
 
-        Stopped by a non-finite batch, the model is one that trained the batches it applied,
-        its counts and shuffle generator included.  An epoch stopped part-way is finished first
-        by the next ``fit`` over data of the same shape (from its next batch, in its order) and
-        counts as one of that fit's ``epochs``.
+        Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
+        chunks) or stopped by a non-finite batch, the model is one that trained the batches it
+        applied, its counts and shuffle generator included.  An epoch stopped part-way is finished first by the
+        next ``fit`` over data of the same shape (from its next batch, in its order) and counts
+        as one of that fit's ``epochs``.
         """
         check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
         X, T = self._check_data(X, y)
@@ -305,19 +308,20 @@ class BaseMLP:
         batch_size = int(min(batch_size, X.shape[0]))
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
-        with self._exclusive(writes_in_chunks=True):
+        # Ctrl-C stops fit only where the model is whole (HeldInterrupts), with the lock released
+        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True):
             self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
-            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
+            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log, interrupts)
         return log.history
 
-    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log):
+    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log, interrupts):
         """``fit``'s loop over checked arguments: ``log.epochs`` epochs over (X, T), recorded
         by ``log``, then (early stopping) back to the best epoch's parameters.
 
-        An epoch an earlier fit stopped part-way (a non-finite batch) is this fit's first and
-        counts as one of its ``epochs``: it goes on at its next batch, in its order and with
-        its rates, so a stopped fit continued ends where an unstopped one would (over data of
-        another shape it is closed instead: ``training.begin_chunk``).
+        An epoch an earlier fit stopped part-way (Ctrl-C, a non-finite batch) is this fit's
+        first and counts as one of its ``epochs``: it goes on at its next batch, in its order
+        and with its rates, so a stopped fit continued ends where an unstopped one would (over
+        data of another shape it is closed instead: ``training.begin_chunk``).
         """
         n, epochs = X.shape[0], log.epochs
         # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
@@ -337,12 +341,13 @@ class BaseMLP:
                     start = time.perf_counter()
                     with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
                         losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip,
-                                                                                 rates)
+                                                                                 rates, interrupts)
                     log.record(losses, skipped, rates, time.perf_counter() - start)
                 finally:  # however the chunk ended: the generator at the first unfinished epoch
                     rewind_generator(self._rng, drawn_from, count, self._epoch - first_epoch, n, shuffle)
             if len(losses) < count:  # stopped by a non-finite batch
                 log.nonfinite(status, layer, batch)  # raises, or stops training
+            interrupts.deliver()
         if log.stopper is not None:  # not reached when a non-finite batch raised
             with self._access.writing():
                 log.stopper.restore_best(self._params_ext)

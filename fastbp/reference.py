@@ -255,7 +255,7 @@ class MLP(BaseMLP):
             self._run_var[l][...] = (1 - BN_MOMENTUM) * self._run_var[l] + BN_MOMENTUM * var * (m / (m - 1) if m > 1 else 1)
         return value, STATUS_OK, -1
 
-    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates, interrupts):
         """One epoch over ``X[perm]`` from batch ``batch`` of the state record on (as the kernels'
         ``_train_epoch``): ``(finished, loss, skipped, status, layer, bad_batch)``."""
         fields = self._fields
@@ -275,19 +275,22 @@ class MLP(BaseMLP):
             # the position moves with the step (progress, read by fit's progress display, too)
             fields["batch"][0] = b + 1
             fields["batches"][0] += 1
+            if b + 1 < n_batches:  # (the last batch and the epoch's end go together)
+                interrupts.deliver()  # between two batches: the only place Ctrl-C stops the epoch
         counted, skipped = self._field("counted"), self._field("skipped")
         loss = float(fields["loss_sum"][0]) / counted if counted else float("nan")
         fields["epoch"][0] += 1
         for key in ("batch", "skipped", "loss_sum", "counted"):
             fields[key][0] = 0
+        interrupts.deliver()
         return True, loss, skipped, status, layer, bad_batch
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         losses, skipped = [], []
         status, layer, batch = STATUS_OK, -1, -1
         for perm, epoch_rates in zip(perms, rates):
             finished, loss, n_skipped, status, layer, batch = self._run_epoch(X, T, perm, batch_size, skip_nonfinite,
-                                                                              epoch_rates)
+                                                                              epoch_rates, interrupts)
             if not finished:
                 break
             losses.append(loss)

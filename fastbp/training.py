@@ -2,12 +2,14 @@
 returns, with ``plot``), :class:`EarlyStopping`, and the bookkeeping ``fit`` does between
 its compiled calls: each chunk's shuffle orders and learning rates, going on with an epoch
 an earlier ``fit`` stopped part-way, the progress display of ``verbose=1``, recording each
-epoch (:class:`EpochLog`), the early-stopping state (:class:`EarlyStopper`) and what a
-non-finite batch does (``on_nonfinite``).
+epoch (:class:`EpochLog`), the early-stopping state (:class:`EarlyStopper`), what a
+non-finite batch does (``on_nonfinite``) and where Ctrl-C may stop training
+(:class:`HeldInterrupts`).
 """
 
 import contextlib
 import math
+import signal
 import sys
 import threading
 import time
@@ -196,6 +198,63 @@ def begin_chunk(model, n, batch_size, shuffle):
             fields[key][0] = 0
         fields["epoch"][0] += 1
     fields["samples"][0], fields["batch_size"][0], fields["shuffled"][0] = n, batch_size, bool(shuffle)
+
+
+class HeldInterrupts:
+    """Ctrl-C while ``fit`` runs, held back to where the model is a model that trained the
+    steps it applied.
+
+    Python raises ``KeyboardInterrupt`` at whichever bytecode the main thread runs when
+    SIGINT arrives: inside the reference's optimizer update, between a chunk's shuffle
+    orders and its epochs, or in a lock's release.  While ``fit`` runs in the main thread
+    (the only one Python delivers signals to), this handler only notes the signal;
+    ``deliver()``, called where the model is whole (between two batches of the reference,
+    between two chunks), passes it to the handler it replaced (Python's own raises
+    ``KeyboardInterrupt``), and so does leaving ``fit``.  Inside ``passing()`` — around a
+    compiled call, which runs whole anyway — a signal is passed on at once, so Ctrl-C also
+    stops a long first compilation.  Signal handlers that are not Python callables (ignore,
+    the default action) are left alone.
+    """
+
+    def __init__(self):
+        self.previous = None  # the handler replaced, while fit runs
+        self.pending = None  # (frame,) of a held signal (a handler's frame may be None)
+        self.open = False  # inside passing()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
+            try:
+                self.previous = signal.signal(signal.SIGINT, self._note)
+            except ValueError:  # not the main interpreter
+                self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.deliver()
+
+    def _note(self, signum, frame):
+        if self.open:
+            self.previous(signum, frame)
+        else:
+            self.pending = (frame,)
+
+    def deliver(self):
+        """A point where the model is whole: pass on a signal held back until now."""
+        if self.pending is not None:
+            (frame,), self.pending = self.pending, None
+            self.previous(signal.SIGINT, frame)
+
+    @contextlib.contextmanager
+    def passing(self):
+        """Signals pass at once inside the block (a compiled call, atomic to Python)."""
+        self.deliver()
+        self.open = True
+        try:
+            yield
+        finally:
+            self.open = False
 
 
 def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
