@@ -335,7 +335,7 @@ class BaseMLP:
             rates = epoch_rates(lr_schedule, *chunk_start(self, n, batch_size, shuffle), count, log.n_batches)
             with self._access.writing():  # readers see the model between chunks, never inside one
                 begin_chunk(self, n, batch_size, shuffle)
-                first_epoch, drawn_from = self._epoch, self._rng.bit_generator.state
+                first_epoch, drawn_from = self._epoch, self._rng.bit_generator.state if shuffle else None
                 try:
                     perms = epoch_orders(self._rng, count, n, shuffle)
                     start = time.perf_counter()

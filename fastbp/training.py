@@ -20,6 +20,11 @@ import numpy as np
 from . import schedules
 from .kernels.codes import STATUS_LOSS
 
+try:  # signal's own functions without the wrappers that map them to enums (10 us a call)
+    from _signal import getsignal as _get_handler, signal as _set_handler
+except ImportError:  # another Python
+    from signal import getsignal as _get_handler, signal as _set_handler
+
 __all__ = ["History", "EarlyStopping"]
 
 # warnings.warn's stacklevel that points at the user's ``fit`` call from EpochLog's methods:
@@ -170,16 +175,17 @@ def _unfinished_epoch_closes(model, n, batch_size, shuffle):
     ran over data of another shape (rows, batch size, shuffling) than this fit's: then it
     cannot go on, and is closed before this fit's epochs."""
     return model._field("batch") > 0 and (model._field("samples"), model._field("batch_size"),
-                                          model._field("shuffled")) != (n, batch_size, int(bool(shuffle)))
+                                          model._field("shuffled")) != (n, batch_size, int(shuffle))
 
 
 def chunk_start(model, n, batch_size, shuffle):
     """``(epoch, step)`` counts at the first batch of the next chunk's first epoch, for its
     learning rates: an epoch stopped part-way goes on (the counts at its first batch), or is
     closed first (those after it)."""
-    if _unfinished_epoch_closes(model, n, batch_size, shuffle):
+    batch = model._field("batch")
+    if batch and _unfinished_epoch_closes(model, n, batch_size, shuffle):
         return model._epoch + 1, model._batches
-    return model._epoch, model._batches - model._field("batch")
+    return model._epoch, model._batches - batch
 
 
 def begin_chunk(model, n, batch_size, shuffle):
@@ -188,7 +194,7 @@ def begin_chunk(model, n, batch_size, shuffle):
     otherwise it is closed as it is — counted as an epoch, its order drawn from the
     generator — with a ``RuntimeWarning``.  Then the state record notes this data's shape."""
     fields = model._fields
-    if _unfinished_epoch_closes(model, n, batch_size, shuffle):
+    if fields["batch"][0] and _unfinished_epoch_closes(model, n, batch_size, shuffle):
         done, rows, size, shuffled = (model._field(k) for k in ("batch", "samples", "batch_size", "shuffled"))
         warnings.warn(f"epoch {model._epoch + 1} stopped after {done} batches of {size} (of {rows} "
                       f"{'shuffled ' if shuffled else ''}rows); this data has another shape, so that epoch is "
@@ -220,18 +226,19 @@ class HeldInterrupts:
         self.previous = None  # the handler replaced, while fit runs
         self.pending = None  # (frame,) of a held signal (a handler's frame may be None)
         self.open = False  # inside passing()
+        self._passing = _Passing(self)
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
+        if threading.current_thread() is threading.main_thread() and callable(_get_handler(signal.SIGINT)):
             try:
-                self.previous = signal.signal(signal.SIGINT, self._note)
+                self.previous = _set_handler(signal.SIGINT, self._note)
             except ValueError:  # not the main interpreter
                 self.previous = None
         return self
 
     def __exit__(self, *exc):
         if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+            _set_handler(signal.SIGINT, self.previous)
             self.deliver()
 
     def _note(self, signum, frame):
@@ -246,15 +253,25 @@ class HeldInterrupts:
             (frame,), self.pending = self.pending, None
             self.previous(signal.SIGINT, frame)
 
-    @contextlib.contextmanager
     def passing(self):
-        """Signals pass at once inside the block (a compiled call, atomic to Python)."""
-        self.deliver()
-        self.open = True
-        try:
-            yield
-        finally:
-            self.open = False
+        """``with interrupts.passing():`` signals pass at once inside the block (a compiled
+        call, atomic to Python)."""
+        return self._passing
+
+
+class _Passing:
+    """``HeldInterrupts.passing()``: a plain context-manager object (one per chunk of fit)."""
+    __slots__ = ("held",)
+
+    def __init__(self, held):
+        self.held = held
+
+    def __enter__(self):
+        self.held.deliver()
+        self.held.open = True
+
+    def __exit__(self, *exc):
+        self.held.open = False
 
 
 def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
