@@ -23,7 +23,18 @@ from . import fileformat
 from .kernels.codes import STATE, STATUS_OK
 from .locking import ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
-from .training import EarlyStopper, EpochLog, epoch_orders, epoch_rates, nonfinite_message, progress_bar
+from .training import (
+    EarlyStopper,
+    EpochLog,
+    HeldInterrupts,
+    begin_chunk,
+    chunk_start,
+    epoch_orders,
+    epoch_rates,
+    nonfinite_message,
+    progress_bar,
+    rewind_generator,
+)
 from .validation import (
     CLASSIFICATION_LOSSES,
     check_config,
@@ -39,6 +50,12 @@ from .validation import (
 
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
+
+
+def _state_count(name, doc):
+    """A property: field ``name`` of the state record, as an int (settable)."""
+    return property(lambda self: self._field(name), lambda self, value: self._fields[name].__setitem__(0, value),
+                    doc=doc)
 
 
 class BaseMLP:
@@ -103,11 +120,10 @@ class BaseMLP:
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
         self._access = ReadWriteLock()  # readers see the state between two writes, never half of one
-        self._state = np.zeros(1, dtype=STATE)  # step, status of the last batch, ... (the kernels update it)
+        # step, epochs and batches done, status of the last batch, ... (the kernels update it)
+        self._state = np.zeros(1, dtype=STATE)
         # one-element views of the state record's fields, by name (cheap to read on every call)
         self._fields = {name: self._state[name] for name in STATE.names}
-        self._epoch = 0  # epochs completed (the count epoch-unit schedules see)
-        self._batches = 0  # mini-batches run (the count step-unit schedules see)
         self._build_storage()
         self._setup()
 
@@ -141,12 +157,12 @@ class BaseMLP:
         """A field of the state record, as an int."""
         return int(self._fields[name][0])
 
-    # The counts the kernels keep in the state record, by name.
-    _step = property(lambda self: self._field("step"),
-                     lambda self, value: self._fields["step"].__setitem__(0, value), doc="Optimizer updates applied.")
-    _dropout_key = property(lambda self: self._field("dropout_key"),
-                            lambda self, value: self._fields["dropout_key"].__setitem__(0, value),
-                            doc="The key of the dropout masks' counter-based stream.")
+    # The counts the kernels (and the reference's loop) keep in the state record, by name:
+    # they move with the weights, so an interrupted fit leaves them right.
+    _step = _state_count("step", "Optimizer updates applied.")
+    _epoch = _state_count("epoch", "Epochs completed (the count epoch-unit schedules see).")
+    _batches = _state_count("batches", "Mini-batches run by fit, applied or skipped (what step-unit schedules see).")
+    _dropout_key = _state_count("dropout_key", "The key of the dropout masks' counter-based stream.")
 
     def _epoch_progress(self):
         """Batches done in the current epoch (the kernels / the reference's loop count them)."""
@@ -185,9 +201,13 @@ class BaseMLP:
         """
         raise NotImplementedError
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         """One epoch per row of ``perms`` (each over ``X[perm]`` in mini-batches), with the
-        learning rates of the same row of ``rates`` (rows may be empty: the optimizer's).
+        learning rates of the same row of ``rates`` (rows may be empty: the optimizer's).  The
+        first may be an epoch stopped part-way: it goes on from batch ``batch`` of the state
+        record.  Each batch moves the state record's position (``batch``, ``batches``,
+        ``epoch``) with the weights; ``interrupts`` (``HeldInterrupts``) may stop the run only
+        between two batches.
 
         Returns ``(losses, skipped, status, layer, batch)``: per completed epoch its
         sample-weighted mean loss over the applied batches and its count of skipped
@@ -286,6 +306,12 @@ class BaseMLP:
             epoch, batch and layer; ``"stop"``: a ``RuntimeWarning`` and training stops
             (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
             training goes on (``history.history["skipped_batches"]`` counts them).
+
+        Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
+        chunks) or stopped by a non-finite batch, the model is one that trained the batches it
+        applied, its counts and shuffle generator included.  An epoch stopped part-way is finished first by the
+        next ``fit`` over data of the same shape (from its next batch, in its order) and counts
+        as one of that fit's ``epochs``.
         """
         check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
         X, T = self._check_data(X, y)
@@ -296,14 +322,21 @@ class BaseMLP:
         batch_size = int(min(batch_size, X.shape[0]))
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
-        with self._exclusive(writes_in_chunks=True):
+        # Ctrl-C stops fit only where the model is whole (HeldInterrupts), with the lock released
+        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True):
             self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
-            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log)
+            self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log, interrupts)
         return log.history
 
-    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log):
+    def _fit_epochs(self, X, T, batch_size, shuffle, lr_schedule, log, interrupts):
         """``fit``'s loop over checked arguments: ``log.epochs`` epochs over (X, T), recorded
-        by ``log``, then (early stopping) back to the best epoch's parameters."""
+        by ``log``, then (early stopping) back to the best epoch's parameters.
+
+        An epoch an earlier fit stopped part-way (Ctrl-C, a non-finite batch) is this fit's
+        first and counts as one of its ``epochs``: it goes on at its next batch, in its order
+        and with its rates, so a stopped fit continued ends where an unstopped one would (over
+        data of another shape it is closed instead: ``training.begin_chunk``).
+        """
         n, epochs = X.shape[0], log.epochs
         # Epochs run in chunks, one compiled call each; the chunk's permutations are drawn
         # first, in order, from the model's generator (identically in both implementations).
@@ -312,17 +345,23 @@ class BaseMLP:
         chunk = 1 if log.per_epoch or not self._epochs_per_call else max(1, _EPOCH_CHUNK_SAMPLES // n)
         while log.done < epochs and not log.history.stopped:
             count = min(chunk, int(epochs) - log.done)
-            # the rates first: a schedule that fails is refused before the generator moves
-            rates = epoch_rates(lr_schedule, self._epoch, self._batches, count, log.n_batches)
+            # the rates first: a schedule that fails is refused before anything moves
+            rates = epoch_rates(lr_schedule, *chunk_start(self, n, batch_size, shuffle), count, log.n_batches)
             with self._access.writing():  # readers see the model between chunks, never inside one
-                perms = epoch_orders(self._rng, count, n, shuffle)
-                start = time.perf_counter()
-                with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
-                    losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip,
-                                                                             rates)
-                log.record(losses, skipped, rates, time.perf_counter() - start)
+                begin_chunk(self, n, batch_size, shuffle)
+                first_epoch, drawn_from = self._epoch, self._rng.bit_generator.state if shuffle else None
+                try:
+                    perms = epoch_orders(self._rng, count, n, shuffle)
+                    start = time.perf_counter()
+                    with progress_bar(self, log.verbose, log.done + 1, epochs, log.n_batches, batch_size):
+                        losses, skipped, status, layer, batch = self._run_epochs(X, T, perms, batch_size, log.skip,
+                                                                                 rates, interrupts)
+                    log.record(losses, skipped, rates, time.perf_counter() - start)
+                finally:  # however the chunk ended: the generator at the first unfinished epoch
+                    rewind_generator(self._rng, drawn_from, count, self._epoch - first_epoch, n, shuffle)
             if len(losses) < count:  # stopped by a non-finite batch
                 log.nonfinite(status, layer, batch)  # raises, or stops training
+            interrupts.deliver()
         if log.stopper is not None:  # not reached when a non-finite batch raised
             with self._access.writing():
                 log.stopper.restore_best(self._params_ext)

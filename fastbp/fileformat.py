@@ -5,11 +5,18 @@ A file is an ``.npz`` archive of plain arrays, nothing pickled:
 * ``params``: the flat parameter buffer, with batch norm's running averages;
 * ``slots``: the optimizer state, one row per slot;
 * ``step``: ``[optimizer step, epochs, mini-batches, dropout key]`` (int64);
-* ``rng_state``: the model's generator state, JSON as bytes;
+* ``unfinished_epoch``: ``[batches run, rows, batch size, shuffled (0 / 1), batches skipped]``
+  of an epoch stopped part-way (Ctrl-C, a non-finite batch; the next ``fit`` goes on with
+  it), all 0 between epochs (int64); ``unfinished_epoch_loss``: ``[sum of its applied
+  batches' loss x rows]`` (float64);
+* ``rng_state``: the model's generator state, JSON as bytes (at the start of the unfinished
+  epoch, if any: its order is drawn again);
 * ``header``: JSON as bytes: ``format`` (``FORMAT_NAME``), ``version`` (``FORMAT_VERSION``),
   the model's ``config`` and a CRC32 ``crc32`` of each of the other arrays.
 
-Either implementation reads the other's files.
+Either implementation reads the other's files.  Version 1 (before ``unfinished_epoch``: a
+saved model was always between epochs) is read too; version 2 is written, so that an older
+fastbp refuses a file it would misread rather than lose the epoch in progress.
 """
 
 import json
@@ -25,9 +32,14 @@ from .optimizers import optimizer_from_config
 from .validation import check_config
 
 FORMAT_NAME = "fastbp-mlp"
-FORMAT_VERSION = 1
-# The arrays every file has (besides the header), each with its checksum.
-_REQUIRED = ("params", "slots", "step", "rng_state")
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# The arrays every file of a version has (besides the header), each with its checksum.
+_REQUIRED = {1: ("params", "slots", "step", "rng_state"),
+             2: ("params", "slots", "step", "unfinished_epoch", "unfinished_epoch_loss", "rng_state")}
+# The state record's fields in ``unfinished_epoch``; the rows its loss sum counts follow from
+# them (every batch before the last is full: ``(batches run - skipped) x batch size``).
+_UNFINISHED = ("batch", "samples", "batch_size", "shuffled", "skipped")
 
 
 def _crc32(array):
@@ -43,8 +55,11 @@ def write(path, arrays):
 
 def snapshot(model):
     """The arrays of ``model``'s file, copied (the caller holds the model's read lock)."""
+    begun = model._field("batch") > 0  # else what the fields say of the last epoch is no state
     arrays = {"params": model._params_ext.copy(), "slots": model._slots.copy(),
               "step": np.array([model._step, model._epoch, model._batches, model._dropout_key], dtype=np.int64),
+              "unfinished_epoch": np.array([model._field(k) if begun else 0 for k in _UNFINISHED], dtype=np.int64),
+              "unfinished_epoch_loss": np.array([model._fields["loss_sum"][0] if begun else 0.0], dtype=np.float64),
               "rng_state": np.frombuffer(json.dumps(model._rng.bit_generator.state).encode(), dtype=np.uint8)}
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.get_config(),
               "crc32": {k: _crc32(v) for k, v in arrays.items()}}
@@ -144,7 +159,10 @@ def load(cls, path):
     arrays = _read_arrays(path)
     header = _read_header(path, arrays)
     try:
-        _verify_checksums(header["crc32"], arrays)
+        _verify_checksums(header["crc32"], arrays, _REQUIRED[header["version"]])
+        if header["version"] == 1:  # saved between epochs
+            arrays["unfinished_epoch"] = np.zeros(len(_UNFINISHED), dtype=np.int64)
+            arrays["unfinished_epoch_loss"] = np.zeros(1)
         rng_state = _check_contents(header["config"], arrays)  # before anything is allocated
         model = _build(cls, header["config"], arrays)
         model._rng.bit_generator.state = rng_state
@@ -153,6 +171,11 @@ def load(cls, path):
     model._params_ext[...] = arrays["params"]
     model._slots[...] = arrays["slots"]
     model._step, model._epoch, model._batches, model._dropout_key = (int(v) for v in arrays["step"])
+    for key, value in zip(_UNFINISHED, arrays["unfinished_epoch"]):
+        model._fields[key][0] = value
+    batch, _, batch_size, _, skipped = (int(v) for v in arrays["unfinished_epoch"])
+    model._fields["counted"][0] = (batch - skipped) * batch_size
+    model._fields["loss_sum"][0] = arrays["unfinished_epoch_loss"][0]
     return model
 
 
@@ -175,15 +198,15 @@ def _read_header(path, arrays):
         raise ValueError(f"{path}: not a fastbp model file (no valid header)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: not a fastbp model file")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"{path}: file format version {header.get('version')!r} is not supported "
-                         f"(this fastbp reads version {FORMAT_VERSION})")
+                         f"(this fastbp reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     return header
 
 
-def _verify_checksums(checksums, arrays):
-    """Every required array is present, and every array the header lists matches its CRC32."""
-    for key in _REQUIRED:
+def _verify_checksums(checksums, arrays, required):
+    """Every ``required`` array is present, and every array the header lists matches its CRC32."""
+    for key in required:
         if key not in checksums or key not in arrays:
             raise ValueError(f"array {key!r} is missing; the file is truncated or corrupt")
     for key, crc in checksums.items():
@@ -196,22 +219,25 @@ def _verify_checksums(checksums, arrays):
 def _check_contents(config, arrays):
     """The arrays against the saved configuration, before a model of it is allocated (a
     forged header must not make ``load`` allocate what the file does not hold): shapes,
-    finite parameters and optimizer state, non-negative integer counts, a PCG64 generator
-    state.  Returns that state."""
+    finite parameters and optimizer state, non-negative integer counts, an unfinished epoch
+    that fits its counts, a PCG64 generator state.  Returns that state."""
     cfg = dict(config)
     optimizer = optimizer_from_config(cfg.pop("optimizer"), cfg.pop("optimizer_config"))
     checked = check_config(optimizer=optimizer, **cfg)
     _, n_params, n_running = model_layer_table(checked["sizes"], checked["activations"], checked["output"],
                                                checked["batch_norm"], checked["dropout"])
-    expected = {"params": (n_params + n_running,), "slots": (optimizer.n_slots, n_params), "step": (4,)}
+    expected = {"params": (n_params + n_running,), "slots": (optimizer.n_slots, n_params), "step": (4,),
+                "unfinished_epoch": (len(_UNFINISHED),), "unfinished_epoch_loss": (1,)}
     for key, shape in expected.items():
         if arrays[key].shape != shape:
             raise ValueError(f"array {key!r} has shape {arrays[key].shape}; the saved configuration needs {shape}")
     for key in ("params", "slots"):
         if arrays[key].dtype.kind != "f" or not np.isfinite(arrays[key]).all():
             raise ValueError(f"array {key!r} must hold finite floating-point numbers")
-    if arrays["step"].dtype.kind not in "iu" or (arrays["step"] < 0).any():
-        raise ValueError("the step counts must be non-negative integers")
+    for key in ("step", "unfinished_epoch"):
+        if arrays[key].dtype.kind not in "iu" or (arrays[key] < 0).any():
+            raise ValueError(f"the counts in {key!r} must be non-negative integers")
+    _check_unfinished_epoch(arrays["step"], arrays["unfinished_epoch"], arrays["unfinished_epoch_loss"])
     try:
         state = json.loads(arrays["rng_state"].tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -219,6 +245,34 @@ def _check_contents(config, arrays):
     if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
         raise ValueError("the random generator's state is not a PCG64 state")
     return state
+
+
+def _check_unfinished_epoch(step, unfinished, loss):
+    """The unfinished epoch (``unfinished_epoch``, ``unfinished_epoch_loss``) is none (all 0),
+    or one stopped part-way that the next fit can go on with: fewer batches run than its rows
+    make, no more skipped than run, no more run than the file's mini-batch count."""
+    batch, samples, batch_size, shuffled, skipped = (int(v) for v in unfinished)
+    if loss.dtype.kind != "f" or not np.isfinite(loss).all():
+        raise ValueError("array 'unfinished_epoch_loss' must hold a finite floating-point number")
+    if batch == 0:
+        if samples or batch_size or shuffled or skipped or loss[0] != 0:
+            raise ValueError("'unfinished_epoch' runs no batches, yet it or 'unfinished_epoch_loss' holds other "
+                             "values: between epochs they are all 0")
+        return
+    n_optimizer_steps, _, n_batches_run, _ = (int(v) for v in step)
+    problems = [
+        (samples < 1 or not 1 <= batch_size <= samples, f"its batch size {batch_size} for {samples} rows"),
+        (batch >= -(-samples // max(batch_size, 1)), f"{batch} batches run of an epoch of "
+                                                     f"{-(-samples // max(batch_size, 1))}"),
+        (shuffled not in (0, 1), f"its shuffle flag {shuffled}"),
+        (skipped > batch, f"{skipped} batches skipped of {batch} run"),
+        (batch > n_batches_run, f"{batch} batches run, more than the {n_batches_run} mini-batches counted"),
+        (batch - skipped > n_optimizer_steps, f"{batch - skipped} batches applied, more than the "
+                                              f"{n_optimizer_steps} optimizer steps"),
+    ]
+    for bad, what in problems:
+        if bad:
+            raise ValueError(f"the unfinished epoch is inconsistent: {what}")
 
 
 def _build(cls, config, arrays):

@@ -71,12 +71,13 @@ class MLP(BaseMLP):
         loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
         return loss, self._field("status"), self._field("bad_layer")
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         ws = self._train_workspace(batch_size)
         losses = np.empty(perms.shape[0])
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
-        done = kernels.train_epochs(losses, skipped, self._net, self._state, ws, X, T, perms, rates, batch_size,
-                                    skip_nonfinite, self._cfg, self._hyper)
+        with interrupts.passing():  # Python cannot stop compiled code: Ctrl-C lands before or after it
+            done = kernels.train_epochs(losses, skipped, self._net, self._state, ws, X, T, perms, rates, batch_size,
+                                        skip_nonfinite, self._cfg, self._hyper)
         return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")
 
 

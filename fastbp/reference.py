@@ -282,31 +282,43 @@ class MLP(BaseMLP):
             self._run_var[l][...] = var
         return value, STATUS_OK, -1
 
-    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates):
-        total, counted, skipped = 0.0, 0, 0
+    def _run_epoch(self, X, T, perm, batch_size, skip_nonfinite, rates, interrupts):
+        """One epoch over ``X[perm]`` from batch ``batch`` of the state record on (as the kernels'
+        ``_train_epoch``): ``(finished, loss, skipped, status, layer, bad_batch)``."""
+        fields = self._fields
         status, layer, bad_batch = STATUS_OK, -1, -1
-        for b, start in enumerate(range(0, X.shape[0], batch_size)):
-            self._fields["batch"][0] = b  # progress, read by fit's progress display
-            idx = perm[start:start + batch_size]
+        n_batches = -(-X.shape[0] // batch_size)
+        for b in range(self._field("batch"), n_batches):
+            idx = perm[b * batch_size:(b + 1) * batch_size]
             value, st, bad_layer = self._train_step(X[idx], T[idx], float(rates[b]) if len(rates) else None)
             if st != STATUS_OK:
                 status, layer, bad_batch = st, bad_layer, b
                 if not skip_nonfinite:
-                    break
-                skipped += 1
-                continue
-            total += value * len(idx)
-            counted += len(idx)
-        loss = total / counted if counted else float("nan")
-        return loss, status, layer, bad_batch, skipped
+                    return False, float("nan"), 0, status, layer, bad_batch  # stopped part-way, at batch b
+                fields["skipped"][0] += 1
+            else:
+                fields["loss_sum"][0] += value * len(idx)
+                fields["counted"][0] += len(idx)
+            # the position moves with the step (progress, read by fit's progress display, too)
+            fields["batch"][0] = b + 1
+            fields["batches"][0] += 1
+            if b + 1 < n_batches:  # (the last batch and the epoch's end go together)
+                interrupts.deliver()  # between two batches: the only place Ctrl-C stops the epoch
+        counted, skipped = self._field("counted"), self._field("skipped")
+        loss = float(fields["loss_sum"][0]) / counted if counted else float("nan")
+        fields["epoch"][0] += 1
+        for key in ("batch", "skipped", "loss_sum", "counted"):
+            fields[key][0] = 0
+        interrupts.deliver()
+        return True, loss, skipped, status, layer, bad_batch
 
-    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates):
+    def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         losses, skipped = [], []
         status, layer, batch = STATUS_OK, -1, -1
         for perm, epoch_rates in zip(perms, rates):
-            loss, status, layer, batch, n_skipped = self._run_epoch(X, T, perm, batch_size, skip_nonfinite,
-                                                                    epoch_rates)
-            if status != STATUS_OK and not skip_nonfinite:
+            finished, loss, n_skipped, status, layer, batch = self._run_epoch(X, T, perm, batch_size, skip_nonfinite,
+                                                                              epoch_rates, interrupts)
+            if not finished:
                 break
             losses.append(loss)
             skipped.append(n_skipped)

@@ -1,12 +1,15 @@
 """Around the training loop, for both implementations: :class:`History` (what ``fit``
 returns, with ``plot``), :class:`EarlyStopping`, and the bookkeeping ``fit`` does between
-its compiled calls: each chunk's shuffle orders and learning rates, the progress display of
-``verbose=1``, recording each epoch (:class:`EpochLog`), the early-stopping state
-(:class:`EarlyStopper`) and what a non-finite batch does (``on_nonfinite``).
+its compiled calls: each chunk's shuffle orders and learning rates, going on with an epoch
+an earlier ``fit`` stopped part-way, the progress display of ``verbose=1``, recording each
+epoch (:class:`EpochLog`), the early-stopping state (:class:`EarlyStopper`), what a
+non-finite batch does (``on_nonfinite``) and where Ctrl-C may stop training
+(:class:`HeldInterrupts`).
 """
 
 import contextlib
 import math
+import signal
 import sys
 import threading
 import time
@@ -16,6 +19,11 @@ import numpy as np
 
 from . import schedules
 from .kernels.codes import STATUS_LOSS, STATUS_UPDATE
+
+try:  # signal's own functions without the wrappers that map them to enums (10 us a call)
+    from _signal import getsignal as _get_handler, signal as _set_handler
+except ImportError:  # another Python
+    from signal import getsignal as _get_handler, signal as _set_handler
 
 __all__ = ["History", "EarlyStopping"]
 
@@ -158,6 +166,121 @@ def epoch_orders(rng, count, n, shuffle):
     return perms
 
 
+def rewind_generator(rng, state, drawn, done, n, shuffle):
+    """Put ``rng`` back at the start of the first unfinished epoch, after a chunk whose
+    ``drawn`` orders were drawn from ``state`` and of which ``done`` epochs completed (fewer:
+    a non-finite batch or an exception stopped it).  The unfinished epoch's order is drawn
+    again by the next ``fit`` — the same order, since drawing is deterministic — so a model
+    is always one that drew the orders of the epochs it began."""
+    if done < drawn and shuffle:
+        rng.bit_generator.state = state
+        epoch_orders(rng, done, n, shuffle)
+
+
+def _unfinished_epoch_closes(model, n, batch_size, shuffle):
+    """Whether an epoch an earlier ``fit`` stopped part-way (``batch > 0`` in the state record)
+    ran over data of another shape (rows, batch size, shuffling) than this fit's: then it
+    cannot go on, and is closed before this fit's epochs."""
+    return model._field("batch") > 0 and (model._field("samples"), model._field("batch_size"),
+                                          model._field("shuffled")) != (n, batch_size, int(shuffle))
+
+
+def chunk_start(model, n, batch_size, shuffle):
+    """``(epoch, step)`` counts at the first batch of the next chunk's first epoch, for its
+    learning rates: an epoch stopped part-way goes on (the counts at its first batch), or is
+    closed first (those after it)."""
+    batch = model._field("batch")
+    if batch and _unfinished_epoch_closes(model, n, batch_size, shuffle):
+        return model._epoch + 1, model._batches
+    return model._epoch, model._batches - batch
+
+
+def begin_chunk(model, n, batch_size, shuffle):
+    """Before a chunk's orders are drawn (under the model's write lock): an epoch an earlier
+    ``fit`` stopped part-way goes on, as this chunk's first, if this data has its shape;
+    otherwise it is closed as it is — counted as an epoch, its order drawn from the
+    generator — with a ``RuntimeWarning``.  Then the state record notes this data's shape."""
+    fields = model._fields
+    if fields["batch"][0] and _unfinished_epoch_closes(model, n, batch_size, shuffle):
+        done, rows, size, shuffled = (model._field(k) for k in ("batch", "samples", "batch_size", "shuffled"))
+        warnings.warn(f"epoch {model._epoch + 1} stopped after {done} batches of {size} (of {rows} "
+                      f"{'shuffled ' if shuffled else ''}rows); this data has another shape, so that epoch is "
+                      "counted as finished and a new one begins", RuntimeWarning, stacklevel=_FIT_CALLER)
+        epoch_orders(model._rng, 1, rows, shuffled)  # the order it ran in was drawn
+        for key in ("batch", "skipped", "counted", "loss_sum"):
+            fields[key][0] = 0
+        fields["epoch"][0] += 1
+    fields["samples"][0], fields["batch_size"][0], fields["shuffled"][0] = n, batch_size, bool(shuffle)
+
+
+class HeldInterrupts:
+    """Ctrl-C while ``fit`` runs, held back to where the model is a model that trained the
+    steps it applied.
+
+    Python raises ``KeyboardInterrupt`` at whichever bytecode the main thread runs when
+    SIGINT arrives: inside the reference's optimizer update, between a chunk's shuffle
+    orders and its epochs, or in a lock's release.  While ``fit`` runs in the main thread
+    (the only one Python delivers signals to), this handler only notes the signal;
+    ``deliver()``, called where the model is whole (between two batches of the reference,
+    between two chunks), passes it to the handler it replaced (Python's own raises
+    ``KeyboardInterrupt``), and so does leaving ``fit``.  Inside ``passing()`` — around a
+    compiled call, which runs whole anyway — a signal is passed on at once, so Ctrl-C also
+    stops a long first compilation.  Signal handlers that are not Python callables (ignore,
+    the default action) are left alone.
+    """
+
+    def __init__(self):
+        self.previous = None  # the handler replaced, while fit runs
+        self.pending = None  # (frame,) of a held signal (a handler's frame may be None)
+        self.open = False  # inside passing()
+        self._passing = _Passing(self)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and callable(_get_handler(signal.SIGINT)):
+            try:
+                self.previous = _set_handler(signal.SIGINT, self._note)
+            except ValueError:  # not the main interpreter
+                self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            _set_handler(signal.SIGINT, self.previous)
+            self.deliver()
+
+    def _note(self, signum, frame):
+        if self.open:
+            self.previous(signum, frame)
+        else:
+            self.pending = (frame,)
+
+    def deliver(self):
+        """A point where the model is whole: pass on a signal held back until now."""
+        if self.pending is not None:
+            (frame,), self.pending = self.pending, None
+            self.previous(signal.SIGINT, frame)
+
+    def passing(self):
+        """``with interrupts.passing():`` signals pass at once inside the block (a compiled
+        call, atomic to Python)."""
+        return self._passing
+
+
+class _Passing:
+    """``HeldInterrupts.passing()``: a plain context-manager object (one per chunk of fit)."""
+    __slots__ = ("held",)
+
+    def __init__(self, held):
+        self.held = held
+
+    def __enter__(self):
+        self.held.deliver()
+        self.held.open = True
+
+    def __exit__(self, *exc):
+        self.held.open = False
+
+
 def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
     """The learning rate of each mini-batch of ``count`` epochs, ``(count, n_batches)``; rows
     of length 0 without a schedule (the optimizer's own rate)."""
@@ -216,10 +339,11 @@ class EarlyStopper:
 
 
 class EpochLog:
-    """What ``fit`` does between its compiled calls: counts the epochs run (in the model too:
-    ``_epoch`` and ``_batches`` are what schedules see), records each one's metrics in
-    ``history`` (evaluating the ``validation`` pair, if any), prints the ``verbose`` line,
-    asks the :class:`EarlyStopper` (if any) and applies the ``on_nonfinite`` policy.
+    """What ``fit`` does between its compiled calls: counts the epochs this fit completed
+    (the model's own counts move with its weights, in the state record), records each one's
+    metrics in ``history`` (evaluating the ``validation`` pair, if any), prints the
+    ``verbose`` line, asks the :class:`EarlyStopper` (if any) and applies the
+    ``on_nonfinite`` policy.
 
     ``per_epoch``: whether anything happens between epochs (validation, early stopping,
     progress display); if not, ``fit`` may hand the compiled code many epochs at once.
@@ -235,9 +359,7 @@ class EpochLog:
         self.done = 0  # epochs completed in this fit
 
     def _count(self, n_epochs):
-        self.done += n_epochs
-        self.model._epoch += n_epochs
-        self.model._batches += self.n_batches * n_epochs
+        self.done += n_epochs  # the model's counts moved with its weights (the state record)
 
     def record(self, losses, skipped, rates, seconds):
         """Record the epochs a compiled call completed: per epoch its mean loss (``losses``),

@@ -352,6 +352,20 @@ FORGERIES = {
     "negative-step": dict(edit_arrays=_set("step", lambda a: a * 0 - 1)),
     "two-entry-step": dict(edit_arrays=_set("step", lambda a: a[:2])),
     "float-step": dict(edit_arrays=_set("step", lambda a: a.astype(np.float64))),
+    # the file's model ran 1 epoch of 8 batches over 61 rows; none is unfinished
+    "unfinished-epoch-missing": dict(edit_arrays=lambda arrays: arrays.pop("unfinished_epoch")),
+    "unfinished-epoch-negative": dict(edit_arrays=_set("unfinished_epoch", lambda a: a * 0 - 1)),
+    "unfinished-epoch-float": dict(edit_arrays=_set("unfinished_epoch", lambda a: a.astype(np.float64))),
+    "unfinished-epoch-values-without-batches": dict(edit_arrays=_set("unfinished_epoch", np.array([0, 61, 8, 1, 0]))),
+    "unfinished-epoch-loss-without-batches": dict(edit_arrays=_set("unfinished_epoch_loss", np.array([1.0]))),
+    "unfinished-epoch-nan-loss": dict(edit_arrays=lambda arrays: arrays.update(
+        unfinished_epoch=np.array([3, 61, 8, 1, 0]), unfinished_epoch_loss=np.array([np.nan]))),
+    "unfinished-epoch-past-its-end": dict(edit_arrays=_set("unfinished_epoch", np.array([8, 61, 8, 1, 0]))),
+    "unfinished-epoch-batch-over-rows": dict(edit_arrays=_set("unfinished_epoch", np.array([3, 61, 100, 1, 0]))),
+    "unfinished-epoch-shuffle-flag": dict(edit_arrays=_set("unfinished_epoch", np.array([3, 61, 8, 2, 0]))),
+    "unfinished-epoch-skips-more-than-it-ran": dict(edit_arrays=_set("unfinished_epoch", np.array([3, 61, 8, 1, 4]))),
+    "unfinished-epoch-beyond-the-batch-count": dict(edit_arrays=_set("unfinished_epoch",
+                                                                     np.array([100, 1000, 8, 1, 0]))),
     "rng-not-json": dict(edit_arrays=_set("rng_state", np.frombuffer(b"\xff{not json", dtype=np.uint8))),
     "rng-not-pcg64": dict(edit_arrays=_set("rng_state", np.frombuffer(
         json.dumps(np.random.MT19937(0).state, default=lambda o: o.tolist()).encode(), dtype=np.uint8))),
@@ -376,6 +390,42 @@ def test_forged_files_are_refused_naming_them_before_allocating(fb, tmp_path, ki
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20, f"refusing {kind} allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_consistent_unfinished_epoch_loads(fb, tmp_path):
+    """The forgeries above are refused for what they get wrong: the same edits made
+    consistent load, with the epoch's position, shape and loss so far."""
+    _, path = saved_model(tmp_path, fb)
+    forged = _forge(path, tmp_path, edit_arrays=lambda arrays: arrays.update(
+        unfinished_epoch=np.array([3, 61, 8, 1, 1]), unfinished_epoch_loss=np.array([2.5])))
+    loaded = fb.load(forged)
+    assert [loaded._field(k) for k in ("batch", "samples", "batch_size", "shuffled", "skipped", "counted")] == \
+        [3, 61, 8, 1, 1, 16]
+    assert loaded._fields["loss_sum"][0] == 2.5
+
+
+def test_version_1_files_load_and_resume(fb, tmp_path):
+    """A file of format version 1 (no unfinished epoch: always saved between epochs) loads,
+    and training resumes from it exactly."""
+    import zlib
+
+    X, y = data()
+    model, path = saved_model(tmp_path, fb)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    del arrays["unfinished_epoch"], arrays["unfinished_epoch_loss"]
+    header["version"] = 1
+    header["crc32"] = {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    old = tmp_path / "version1.npz"
+    with open(old, "wb") as out:
+        np.savez(out, **arrays)
+    loaded = fb.load(old)
+    assert (loaded._step, loaded._epoch, loaded._batches, loaded._field("batch")) == (8, 1, 8, 0)
+    model.fit(X, y, epochs=2, batch_size=8)
+    loaded.fit(X, y, epochs=2, batch_size=8)
+    assert_bitwise_equal(loaded.get_weights(), model.get_weights())
 
 
 def test_an_unforged_copy_loads(fb, tmp_path):

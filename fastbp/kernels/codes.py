@@ -58,11 +58,27 @@ STATE = np.dtype([
     ("status", np.int64),       # STATUS_* of the last batch
     ("bad_layer", np.int64),    # the layer whose loss / gradient / update was not finite
     ("bad_batch", np.int64),    # the batch (index in its epoch) that was not finite, -1 if none
-    ("skipped", np.int64),      # batches skipped in the current epoch (on_nonfinite="skip_batch")
+    ("skipped", np.int64),      # batches skipped in the unfinished epoch (on_nonfinite="skip_batch")
     ("dropout_key", np.int64),  # key of the counter-based dropout stream
-    ("batch", np.int64),        # batches done in the current epoch (read by the progress display)
+    ("batch", np.int64),        # batches run in the unfinished epoch (0 between epochs; read by the progress display)
+    # The training position, moved by the code that applies the steps, in the same call as
+    # the weights (an interrupted fit leaves counts that match the weights):
+    ("epoch", np.int64),        # epochs completed (the count epoch-unit schedules see)
+    ("batches", np.int64),      # mini-batches run by fit, applied or skipped (what step-unit schedules see)
+    ("loss_sum", np.float64),   # the unfinished epoch so far: sum of its applied batches' loss x rows
+    ("counted", np.int64),      # ... and of their rows
+    # What the unfinished epoch runs over (set by fit, not the kernels): its rows, batch size
+    # and whether it is shuffled; a later fit goes on with it only over data of that shape.
+    ("samples", np.int64),
+    ("batch_size", np.int64),
+    ("shuffled", np.int64),
 ])
-"""The training state the kernels update: a one-element structured array, ``state[0].step``."""
+"""The training state the kernels update: a one-element structured array, ``state[0].step``.
+
+An epoch stopped part-way (a non-finite batch, or Ctrl-C between two batches of the
+reference) has ``batch > 0``: ``skipped``, ``loss_sum`` and ``counted`` hold what it did so
+far, and the next ``fit`` goes on with it from batch ``batch``.  Between epochs ``batch``,
+``skipped``, ``loss_sum`` and ``counted`` are 0."""
 
 Network = namedtuple("Network", "params grads slots layers")
 Network.__doc__ = """The model's buffers, as the kernels see them (llm.c's ``ParameterTensors``).

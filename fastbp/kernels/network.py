@@ -297,24 +297,27 @@ def train_step(net, state, ws, X, T, lr, cfg, h):
 
 
 @jit(inline="always")
-def _train_epoch(net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, cfg, h):
-    """One epoch over ``X[perm]`` in mini-batches; returns the sample-weighted mean batch loss.
+def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, cfg, h):
+    """Epoch ``e`` of a chunk: ``X[perm]`` in mini-batches, from batch ``state.batch`` on (0,
+    or where an epoch stopped part-way earlier: it goes on there).  True when it finishes;
+    then ``losses[e]`` is its sample-weighted mean batch loss and ``skipped[e]`` its count of
+    skipped batches.
 
-    ``rates``: one learning rate per mini-batch (a schedule), or empty for the optimizer's.
-    A batch whose loss, gradient or update is not finite is not applied.  With ``skip_nonfinite``
-    the epoch goes on (``skipped`` counts the skipped batches, their samples are left out of
-    the mean); otherwise it stops there, with ``bad_batch`` the batch's index.
+    ``rates``: one learning rate per mini-batch of the whole epoch (a schedule), or empty for
+    the optimizer's.  A batch whose loss, gradient or update is not finite is not applied.
+    With ``skip_nonfinite`` the epoch goes on (its samples are left out of the mean);
+    otherwise it stops there, part-way, with ``bad_batch`` the batch's index.
+
+    The position (``batch``, ``batches``, ``epoch``) and the epoch's loss so far live in the
+    state record and move with each batch: whenever this returns, they describe exactly the
+    steps the weights have taken.
     """
     n, n_in = X.shape
     k = T.shape[1]
-    total = 0.0
-    counted = 0
     st = state[0]
     st.status = STATUS_OK
     st.bad_batch = -1
-    st.skipped = 0
-    for b in range((n + batch_size - 1) // batch_size):
-        st.batch = b  # progress, read by fit's progress display from another thread
+    for b in range(st.batch, (n + batch_size - 1) // batch_size):
         start = b * batch_size
         m = min(batch_size, n - start)
         xb = matrix_view(ws.xb, 0, m, n_in)
@@ -330,20 +333,28 @@ def _train_epoch(net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, 
         if st.status != STATUS_OK:
             st.bad_batch = b
             if not skip_nonfinite:
-                break
+                return False  # stopped at this batch, which the next fit runs again
             st.skipped += 1
-            continue
-        total += loss * m
-        counted += m
-    if counted == 0:
-        return np.nan
-    return total / counted
+        else:
+            st.loss_sum += loss * m
+            st.counted += m
+        st.batch = b + 1  # (also read by fit's progress display, from another thread)
+        st.batches += 1
+    losses[e] = st.loss_sum / st.counted if st.counted > 0 else np.nan
+    skipped[e] = st.skipped
+    st.epoch += 1
+    st.batch = 0
+    st.skipped = 0
+    st.loss_sum = 0.0
+    st.counted = 0
+    return True
 
 
 @jit
 def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size, skip_nonfinite, cfg, h):
     """``_train_epoch`` once per row of ``perms`` (with the same row of ``rates``, whose rows
-    may be empty); writes each epoch's loss and skipped-batch count.
+    may be empty); writes each epoch's loss and skipped-batch count.  The first row may be
+    an epoch stopped part-way before (``state.batch > 0``): it goes on from there.
 
     Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
@@ -357,11 +368,9 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
                    borrowed(ws.xb), borrowed(ws.tb), ws.rows)
     state, X, T, perms, rates = borrowed(state), borrowed(X), borrowed(T), borrowed(perms), borrowed(rates)
     done = perms.shape[0]
-    st = state[0]
     for e in range(perms.shape[0]):
-        losses[e] = _train_epoch(net, state, ws, X, T, perms[e], rates[e], batch_size, skip_nonfinite, cfg, h)
-        skipped[e] = st.skipped
-        if st.status != STATUS_OK and not skip_nonfinite:
+        if not _train_epoch(losses, skipped, e, net, state, ws, X, T, perms[e], rates[e], batch_size,
+                            skip_nonfinite, cfg, h):
             done = e
             break
     restore_fp_control(fp)
