@@ -262,7 +262,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     if cfg.clip_norm > 0.0:
         clip_global_norm(net.grads, cfg.clip_norm)
     # The update is checked before any of it is written (a read-only pass, ``optim``; its
-    # cost: README, "Non-finite steps"): all of it at once, then, only if it fails, layer by
+    # cost: README, "Faults and bad input"): all of it at once, then, only if it fails, layer by
     # layer from the output to name the layer.
     bad = update_nonfinite(net.params, net.slots, net.grads, 0, net.grads.size, step, lr, h)
     for l in range(L - 1):

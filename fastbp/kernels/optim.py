@@ -158,7 +158,8 @@ def update_bounded(params, slots, grads, lo, hi, t, lr, h):
     ``|p| + lr / eps * |numerator|`` in size: with the new state computed exactly (cheap), in
     ``[0, max / 2]``, and that bound at most ``max / 2``, the few roundings of the rule cannot
     reach inf.  A NaN anywhere fails the comparisons, so it falls through to the exact check.
-    SGD has no division: its exact check is as cheap.  Measured: README, "Non-finite steps".
+    SGD has no division: its exact check is as cheap.  Measured: README, "Faults and bad
+    input".
     """
     p, g = params[lo:hi], grads[lo:hi]
     s0, s1 = state_rows(slots, grads, lo, hi)
