@@ -181,7 +181,8 @@ class BaseMLP:
         ``fit`` changes any state."""
 
     def _forward(self, X):
-        """Network output for a validated X."""
+        """``(P, bad)``: the network output for a validated X and how many of its entries
+        are NaN or inf."""
         raise NotImplementedError
 
     def _evaluate(self, X, T):
@@ -381,9 +382,9 @@ class BaseMLP:
         """
         X = self._check_X(X)
         with self._access.reading():
-            P = self._forward(X)
-        if not np.isfinite(P).all():
-            warnings.warn(f"predict: {int(np.size(P) - np.isfinite(P).sum())} outputs are NaN or inf: the inputs' "
+            P, bad = self._forward(X)
+        if bad:
+            warnings.warn(f"predict: {bad} outputs are NaN or inf: the inputs' "
                           f"scale overflows {self.dtype.name} inside the network; scale the inputs",
                           RuntimeWarning, stacklevel=2)
         return P

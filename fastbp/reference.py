@@ -227,7 +227,8 @@ class MLP(BaseMLP):
         return 0.5 * self.l2 * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in self._W)
 
     def _forward(self, X):
-        return self._forward_cache(X)[1][-1]
+        P = self._forward_cache(X)[1][-1]
+        return P, int(P.size - np.isfinite(P).sum())
 
     def _evaluate(self, X, T):
         Z, A, _ = self._forward_cache(X)

@@ -379,15 +379,20 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
 
 @jit
 def predict(P, net, ws, X, cfg):
-    """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace."""
+    """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace; returns how many
+    outputs are NaN or inf (counted while each chunk is in cache; ``predict`` warns)."""
     fp = flush_denormals()
     net, ws, cfg = named(net, ws, cfg)
     n = X.shape[0]
+    bad = 0
     for start in range(0, n, ws.rows):
         m = min(ws.rows, n - start)
         forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, False)
-        P[start:start + m] = layer_rows(ws.acts, ws, net.layers[net.layers.shape[0] - 1], m)
+        out = P[start:start + m]
+        out[:] = layer_rows(ws.acts, ws, net.layers[net.layers.shape[0] - 1], m)
+        bad += count_nonfinite(out.reshape(out.size))
     restore_fp_control(fp)
+    return bad
 
 
 @jit
