@@ -1,5 +1,5 @@
 """Cold and warm start-up of fastbp: a whole first session (import, ``fit``, ``predict``,
-``evaluate``) in a fresh Python process.
+``evaluate``, ``train_step``) in a fresh Python process.
 
 Cold: an empty Numba cache directory, so everything ``fit`` needs is compiled.
 Warm: the same cache directory again, now populated by the cold run.
@@ -31,7 +31,9 @@ model.predict(X)
 t3 = time.perf_counter()
 model.evaluate(X, y)
 t4 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+model.train_step(X[:16], y[:16])
+t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
 """
 
 
@@ -55,9 +57,9 @@ def main():
             cold.append(run(cache, args.dtype))
             warm.append(run(cache, args.dtype))
     for name, runs in (("cold (empty cache)", cold), ("warm (cache populated)", warm)):
-        total, imp, fit, predict, evaluate = (statistics.median(col) for col in zip(*runs))
+        total, imp, fit, predict, evaluate, step = (statistics.median(col) for col in zip(*runs))
         print(f"{name:24s} process {total:6.2f} s   import fastbp {imp:5.2f} s   first fit {fit:6.2f} s   "
-              f"first predict {predict:5.2f} s   first evaluate {evaluate:5.2f} s")
+              f"first predict {predict:5.2f} s   first evaluate {evaluate:5.2f} s   first train_step {step:5.2f} s")
 
 
 if __name__ == "__main__":

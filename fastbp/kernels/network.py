@@ -232,6 +232,26 @@ def update_nonfinite_layer(net, ws, m, t, lr, h, l):
             or running_nonfinite_layer(net, ws, m, l))
 
 
+@jit
+def nonfinite_update_layer(net, ws, m, t, lr, h):
+    """-1 if the update at step ``t`` keeps every parameter, optimizer state and running
+    average finite; else the layer (the first from the output) it would make NaN or inf.
+
+    All of it at once, then, only if that fails, layer by layer.  A function of its own,
+    not inlined: every entry point shares one compiled copy (the first session compiles it
+    once, not once per entry point)."""
+    L = net.layers.shape[0]
+    bad = update_nonfinite(net.params, net.slots, net.grads, 0, net.grads.size, t, lr, h)
+    for l in range(L - 1):
+        bad = bad or running_nonfinite_layer(net, ws, m, l)
+    if not bad:
+        return -1
+    l = L - 1
+    while l > 0 and not update_nonfinite_layer(net, ws, m, t, lr, h, l):
+        l -= 1
+    return l
+
+
 @jit(inline="always")
 def _train_step(net, state, ws, X, T, lr, cfg, h):
     """Forward, backward, optional global-norm clipping and one optimizer update at rate ``lr``.
@@ -264,15 +284,10 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     # The update is checked before any of it is written (a read-only pass, ``optim``; its
     # cost: README, "Faults and bad input"): all of it at once, then, only if it fails, layer by
     # layer from the output to name the layer.
-    bad = update_nonfinite(net.params, net.slots, net.grads, 0, net.grads.size, step, lr, h)
-    for l in range(L - 1):
-        bad = bad or running_nonfinite_layer(net, ws, m, l)
-    if bad:
-        l = L - 1
-        while l > 0 and not update_nonfinite_layer(net, ws, m, step, lr, h, l):
-            l -= 1
+    bad = nonfinite_update_layer(net, ws, m, step, lr, h)
+    if bad >= 0:
         st.status = STATUS_UPDATE
-        st.bad_layer = l
+        st.bad_layer = bad
         return loss
     st.step = step
     st.status = STATUS_OK
