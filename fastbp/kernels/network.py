@@ -223,15 +223,6 @@ def running_nonfinite_layer(net, ws, m, l):
     return running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
 
 
-@jit(inline="always")
-def update_nonfinite_layer(net, ws, m, t, lr, h, l):
-    """Whether applying the update would make a parameter, optimizer state or running
-    average of layer ``l`` NaN or inf (``optim.update_nonfinite``; writes nothing)."""
-    lay = net.layers[l]
-    return (update_nonfinite(net.params, net.slots, net.grads, lay.w, lay.end, t, lr, h)
-            or running_nonfinite_layer(net, ws, m, l))
-
-
 @jit
 def nonfinite_update_layer(net, ws, m, t, lr, h):
     """-1 if the update at step ``t`` keeps every parameter, optimizer state and running
@@ -241,15 +232,20 @@ def nonfinite_update_layer(net, ws, m, t, lr, h):
     not inlined: every entry point shares one compiled copy (the first session compiles it
     once, not once per entry point)."""
     L = net.layers.shape[0]
-    bad = update_nonfinite(net.params, net.slots, net.grads, 0, net.grads.size, t, lr, h)
-    for l in range(L - 1):
-        bad = bad or running_nonfinite_layer(net, ws, m, l)
-    if not bad:
-        return -1
-    l = L - 1
-    while l > 0 and not update_nonfinite_layer(net, ws, m, t, lr, h, l):
-        l -= 1
-    return l
+    # l == L: every parameter at once; then l = L - 1, ..., 0.  One call site of the check:
+    # each site is another copy for LLVM to optimise (two cost 1.9 s of a cold start).
+    for l in range(L, -1, -1):
+        lay = net.layers[min(l, L - 1)]
+        lo, hi = (0, net.grads.size) if l == L else (lay.w, lay.end)
+        bad = update_nonfinite(net.params, net.slots, net.grads, lo, hi, t, lr, h)
+        if l == L:
+            for j in range(L - 1):
+                bad = bad or running_nonfinite_layer(net, ws, m, j)
+            if not bad:
+                return -1
+        elif bad or running_nonfinite_layer(net, ws, m, l) or l == 0:
+            return l
+    return 0
 
 
 @jit(inline="always")
