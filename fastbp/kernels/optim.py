@@ -11,8 +11,8 @@ The rules are PyTorch's (``torch.optim``); ``t`` is the 1-based step count.
 
 Each rule is written once, as a function of one element (``*_rule``: old parameter, state
 and gradient in, new ones out).  ``optimizer_update`` stores what the rule returns;
-``update_nonfinite`` only counts the elements whose new parameter or state would be NaN or
-inf, so that a training step can refuse an update before writing any of it (a huge learning
+``update_nonfinite`` only tells whether any new parameter or state would be NaN or inf, so
+that a training step can refuse an update before writing any of it (a huge learning
 rate, an ``eps`` that is 0 in the dtype, a second moment that overflows): the same function
 of the same inputs, so the check and the update cannot disagree.
 """
