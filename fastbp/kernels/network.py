@@ -70,6 +70,15 @@ def bn_buffers(ws, lay, m):
     return matrix_view(ws.xhat, ws.rows * lay.bn, m, n), ws.stats[BN_STATS * lay.bn:BN_STATS * (lay.bn + n)]
 
 
+@jit(inline="always")
+def running_buffers(net, ws, lay, m):
+    """Batch norm's running mean and variance of layer ``lay`` (views of ``net.params``) and
+    the batch ``stats`` of ``m`` rows they move towards."""
+    r, n = lay.running, lay.n_out
+    _, stats = bn_buffers(ws, lay, m)
+    return net.params[r:r + n], net.params[r + n:r + 2 * n], stats
+
+
 # ------------------------------------------------------------------------ forward
 @jit(inline="always")
 def layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows):
@@ -216,11 +225,10 @@ def running_nonfinite_layer(net, ws, m, l):
     """Whether this step would make a running average of layer ``l`` NaN or inf (batch norm
     only; ``batchnorm.running_nonfinite``)."""
     lay = net.layers[l]
-    r, n = lay.running, lay.n_out
-    if r < 0:
+    if lay.running < 0:
         return False
-    _, stats = bn_buffers(ws, lay, m)
-    return running_nonfinite(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
+    run_mean, run_var, stats = running_buffers(net, ws, lay, m)
+    return running_nonfinite(run_mean, run_var, stats, m)
 
 
 @jit
@@ -290,10 +298,9 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     optimizer_update(net.params, net.slots, net.grads, step, lr, h)
     for l in range(L - 1):  # batch norm's running averages move with applied steps only
         lay = net.layers[l]
-        r, n = lay.running, lay.n_out
-        if r >= 0:
-            _, stats = bn_buffers(ws, lay, m)
-            batchnorm_update_running(net.params[r:r + n], net.params[r + n:r + 2 * n], stats, m)
+        if lay.running >= 0:
+            run_mean, run_var, stats = running_buffers(net, ws, lay, m)
+            batchnorm_update_running(run_mean, run_var, stats, m)
     return loss
 
 
