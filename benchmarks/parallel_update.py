@@ -1,6 +1,7 @@
 """Can the optimizer's pass over all parameters use the second core beside OpenBLAS?
 
     python benchmarks/parallel_update.py
+    python benchmarks/parallel_update.py --mkl    # design (a); in an environment with `pip install mkl tbb`
 
 Adam's update of W3's 269,322 float32 parameters (fastbp's own rule, ``kernels.optim.adam_rule``,
 on the buffers of a W3 model after one epoch),
@@ -16,6 +17,7 @@ import sys
 import time
 
 CHILD = r'''
+import os
 import time
 import numba
 import numpy as np
@@ -47,9 +49,22 @@ def parallel(p, m, v, g):
         adam_range(p, m, v, g, c * CHUNK, min(n, (c + 1) * CHUNK), 10)
 
 
-@jit
-def gemm(a, b, c):
-    np.dot(a, b, c)
+if os.environ.get("BENCH_GEMM") == "mkl":  # design (a): MKL's cblas_sgemm, its threads per MKL_THREADING_LAYER
+    import ctypes, glob, sys
+    _mkl = ctypes.CDLL(sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))[-1])
+    _sgemm = _mkl.cblas_sgemm
+    _sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                            ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+    _sgemm.restype = None
+
+    @jit
+    def gemm(a, b, c):  # row-major, no transposes
+        _sgemm(101, 111, 111, a.shape[0], b.shape[1], a.shape[1], 1.0, a.ctypes, a.shape[1], b.ctypes,
+               b.shape[1], 0.0, c.ctypes, c.shape[1])
+else:
+    @jit
+    def gemm(a, b, c):
+        np.dot(a, b, c)
 
 
 def median_us(fn, repeat=200):
@@ -70,6 +85,7 @@ p, m, v, g = model._params, model._slots[0], model._slots[1], model._grads.copy(
 A, B = rng.random((128, 784), dtype=np.float32), rng.random((784, 256), dtype=np.float32)
 C = np.empty((128, 256), np.float32)
 gemm(A, B, C)
+assert np.allclose(C, A @ B, rtol=1e-4)
 parallel(p, m, v, g)
 row = [median_us(lambda: serial(p, m, v, g)), median_us(lambda: parallel(p, m, v, g)),
        median_us(lambda: gemm(A, B, C)),
@@ -87,9 +103,27 @@ ENVIRONMENTS = [
 ]
 
 
+# Design (a): one shared pool.  Needs the ``mkl`` and ``tbb`` wheels in the running Python's
+# prefix (``pip install mkl tbb``; Numba's TBB layer finds libtbb there through LD_LIBRARY_PATH,
+# which a child process must be given before it starts).
+_LIB = os.path.join(sys.prefix, "lib")
+MKL_ENVIRONMENTS = [
+    ("(a) MKL on TBB + Numba on TBB", {"BENCH_GEMM": "mkl", "MKL_THREADING_LAYER": "TBB",
+                                       "NUMBA_THREADING_LAYER": "tbb"}),
+    ("MKL on Intel OpenMP + Numba on omp", {"BENCH_GEMM": "mkl", "MKL_THREADING_LAYER": "INTEL",
+                                            "NUMBA_THREADING_LAYER": "omp"}),
+    ("MKL on GNU OpenMP + Numba on omp", {"BENCH_GEMM": "mkl", "MKL_THREADING_LAYER": "GNU",
+                                          "NUMBA_THREADING_LAYER": "omp"}),
+]
+
+
 def main():
     print(f"{'environment':40s} layer thr | Adam serial  parallel | GEMM | GEMM+serial GEMM+parallel (us)")
-    for name, extra in ENVIRONMENTS:
+    environments = ENVIRONMENTS
+    if "--mkl" in sys.argv:
+        ld = ":".join(x for x in (_LIB, os.environ.get("LD_LIBRARY_PATH")) if x)
+        environments = [(n, {**e, "LD_LIBRARY_PATH": ld}) for n, e in MKL_ENVIRONMENTS]
+    for name, extra in environments:
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", CHILD], env={**os.environ, **extra}, capture_output=True,
                              text=True, check=True).stdout.split()
