@@ -2,10 +2,17 @@
 scikit-learn, on the four standard workloads, all in one run; plus the share of the
 sgemm-bound limit fastbp reaches.
 
-    python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers] [--quick]
+    python benchmarks/compare.py [--workloads W1 W3] [--repeat 5] [--no-peers] [--no-calls] [--quick]
+                                 [--json FILE]
 
 ``--quick`` (what CI runs, so that the script cannot rot): one timed call per implementation,
-each about 20 ms long; its numbers are only a smoke test.
+each about 20 ms long, and a few of each small call; its numbers are only a smoke test.
+
+After the epoch table, for the chosen workloads among W1 and W2 (unless ``--no-calls``), a
+second table: issue 11's small calls, fastbp vs the reference in microseconds per call, with
+each target and whether this run met it (measured by ``small_calls.small_call_rows``; see
+``small_calls.py``).  ``--json`` writes the epoch times per workload and, under
+``"small_calls"``, these rows.
 
 Every workload: ReLU hidden layers, softmax + cross-entropy, Adam(lr=1e-3), He init,
 shuffled mini-batches (the last one smaller when the batch size does not divide n).
@@ -42,6 +49,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "asv_benchmarks"))
 from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
+from small_calls import CALL_WORKLOADS, print_rows, small_call_rows  # noqa: E402
 
 import fastbp  # noqa: E402
 import fastbp.reference  # noqa: E402
@@ -284,6 +292,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="only fastbp and the reference")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-calls", action="store_true", help="skip the small-calls table (W1, W2)")
     parser.add_argument("--quick", action="store_true", help="one short timed call each (a smoke test)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -342,6 +351,12 @@ def main():
         limit = r["gemm limit"]
         gflops = gemm_flops(sizes, n) / limit / 1e9
         print(f"| {name} | {' | '.join(cells)} | {limit * 1e3:.3g} ({gflops:.0f} GFLOP/s) | {100 * limit / fast:.0f} % |")
+    call_workloads = [] if args.no_calls else [w for w in args.workloads if w in CALL_WORKLOADS]
+    if call_workloads:
+        note = " (quick: a smoke test, not a measurement)" if args.quick else ""
+        print(f"\nSmall calls (µs per call, median){note}")
+        results["small_calls"] = small_call_rows(call_workloads, quick=args.quick)
+        print_rows(results["small_calls"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
