@@ -97,7 +97,7 @@ def layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows):
     code = lay.act
     if lay.gamma >= 0 or loss_follows:
         code = _PRODUCT_ONLY
-    dense_forward(A, A_prev, W, b, code, cfg.slope)
+    dense_forward(A, A_prev, W, b, code, cfg.slope, cfg.par_product, cfg.par_elements, cfg.blocks)
     g, n = lay.gamma, lay.n_out
     if g >= 0:
         m = A.shape[0]
@@ -187,7 +187,8 @@ def layer_backward(net, ws, X, l, m, cfg, key, step):
         rate = prev.dropout
         if rate == 0.0:
             prev_code = prev.act
-    dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, cfg.slope, l > 0)
+    dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, cfg.slope, l > 0, cfg.par_product,
+                   cfg.par_elements, cfg.blocks)
     add_l2_gradient(gW, W, cfg.l2)
     if rate > 0.0:
         dropout_backward(D_prev, A_prev, net.layers[l - 1].act, cfg.slope, rate, key, step, l - 1)

@@ -1,0 +1,144 @@
+"""Matrix products that share the machine with fastbp's own parallel loops.
+
+Numba's ``np.dot`` calls SciPy's OpenBLAS, which runs large products on threads of its own
+and keeps them spinning for a while after each product: a Numba parallel loop started right
+after one found the other core busy (README, "Performance": design (b) of issue 11).  So
+fastbp owns the threads.  Every product runs single-threaded inside BLAS (OpenBLAS's
+per-thread setting, ``openblas_set_num_threads_local``), and a large one is split into
+blocks of the output's rows or columns over Numba's threads (``dense.matmul``), each block
+one call of ``fastbp_sgemm`` / ``fastbp_dgemm`` (OpenBLAS's CBLAS ``?gemm``).
+
+The blocks split independent outputs, never a sum, but OpenBLAS's result for an entry still
+depends on the shape of the call it is computed in (measured: splitting a product anywhere
+changed some entries in the last bit, even with an inner dimension of 10).  So the split is
+fixed by the product's shape and the machine: ``BLOCKS`` blocks, the number of cores Numba
+sees on this machine by default (``numba.config.NUMBA_DEFAULT_NUM_THREADS``), never the
+thread count in use: any ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` gives bitwise the
+same weights (``tests/test_parallel.py``); a machine with another core count, like one with
+another CPU (whose BLAS kernels differ), may round differently.  With fewer threads than
+blocks, a thread runs several blocks one after the other.
+
+The symbols are bound by name when this module is imported (``llvmlite.binding.add_symbol``):
+compiled code refers to them by name, so Numba's on-disk cache stays valid.  Where SciPy's
+BLAS is not an OpenBLAS with CBLAS and per-thread settings (``BLOCKED`` is False, see
+``describe()``), the symbols are bound to stubs that are never called: products go through
+``np.dot`` with BLAS's own threads, as before.
+"""
+
+import ctypes
+import glob
+import os
+
+import llvmlite.binding as llvm
+import numba
+from numba import cfunc, types
+from numba.extending import register_jitable
+from numba.np.ufunc.parallel import _launch_threads
+
+# CBLAS's enumerations
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+_GEMM_SIGNATURE = [types.int32] * 6 + [None, types.intp, types.int32, types.intp, types.int32, None, types.intp,
+                                       types.int32]
+
+
+def _gemm_signature(real):
+    """``void ?gemm(layout, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)``,
+    pointers passed as integers (the same register in the x86-64 / AArch64 calling convention)."""
+    return types.void(*[real if t is None else t for t in _GEMM_SIGNATURE])
+
+
+sgemm = types.ExternalFunction("fastbp_sgemm", _gemm_signature(types.float32))
+dgemm = types.ExternalFunction("fastbp_dgemm", _gemm_signature(types.float64))
+threads_local = types.ExternalFunction("fastbp_blas_threads_local", types.int32(types.int32))
+"""``openblas_set_num_threads_local``: BLAS's thread count for calls from the calling thread
+only (0: follow the global setting again); returns the previous count."""
+
+# Numba's own ``get_num_threads`` reads the count through a ctypes pointer, which Numba will
+# not cache; its threading layer's C function, called by name, is the same count (this
+# thread's, as ``numba.set_num_threads`` set it).  Starting the layer binds the name.  Numba's
+# parallel loops declare the same symbol as returning intp; a module must declare it one way.
+_launch_threads()
+_get_num_threads = types.ExternalFunction("get_num_threads", types.intp())
+
+
+@register_jitable
+def num_threads():
+    """Numba's thread count for the calling thread (the C ``int`` in the low 32 bits)."""
+    return _get_num_threads() & 0x7FFFFFFF
+
+_NAMES = {  # fastbp's symbol: the library's, SciPy's wheels (prefixed), then plain OpenBLAS
+    "fastbp_sgemm": ("scipy_cblas_sgemm", "cblas_sgemm"),
+    "fastbp_dgemm": ("scipy_cblas_dgemm", "cblas_dgemm"),
+    "fastbp_blas_threads_local": ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"),
+}
+
+
+def _candidates():
+    """Shared libraries that may hold SciPy's BLAS: its wheel's, then those already loaded."""
+    import scipy
+    import scipy.linalg  # noqa: F401  (loads it)
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(scipy.__file__), "..", "scipy.libs", "*openblas*.so*")))
+    try:
+        with open("/proc/self/maps") as maps:
+            found += sorted({line.split()[-1] for line in maps if "blas" in line.lower() and ".so" in line})
+    except OSError:
+        pass
+    return found
+
+
+def _bind():
+    """Bind the three symbols; returns the library's path, or None (stubs bound)."""
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        addresses = {}
+        for ours, theirs in _NAMES.items():
+            for name in theirs:
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    addresses[ours] = ctypes.cast(fn, ctypes.c_void_p).value
+                    break
+        if len(addresses) == len(_NAMES):
+            for ours, address in addresses.items():
+                llvm.add_symbol(ours, address)
+            return os.path.realpath(path)
+    for ours, stub in _STUBS.items():
+        llvm.add_symbol(ours, stub.address)
+    return None
+
+
+@cfunc(_gemm_signature(types.float32))
+def _sgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):  # never called (BLOCKED False)
+    pass
+
+
+@cfunc(_gemm_signature(types.float64))
+def _dgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    pass
+
+
+@cfunc(types.int32(types.int32))
+def _threads_stub(n):
+    return 0
+
+
+_STUBS = {"fastbp_sgemm": _sgemm_stub, "fastbp_dgemm": _dgemm_stub, "fastbp_blas_threads_local": _threads_stub}
+
+BLOCKS = max(1, int(numba.config.NUMBA_DEFAULT_NUM_THREADS))
+"""Blocks per parallel product (see above)."""
+
+LIBRARY = _bind()
+BLOCKED = LIBRARY is not None
+"""Whether products can be split over fastbp's threads (an OpenBLAS with CBLAS and
+per-thread settings was found beside SciPy)."""
+
+
+def describe():
+    """One line: where fastbp's matrix products go."""
+    if BLOCKED:
+        return f"single-threaded OpenBLAS calls, large products split over Numba's threads ({LIBRARY})"
+    return "np.dot with BLAS's own threads (no OpenBLAS with per-thread settings found beside SciPy)"
