@@ -88,13 +88,15 @@ batch norm's running averages; ``grads``: the gradient of the trainable ones, sa
 ``slots``: the optimizer's state, ``(n_slots, stride)``, each row in the same layout;
 ``layers``: the layer table (``LAYER`` records)."""
 
-Workspace = namedtuple("Workspace", "acts deltas xhat stats xb tb rows")
+Workspace = namedtuple("Workspace", "acts deltas xhat stats xb tb rows counts")
 Workspace.__doc__ = """Scratch buffers for batches of up to ``rows`` rows.
 
 ``acts`` / ``deltas``: each layer's activations / dL/dZ, ``rows x n_out`` at column
 ``layer.ws * rows``; ``xhat`` / ``stats``: batch norm's normalised pre-activations
 (``rows x n_out`` at ``layer.bn * rows``) and batch statistics (``[mean, var, std]`` and
-the backward pass's scratch, ``BN_STATS * n_out`` at ``BN_STATS * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch."""
+the backward pass's scratch, ``BN_STATS * n_out`` at ``BN_STATS * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch;
+``counts``: one integer per Numba thread, where a parallel check leaves each chunk's count
+(a ``prange`` reduction would allocate its accumulator on every call)."""
 
 Config = namedtuple("Config", "loss slope l2 clip_norm par_product par_elements blocks")
 Config.__doc__ = """The model's settings the kernels need: the loss code, leaky ReLU's slope, the

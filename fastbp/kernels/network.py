@@ -207,20 +207,23 @@ def count_nonfinite(x):
 
 
 @jit(parallel=True)
-def _count_nonfinite_chunks(x, chunks):
-    bad = 0  # integers: the same count in any order
+def _count_nonfinite_chunks(counts, x, chunks):
     n = x.size
     for c in prange(chunks):
-        bad += count_nonfinite(x[n * c // chunks:n * (c + 1) // chunks])
+        counts[c] = count_nonfinite(x[n * c // chunks:n * (c + 1) // chunks])
+    bad = 0
+    for c in range(chunks):
+        bad += counts[c]
     return bad
 
 
 @jit
-def count_nonfinite_split(x, par_elements):
-    """``count_nonfinite`` on all threads from ``par_elements`` entries on."""
-    chunks = chunks_for(x.size, par_elements)
+def count_nonfinite_split(counts, x, par_elements):
+    """``count_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's count
+    left in ``counts``, one slot per thread)."""
+    chunks = min(chunks_for(x.size, par_elements), counts.size)
     if chunks > 1:
-        return _count_nonfinite_chunks(x, chunks)
+        return _count_nonfinite_chunks(counts, x, chunks)
     return count_nonfinite(x)
 
 
@@ -295,7 +298,7 @@ def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements):
     for l in range(L, -1, -1):
         lay = net.layers[min(l, L - 1)]
         lo, hi = (0, net.grads.size) if l == L else (lay.w, lay.end)
-        bad = update_nonfinite_split(net.params, net.slots, net.grads, lo, hi, t, lr, h, par_elements)
+        bad = update_nonfinite_split(ws.counts, net.params, net.slots, net.grads, lo, hi, t, lr, h, par_elements)
         if l == L:
             for j in range(L - 1):
                 bad = bad or running_nonfinite_layer(net, ws, m, j)
@@ -329,7 +332,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     for l in range(L - 1, -1, -1):
         layer_backward(net, ws, X, l, m, cfg, key, step)
         lay = net.layers[l]  # checked while this layer's gradient is still in cache
-        if count_nonfinite_split(net.grads[lay.w:lay.end], cfg.par_elements) > 0:
+        if count_nonfinite_split(ws.counts, net.grads[lay.w:lay.end], cfg.par_elements) > 0:
             st.status = STATUS_GRAD
             st.bad_layer = l
             return loss
@@ -428,7 +431,7 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
     # Views of borrowed arrays skip the atomic reference counting (see ``borrowed``).
     net = Network(borrowed(net.params), borrowed(net.grads), borrowed(net.slots), borrowed(net.layers))
     ws = Workspace(borrowed(ws.acts), borrowed(ws.deltas), borrowed(ws.xhat), borrowed(ws.stats),
-                   borrowed(ws.xb), borrowed(ws.tb), ws.rows)
+                   borrowed(ws.xb), borrowed(ws.tb), ws.rows, borrowed(ws.counts))
     state, X, T, perms, rates = borrowed(state), borrowed(X), borrowed(T), borrowed(perms), borrowed(rates)
     done = perms.shape[0]
     for e in range(perms.shape[0]):

@@ -257,22 +257,25 @@ def update_nonfinite(params, slots, grads, lo, hi, t, lr, h):
 
 
 @jit(parallel=True)
-def _nonfinite_chunks(params, slots, grads, lo, hi, t, lr, h, chunks):
-    bad = 0  # an integer sum: exact, whatever the order the chunks finish in
+def _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks):
     n = hi - lo
     for c in prange(chunks):
         fp = flush_denormals()
-        bad += update_nonfinite(params, slots, grads, lo + n * c // chunks, lo + n * (c + 1) // chunks, t, lr, h)
+        flags[c] = update_nonfinite(params, slots, grads, lo + n * c // chunks, lo + n * (c + 1) // chunks, t, lr, h)
         restore_fp_control(fp)
-    return bad > 0
+    bad = False
+    for c in range(chunks):
+        bad = bad or flags[c] != 0
+    return bad
 
 
 @jit
-def update_nonfinite_split(params, slots, grads, lo, hi, t, lr, h, par_elements):
-    """``update_nonfinite`` on all threads from ``par_elements`` entries on."""
-    chunks = chunks_for(hi - lo, par_elements)
+def update_nonfinite_split(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
+    """``update_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's answer
+    left in ``flags``, one integer slot per thread: a ``prange`` reduction would allocate)."""
+    chunks = min(chunks_for(hi - lo, par_elements), flags.size)
     if chunks > 1:
-        return _nonfinite_chunks(params, slots, grads, lo, hi, t, lr, h, chunks)
+        return _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks)
     return update_nonfinite(params, slots, grads, lo, hi, t, lr, h)
 
 
