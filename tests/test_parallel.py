@@ -226,3 +226,41 @@ def test_scipys_openblas_is_found_and_products_are_blocked():
 def test_describe_names_openblas():
     text = blas.describe()
     assert isinstance(text, str) and "OpenBLAS" in text
+
+
+def test_blas_is_on_one_thread_while_a_split_call_runs_and_restored_after():
+    """OpenBLAS's thread count is process-wide (its "per-thread" setting is not, in SciPy's
+    build): fastbp sets it to 1 around calls that split products, counting nested and
+    concurrent calls, and puts the user's count back when the last one ends."""
+    import threading
+
+    get, set_ = blas._threads
+    before = get()
+    set_(2)
+    try:
+        seen = []
+        with blas.one_blas_thread():
+            seen.append(get())
+            with blas.one_blas_thread():
+                seen.append(get())
+            seen.append(get())
+        assert seen == [1, 1, 1] and get() == 2
+
+        def churn():
+            for _ in range(200):
+                with blas.one_blas_thread():
+                    assert get() == 1
+
+        threads = [threading.Thread(target=churn) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert get() == 2
+        rng = np.random.default_rng(0)
+        model = fastbp.MLP([300, 256, 4], seed=0)  # 64 x 300 x 256 multiply-adds: split by default
+        model.fit(rng.standard_normal((128, 300)), rng.integers(0, 4, 128), epochs=1, batch_size=64)
+        model.predict(rng.standard_normal((64, 300)))
+        assert get() == 2
+    finally:
+        set_(before)

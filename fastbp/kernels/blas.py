@@ -3,10 +3,12 @@
 Numba's ``np.dot`` calls SciPy's OpenBLAS, which runs large products on threads of its own
 and keeps them spinning for a while after each product: a Numba parallel loop started right
 after one found the other core busy (README, "Performance": design (b) of issue 11).  So
-fastbp owns the threads.  Every product runs single-threaded inside BLAS (OpenBLAS's
-per-thread setting, ``openblas_set_num_threads_local``), and a large one is split into
-blocks of the output's rows or columns over Numba's threads (``dense.matmul``), each block
-one call of ``fastbp_sgemm`` / ``fastbp_dgemm`` (OpenBLAS's CBLAS ``?gemm``).
+fastbp owns the threads: a large product is split into blocks of the output's rows or
+columns over Numba's threads (``dense.matmul``), each block one call of ``fastbp_sgemm`` /
+``fastbp_dgemm`` (OpenBLAS's CBLAS ``?gemm``), and while a compiled call that may split a
+product runs, SciPy's OpenBLAS is set to one thread (``one_blas_thread``, process-wide:
+OpenBLAS's "per-thread" setting ``openblas_set_num_threads_local`` turned out to change the
+count every thread sees, in this build) and put back when the last such call returns.
 
 The blocks split independent outputs, never a sum, but OpenBLAS's result for an entry still
 depends on the shape of the call it is computed in (measured: splitting a product anywhere
@@ -25,9 +27,11 @@ BLAS is not an OpenBLAS with CBLAS and per-thread settings (``BLOCKED`` is False
 ``np.dot`` with BLAS's own threads, as before.
 """
 
+import contextlib
 import ctypes
 import glob
 import os
+import threading
 
 import llvmlite.binding as llvm
 import numba
@@ -50,9 +54,6 @@ def _gemm_signature(real):
 
 sgemm = types.ExternalFunction("fastbp_sgemm", _gemm_signature(types.float32))
 dgemm = types.ExternalFunction("fastbp_dgemm", _gemm_signature(types.float64))
-threads_local = types.ExternalFunction("fastbp_blas_threads_local", types.int32(types.int32))
-"""``openblas_set_num_threads_local``: BLAS's thread count for calls from the calling thread
-only (0: follow the global setting again); returns the previous count."""
 
 # Numba's own ``get_num_threads`` reads the count through a ctypes pointer, which Numba will
 # not cache; its threading layer's C function, called by name, is the same count (this
@@ -70,8 +71,9 @@ def num_threads():
 _NAMES = {  # fastbp's symbol: the library's, SciPy's wheels (prefixed), then plain OpenBLAS
     "fastbp_sgemm": ("scipy_cblas_sgemm", "cblas_sgemm"),
     "fastbp_dgemm": ("scipy_cblas_dgemm", "cblas_dgemm"),
-    "fastbp_blas_threads_local": ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"),
 }
+_THREAD_FUNCTIONS = (("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                     ("openblas_get_num_threads", "openblas_set_num_threads"))
 
 
 def _candidates():
@@ -88,8 +90,22 @@ def _candidates():
     return found
 
 
+def _thread_functions(lib):
+    """OpenBLAS's ``(get, set)`` of its thread count in ``lib``, or None."""
+    for get, set_ in _THREAD_FUNCTIONS:
+        g, s = getattr(lib, get, None), getattr(lib, set_, None)
+        if g is not None and s is not None:
+            g.restype, g.argtypes, s.restype, s.argtypes = ctypes.c_int, [], None, [ctypes.c_int]
+            return g, s
+    return None
+
+
+_threads = None  # (get, set) of the bound library's thread count
+
+
 def _bind():
-    """Bind the three symbols; returns the library's path, or None (stubs bound)."""
+    """Bind the symbols; returns the library's path, or None (stubs bound)."""
+    global _threads
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -102,7 +118,9 @@ def _bind():
                 if fn is not None:
                     addresses[ours] = ctypes.cast(fn, ctypes.c_void_p).value
                     break
-        if len(addresses) == len(_NAMES):
+        threads = _thread_functions(lib)
+        if len(addresses) == len(_NAMES) and threads is not None:
+            _threads = threads
             for ours, address in addresses.items():
                 llvm.add_symbol(ours, address)
             return os.path.realpath(path)
@@ -121,12 +139,7 @@ def _dgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     pass
 
 
-@cfunc(types.int32(types.int32))
-def _threads_stub(n):
-    return 0
-
-
-_STUBS = {"fastbp_sgemm": _sgemm_stub, "fastbp_dgemm": _dgemm_stub, "fastbp_blas_threads_local": _threads_stub}
+_STUBS = {"fastbp_sgemm": _sgemm_stub, "fastbp_dgemm": _dgemm_stub}
 
 BLOCKS = max(1, int(numba.config.NUMBA_DEFAULT_NUM_THREADS))
 """Blocks per parallel product (see above)."""
@@ -135,6 +148,37 @@ LIBRARY = _bind()
 BLOCKED = LIBRARY is not None
 """Whether products can be split over fastbp's threads (an OpenBLAS with CBLAS and
 per-thread settings was found beside SciPy)."""
+
+
+_lock = threading.Lock()
+_active = 0  # compiled calls now running under one_blas_thread
+_saved = 0  # OpenBLAS's thread count before the first of them
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """SciPy's OpenBLAS on one thread for the duration (nested and concurrent uses count: the
+    count comes back when the last one ends).  Around every compiled call that may split a
+    product: a split product's blocks must each run on their own thread, and the result of a
+    block depends on how many threads OpenBLAS would give it."""
+    global _active, _saved
+    if _threads is None:
+        yield
+        return
+    get, set_ = _threads
+    with _lock:
+        if _active == 0:
+            _saved = get()
+            if _saved != 1:
+                set_(1)
+        _active += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0 and _saved != 1:
+                set_(_saved)
 
 
 def describe():

@@ -19,7 +19,7 @@ from numba.core import types
 from numba.core.extending import overload
 
 from .activations import activation_backward, bias_activation
-from .blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, num_threads, sgemm, threads_local
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, num_threads, sgemm
 from .common import flush_denormals, jit, restore_fp_control
 
 
@@ -38,18 +38,17 @@ def _xgemm_typed(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, zero):
 
 @jit
 def gemm_block(C, A, ta, B, tb, r0, r1, c0, c1):
-    """``C[r0:r1, c0:c1] <- op(A)[r0:r1, :] @ op(B)[:, c0:c1]`` in one single-threaded BLAS
-    call (``op``: transposed when ``ta`` / ``tb``).  ``A``, ``B``, ``C`` C-ordered."""
+    """``C[r0:r1, c0:c1] <- op(A)[r0:r1, :] @ op(B)[:, c0:c1]`` in one BLAS call (``op``:
+    transposed when ``ta`` / ``tb``).  ``A``, ``B``, ``C`` C-ordered.  Single-threaded when
+    called under ``blas.one_blas_thread``, as the model's calls are."""
     K = A.shape[0] if ta else A.shape[1]
     lda, ldb, ldc = A.shape[1], B.shape[1], C.shape[1]
     item = C.itemsize
     a = A.ctypes.data + item * (r0 if ta else r0 * lda)
     b = B.ctypes.data + item * (c0 * ldb if tb else c0)
     c = C.ctypes.data + item * (r0 * ldc + c0)
-    threads_local(1)
     _xgemm(TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, r1 - r0, c1 - c0, K, a, lda, b, ldb, c, ldc,
            C.dtype.type(0))
-    threads_local(0)  # back to BLAS's global setting for whoever calls it next from this thread
 
 
 @jit(parallel=True)
