@@ -252,9 +252,15 @@ def gather_batch(xb, tb, X, T, perm, start, par_elements):
     blocks = chunks_for(xb.size, par_elements)
     if blocks > 1:
         _gather_blocks(xb, X, perm, start, min(blocks, xb.shape[0]))
+        gather_rows(tb, T, perm, start)
     else:
-        gather_rows(xb, X, perm, start)
-    gather_rows(tb, T, perm, start)
+        n_in, k = xb.shape[1], tb.shape[1]
+        for i in range(xb.shape[0]):  # one pass over the rows for both (the small networks' case)
+            r = perm[start + i]
+            for j in range(n_in):
+                xb[i, j] = X[r, j]
+            for j in range(k):
+                tb[i, j] = T[r, j]
 
 
 # ------------------------------------------------------------------ entry points
