@@ -68,7 +68,7 @@ def blocked_product(C, A, ta, B, tb, blocks):
         restore_fp_control(fp)
 
 
-@jit
+@jit(inline="always")
 def matmul(C, A, ta, B, tb, par, blocks):
     """``C <- op(A) @ op(B)``: in ``blocks`` blocks over the threads above ``par`` multiply-adds."""
     K = A.shape[0] if ta else A.shape[1]
@@ -101,7 +101,7 @@ def _activation_backward_rows(D, A, code, slope, blocks):
         restore_fp_control(fp)
 
 
-@jit
+@jit(inline="always")
 def row_blocks(Z, par_elements):
     """How many row blocks an elementwise pass over ``Z`` takes (1: serial, in the caller)."""
     if Z.size < par_elements:

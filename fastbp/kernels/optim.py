@@ -156,7 +156,7 @@ def _update_chunks(params, slots, grads, t, lr, h, chunks):
         restore_fp_control(fp)
 
 
-@jit
+@jit(inline="always")
 def chunks_for(n, par_elements):
     """How many chunks an elementwise pass over ``n`` entries takes: one per thread from
     ``par_elements`` entries on, else 1 (serial).  Elementwise passes give the same result
