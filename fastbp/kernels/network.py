@@ -217,7 +217,7 @@ def _count_nonfinite_chunks(counts, x, chunks):
     return bad
 
 
-@jit
+@jit(inline="always")
 def count_nonfinite_split(counts, x, par_elements):
     """``count_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's count
     left in ``counts``, one slot per thread)."""

@@ -132,7 +132,7 @@ def state_rows(slots, grads, lo, hi):
     return s0, s1
 
 
-@jit
+@jit(inline="always")
 def update_range(params, slots, grads, lo, hi, t, lr, h):
     """One step of the optimizer ``h`` on the entries ``lo:hi`` of the flat buffers."""
     p, g = params[lo:hi], grads[lo:hi]
@@ -164,7 +164,7 @@ def chunks_for(n, par_elements):
     return max(1, min(num_threads(), n)) if n >= par_elements else 1
 
 
-@jit
+@jit(inline="always")
 def optimizer_update(params, slots, grads, t, lr, h, par_elements):
     """One step of the optimizer ``h`` over the flat buffers: parameters, state rows
     ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient;
@@ -269,7 +269,7 @@ def _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks):
     return bad
 
 
-@jit
+@jit(inline="always")
 def update_nonfinite_split(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
     """``update_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's answer
     left in ``flags``, one integer slot per thread: a ``prange`` reduction would allocate)."""
