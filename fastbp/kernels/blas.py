@@ -76,18 +76,30 @@ _THREAD_FUNCTIONS = (("scipy_openblas_get_num_threads", "scipy_openblas_set_num_
                      ("openblas_get_num_threads", "openblas_set_num_threads"))
 
 
-def _candidates():
-    """Shared libraries that may hold SciPy's BLAS: its wheel's, then those already loaded."""
+def _wheel_libraries():
+    """The OpenBLAS that SciPy's wheels ship (found without importing ``scipy.linalg``, which
+    takes 0.3 s and which Numba imports anyway when a product first runs)."""
     import scipy
-    import scipy.linalg  # noqa: F401  (loads it)
 
-    found = sorted(glob.glob(os.path.join(os.path.dirname(scipy.__file__), "..", "scipy.libs", "*openblas*.so*")))
+    folder = os.path.join(os.path.dirname(scipy.__file__), "..", "scipy.libs")
+    return sorted(glob.glob(os.path.join(folder, "*openblas*.so*")))
+
+
+def _loaded_libraries():
+    """Shared libraries with "blas" in their name loaded once SciPy's BLAS is (other builds)."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS)
+
     try:
         with open("/proc/self/maps") as maps:
-            found += sorted({line.split()[-1] for line in maps if "blas" in line.lower() and ".so" in line})
+            return sorted({line.split()[-1] for line in maps if "blas" in line.lower() and ".so" in line})
     except OSError:
-        pass
-    return found
+        return []
+
+
+def _candidates():
+    """Libraries to look in, in order; the second list only if the first has no match."""
+    yield from _wheel_libraries()
+    yield from _loaded_libraries()
 
 
 def _thread_functions(lib):
@@ -105,7 +117,7 @@ _threads = None  # (get, set) of the bound library's thread count
 
 def _bind():
     """Bind the symbols; returns the library's path, or None (stubs bound)."""
-    global _threads
+    global _threads, _STUBS
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -124,23 +136,28 @@ def _bind():
             for ours, address in addresses.items():
                 llvm.add_symbol(ours, address)
             return os.path.realpath(path)
+    _STUBS = _stubs()  # kept alive: the symbols point into them
     for ours, stub in _STUBS.items():
         llvm.add_symbol(ours, stub.address)
     return None
 
 
-@cfunc(_gemm_signature(types.float32))
-def _sgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):  # never called (BLOCKED False)
-    pass
+def _stubs():
+    """C functions with ``?gemm``'s signature that do nothing, for symbols no library gave
+    (never called: products then stay whole).  Compiled only on that path (a ``cfunc``
+    compiles when it is defined, and is not cached)."""
+    @cfunc(_gemm_signature(types.float32))
+    def sgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        pass
+
+    @cfunc(_gemm_signature(types.float64))
+    def dgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        pass
+
+    return {"fastbp_sgemm": sgemm_stub, "fastbp_dgemm": dgemm_stub}
 
 
-@cfunc(_gemm_signature(types.float64))
-def _dgemm_stub(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    pass
-
-
-_STUBS = {"fastbp_sgemm": _sgemm_stub, "fastbp_dgemm": _dgemm_stub}
-
+_STUBS = None
 BLOCKS = max(1, int(numba.config.NUMBA_DEFAULT_NUM_THREADS))
 """Blocks per parallel product (see above)."""
 
