@@ -9,7 +9,9 @@ Every matrix product of one W3 and one W4 training step (forward ``A @ W``, back
 * ``rows``: a ``prange`` over fixed blocks of the output's rows, each block one call of
   single-threaded OpenBLAS (each block packs the whole right operand again);
 * ``cols``: the same over blocks of the output's columns (each block packs the whole left
-  operand again).
+  operand again);
+* ``fastbp``: what ``fastbp.kernels.dense.matmul`` chooses: rows when the output has at least
+  as many rows as columns, else columns.
 
 Blocks are fixed (``--blocks``, default 2) and never depend on the thread count, so each output
 entry is computed by the same single-threaded call whatever thread runs it: bitwise the same
@@ -93,11 +95,10 @@ def main():
     parser.add_argument("--blocks", type=int, default=2)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"Numba: {numba.threading_layer() if False else ''}{numba.get_num_threads()} threads; blocks {args.blocks}")
-    print(f"{'product':28s} {'whole':>7s} {'rows':>7s} {'cols':>7s} {'x rows':>7s} {'x cols':>7s}")
-    totals = np.zeros(3)
+    print(f"Numba: {numba.get_num_threads()} threads; blocks {args.blocks}")
+    print(f"{'product':28s} {'whole':>7s} {'rows':>7s} {'cols':>7s} {'x rows':>7s} {'x cols':>7s} {'x fastbp':>8s}")
     for name, sizes, batch in (("W3", (784, 256, 256, 10), 128), ("W4", (1024, 2048, 2048, 10), 256)):
-        sums = np.zeros(3)
+        sums = np.zeros(4)
         for label, C, A, ta, B, tb in step_products(sizes, batch, rng):
             ref = (A.T if ta else A) @ (B.T if tb else B)
 
@@ -121,12 +122,12 @@ def main():
                 for j, fn in enumerate((whole, rows, cols)):
                     samples[j].append(median_us(fn, args.repeat // 6 + 1))
             us = [float(np.median(np.concatenate(s))) * 1e6 for s in samples]
+            us.append(us[1] if C.shape[0] >= C.shape[1] else us[2])
             sums += us
-            print(f"{name} {label:25s} {us[0]:7.0f} {us[1]:7.0f} {us[2]:7.0f} {us[0] / us[1]:7.2f} {us[0] / us[2]:7.2f}",
-                  flush=True)
+            print(f"{name} {label:25s} {us[0]:7.0f} {us[1]:7.0f} {us[2]:7.0f} {us[0] / us[1]:7.2f} {us[0] / us[2]:7.2f}"
+                  f" {us[0] / us[3]:8.2f}", flush=True)
         print(f"{name} {'step total':25s} {sums[0]:7.0f} {sums[1]:7.0f} {sums[2]:7.0f} "
-              f"{sums[0] / sums[1]:7.2f} {sums[0] / sums[2]:7.2f}")
-        totals += sums
+              f"{sums[0] / sums[1]:7.2f} {sums[0] / sums[2]:7.2f} {sums[0] / sums[3]:8.2f}")
 
 
 if __name__ == "__main__":

@@ -11,4 +11,35 @@ from .model import MLP, load
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad", "__version__"]
+
+
+def show_config(file=None):
+    """Print what fastbp runs on: versions, Numba's threading layer and threads, where matrix
+    products go, and from what size each phase runs on all threads.  Returns the same as a dict."""
+    import sys
+
+    import numba
+    import numpy
+    import scipy
+
+    from .kernels import blas, codes
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet in this process
+        layer = "not started"
+    info = {
+        "fastbp": __version__, "numpy": numpy.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
+        "threading layer": layer, "threads": numba.get_num_threads(),
+        "matrix products": blas.describe(),
+        "blocks per parallel product": blas.BLOCKS if blas.BLOCKED else 1,
+        "parallel products above (multiply-adds)": codes.PAR_PRODUCT if blas.BLOCKED else None,
+        "parallel elementwise passes from (entries)": codes.PAR_ELEMENTS,
+    }
+    out = file if file is not None else sys.stdout
+    for key, value in info.items():
+        print(f"{key + ':':44s} {value}", file=out)
+    return info
+
+
+__all__ = ["show_config", "MLP", "History", "EarlyStopping", "gradcheck", "schedules", "load", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "AdaGrad", "__version__"]

@@ -12,6 +12,7 @@ implementations build their named views from it, the kernels read it directly.
 
 import math
 
+import numba
 import numpy as np
 
 from .kernels.codes import BN_STATS, LAYER, Workspace
@@ -71,7 +72,8 @@ def make_workspace(widths, sizes, rows, dtype):
     acts_size = rows * (width + bn_width) + BN_STATS * bn_width
     acts, deltas, xb, tb = carve([acts_size, rows * width, rows * sizes[0], rows * sizes[-1]], dtype)
     return Workspace(acts=acts[:rows * width], deltas=deltas, xhat=acts[rows * width:rows * (width + bn_width)],
-                     stats=acts[rows * (width + bn_width):], xb=xb, tb=tb, rows=rows)
+                     stats=acts[rows * (width + bn_width):], xb=xb, tb=tb, rows=rows,
+                     counts=np.zeros(max(1, numba.config.NUMBA_NUM_THREADS), np.int64))
 
 
 def init_weights(rng, sizes, init, dtype):

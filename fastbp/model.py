@@ -16,12 +16,17 @@ import numpy as np
 
 from . import kernels
 from ._base import BaseMLP
-from .kernels.codes import Config, Network
+import contextlib
+
+from .kernels.blas import BLOCKED, BLOCKS, one_blas_thread
+from .kernels.codes import PAR_ELEMENTS, PAR_PRODUCT, Config, Network
 from .layout import make_workspace, workspace_widths
 from .validation import LOSSES
 
 __all__ = ["MLP", "load"]
 
+_PAR_PRODUCT = Config._fields.index("par_product")
+_NO_GUARD = contextlib.nullcontext()
 # Rows per chunk for inference and evaluation.
 _INFERENCE_CHUNK = 1024
 # Inference workspaces up to this many rows are kept for reuse (W4's largest: 4 MB in float32).
@@ -34,12 +39,19 @@ class MLP(BaseMLP):
     def _setup(self):
         self._net = tuple(Network(self._params_ext, self._grads, self._slots_buf, self._layers))
         self._cfg = tuple(Config(loss=LOSSES[self.loss], slope=self.leaky_slope, l2=self.l2,
-                                 clip_norm=self.clip_norm or 0.0))
+                                 clip_norm=self.clip_norm or 0.0, par_elements=PAR_ELEMENTS,
+                                 # without an OpenBLAS to call per block, products stay whole
+                                 par_product=PAR_PRODUCT if BLOCKED else 1 << 62, blocks=BLOCKS))
         hyper = self.optimizer.hyper
         self._lr, self._hyper = hyper.lr, tuple(hyper)
         self._ws, self._ws_rows = None, 0
         self._widths = workspace_widths(self._layers)
+        self._widest = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))  # multiply-adds per row
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
+
+    def _blas_threads(self, rows):
+        """``blas.one_blas_thread()`` if a call on ``rows`` rows may split a product, else a no-op."""
+        return one_blas_thread() if rows * self._widest > self._cfg[_PAR_PRODUCT] else _NO_GUARD
 
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
@@ -74,7 +86,8 @@ class MLP(BaseMLP):
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         pool, ws = self._inference_workspace(X.shape[0])
         try:
-            bad = kernels.predict(P, self._net, ws, X, self._cfg)
+            with self._blas_threads(min(X.shape[0], _INFERENCE_CHUNK)):
+                bad = kernels.predict(P, self._net, ws, X, self._cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
@@ -84,25 +97,28 @@ class MLP(BaseMLP):
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         pool, ws = self._inference_workspace(X.shape[0])
         try:
-            loss = kernels.evaluate(P, self._net, ws, X, T, self._cfg)
+            with self._blas_threads(min(X.shape[0], _INFERENCE_CHUNK)):
+                loss = kernels.evaluate(P, self._net, ws, X, T, self._cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
         return loss, P
 
     def _loss_and_grads(self, X, T):
-        return kernels.loss_and_grads(self._net, self._state, self._train_workspace(X.shape[0]), X, T, self._cfg)
+        with self._blas_threads(X.shape[0]):
+            return kernels.loss_and_grads(self._net, self._state, self._train_workspace(X.shape[0]), X, T, self._cfg)
 
     def _train_step(self, X, T):
         ws = self._train_workspace(X.shape[0])
-        loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
+        with self._blas_threads(X.shape[0]):
+            loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
         return loss, self._field("status"), self._field("bad_layer")
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         ws = self._train_workspace(batch_size)
         losses = np.empty(perms.shape[0])
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
-        with interrupts.passing():  # Python cannot stop compiled code: Ctrl-C lands before or after it
+        with interrupts.passing(), self._blas_threads(batch_size):  # Ctrl-C lands before or after compiled code
             done = kernels.train_epochs(losses, skipped, self._net, self._state, ws, X, T, perms, rates, batch_size,
                                         skip_nonfinite, self._cfg, self._hyper)
         return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")

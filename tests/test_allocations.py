@@ -5,6 +5,10 @@ so the measurements run in a fresh interpreter.  The only NRT allocations a comp
 from Python makes are the small descriptors wrapping each NumPy array argument (freed on
 return); the script measures that boundary cost with a no-op kernel taking the same
 arguments and checks the real kernels add nothing to it — per step or per epoch.
+
+Run twice: with the model's default thresholds, and with every parallel path forced on
+(``Config.par_product = par_elements = 0``, 3 blocks): the split products and passes
+allocate nothing either.
 """
 
 import json
@@ -18,10 +22,14 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import json
+    import sys
     import numpy as np
     import numba
     from numba.core.runtime import rtsys
     import fastbp as fb
+    from fastbp.kernels.codes import Config
+
+    FORCED_PARALLEL = sys.argv[1] == "1"
 
     @numba.njit
     def noop(*args):
@@ -39,6 +47,8 @@ SCRIPT = textwrap.dedent(
             rng = np.random.default_rng(0)
             model = fb.MLP([6, 9, 7, 3], activation=["tanh", "relu"], optimizer=opt, dtype=dtype,
                            seed=0, l2=1e-3, clip_norm=1.0, dropout=0.2, batch_norm=[True, False])
+            if FORCED_PARALLEL:
+                model._cfg = tuple(Config(*model._cfg)._replace(par_product=0, par_elements=0, blocks=3))
             X = rng.standard_normal((1000, 6)).astype(dtype)
             y = rng.integers(0, 3, 1000)
             model.fit(X, y, epochs=1, batch_size=10)          # warm-up: compile, size workspace
@@ -60,10 +70,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def stats():
+@pytest.fixture(scope="module", params=[False, True], ids=["default", "forced-parallel"])
+def stats(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
-    res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-c", SCRIPT, str(int(request.param))], env=env, capture_output=True,
+                         text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
 

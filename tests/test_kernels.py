@@ -19,6 +19,13 @@ from fastbp.kernels.common import _X86, borrowed, matrix_view
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 33)]
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+def product_tol(dtype, expected):
+    """A product's entries may cancel (sums of terms much larger than the result), and BLAS
+    sums in an order that depends on how the product is split: relative to the largest entry."""
+    tol = TOL[dtype]
+    return dict(rtol=tol["rtol"], atol=max(tol["atol"], tol["rtol"] * float(np.abs(expected).max(initial=0))))
 HIDDEN = list(V.HIDDEN_ACTIVATIONS)
 
 
@@ -103,34 +110,44 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(value, (2000.0 + 0.0) / 2, rtol=1e-12)
 
 
+# (par_product, par_elements, blocks): serial, and every product and pass split (3 blocks:
+# more than this machine's threads, so that a thread runs several).
+SPLITS = [(1 << 62, 1 << 62, 1), (0, 0, 3)]
+
+
+@pytest.mark.parametrize("split", SPLITS, ids=["serial", "split"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n_in,n_out", [(1, 1, 1), (1, 5, 3), (7, 1, 4), (13, 17, 1), (64, 33, 20)])
 @pytest.mark.parametrize("name", HIDDEN)
-def test_dense_forward_backward(name, m, n_in, n_out, dtype):
+def test_dense_forward_backward(name, m, n_in, n_out, dtype, split):
     rng = np.random.default_rng(3)
     A_prev, W, b = rand(rng, (m, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     code = V.HIDDEN_ACTIVATIONS[name]
     A = np.empty((m, n_out), dtype)
-    K.dense_forward(A, A_prev, W, b, code, 0.01)
-    np.testing.assert_allclose(A, R.activation(name, A_prev @ W + b), **TOL[dtype])
+    K.dense_forward(A, A_prev, W, b, code, 0.01, *split)
+    expected = R.activation(name, A_prev @ W + b)
+    np.testing.assert_allclose(A, expected, **product_tol(dtype, expected))
 
     # Backward through this layer into a previous layer whose activation is `name`.
     Z_prev = rand(rng, (m, n_in), dtype)
     A_prev = R.activation(name, Z_prev)
     D = rand(rng, (m, n_out), dtype)
     gW, gb, D_prev = np.empty_like(W), np.empty_like(b), np.empty_like(A_prev)
-    K.dense_backward(D_prev, gW, gb, D, A_prev, W, code, 0.01, True)
+    K.dense_backward(D_prev, gW, gb, D, A_prev, W, code, 0.01, True, *split)
     K.add_l2_gradient(gW, W, 0.1)  # the L2 penalty's share, added by the network
-    np.testing.assert_allclose(gW, A_prev.T @ D + dtype(0.1) * W, **TOL[dtype])
+    expected = A_prev.T @ D + dtype(0.1) * W
+    np.testing.assert_allclose(gW, expected, **product_tol(dtype, expected))
     np.testing.assert_allclose(gb, D.sum(axis=0), **TOL[dtype])
-    np.testing.assert_allclose(D_prev, (D @ W.T) * R.activation_derivative(name, Z_prev), **TOL[dtype])
+    expected = (D @ W.T) * R.activation_derivative(name, Z_prev)
+    np.testing.assert_allclose(D_prev, expected, **product_tol(dtype, expected))
 
 
-def test_dense_backward_skips_input_gradient():
+@pytest.mark.parametrize("split", SPLITS, ids=["serial", "split"])
+def test_dense_backward_skips_input_gradient(split):
     rng = np.random.default_rng(4)
     A_prev, W, D = rng.random((3, 4)), rng.random((4, 2)), rng.random((3, 2))
     sentinel = np.full((3, 4), 7.0)
-    K.dense_backward(sentinel, np.empty((4, 2)), np.empty(2), D, A_prev, W, codes.RELU, 0.0, False)
+    K.dense_backward(sentinel, np.empty((4, 2)), np.empty(2), D, A_prev, W, codes.RELU, 0.0, False, *split)
     assert np.all(sentinel == 7.0)
 
 
@@ -140,9 +157,10 @@ OPTIMIZERS = [
 ]
 
 
+@pytest.mark.parametrize("par_elements", [1 << 62, 0], ids=["serial", "split"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
-def test_optimizer_update(opt, dtype):
+def test_optimizer_update(opt, dtype, par_elements):
     rng = np.random.default_rng(5)
     n = 1001
     p_ref = rand(rng, n, dtype)
@@ -152,7 +170,7 @@ def test_optimizer_update(opt, dtype):
         g = rand(rng, n, dtype)
         p_ref, new_slots = R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
         slots_ref = np.array(new_slots, dtype).reshape(opt.n_slots, n)
-        K.optimizer_update(p, slots, g.copy(), t, opt.lr, opt.hyper)
+        K.optimizer_update(p, slots, g.copy(), t, opt.lr, opt.hyper, par_elements)
         np.testing.assert_allclose(p, p_ref, **TOL[dtype])
         np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
 
@@ -271,7 +289,7 @@ def test_update_nonfinite_counts_what_the_update_would_write(opt, dtype, data):
     bad = K.update_nonfinite(p, slots, g, lo, hi, t, lr, opt.hyper)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, (p, slots, g)))  # nothing written
     with np.errstate(all="ignore"):
-        K.optimizer_update(p, slots, g, t, lr, opt.hyper)
+        K.optimizer_update(p, slots, g, t, lr, opt.hyper, 1 << 62)
     rows = [p] + [slots[i] for i in range(opt.n_slots)]
     assert bad == (not all(np.isfinite(r[lo:hi]).all() for r in rows))
 
@@ -327,7 +345,7 @@ def test_update_bound_is_sound(opt, dtype, data):
     lr = data.draw(st.sampled_from([opt.lr, 1e30, float(np.finfo(dtype).max)]))
     if K.update_bounded(p, slots, g, 0, n, 2, lr, opt.hyper):
         with np.errstate(all="ignore"):
-            K.optimizer_update(p, slots, g, 2, lr, opt.hyper)
+            K.optimizer_update(p, slots, g, 2, lr, opt.hyper, 1 << 62)
         assert np.isfinite(p).all() and np.isfinite(slots).all()
 
 

@@ -88,17 +88,30 @@ batch norm's running averages; ``grads``: the gradient of the trainable ones, sa
 ``slots``: the optimizer's state, ``(n_slots, stride)``, each row in the same layout;
 ``layers``: the layer table (``LAYER`` records)."""
 
-Workspace = namedtuple("Workspace", "acts deltas xhat stats xb tb rows")
+Workspace = namedtuple("Workspace", "acts deltas xhat stats xb tb rows counts")
 Workspace.__doc__ = """Scratch buffers for batches of up to ``rows`` rows.
 
 ``acts`` / ``deltas``: each layer's activations / dL/dZ, ``rows x n_out`` at column
 ``layer.ws * rows``; ``xhat`` / ``stats``: batch norm's normalised pre-activations
 (``rows x n_out`` at ``layer.bn * rows``) and batch statistics (``[mean, var, std]`` and
-the backward pass's scratch, ``BN_STATS * n_out`` at ``BN_STATS * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch."""
+the backward pass's scratch, ``BN_STATS * n_out`` at ``BN_STATS * layer.bn``); ``xb`` / ``tb``: the gathered mini-batch;
+``counts``: one integer per Numba thread, where a parallel check leaves each chunk's count
+(a ``prange`` reduction would allocate its accumulator on every call)."""
 
-Config = namedtuple("Config", "loss slope l2 clip_norm")
+Config = namedtuple("Config", "loss slope l2 clip_norm par_product par_elements blocks")
 Config.__doc__ = """The model's settings the kernels need: the loss code, leaky ReLU's slope, the
-L2 coefficient and the global-norm clipping threshold (0: no clipping)."""
+L2 coefficient, the global-norm clipping threshold (0: no clipping), and from what size a
+phase runs on all of Numba's threads: matrix products of more than ``par_product``
+multiply-adds, elementwise passes over at least ``par_elements`` entries (``PAR_PRODUCT``,
+``PAR_ELEMENTS``; 0: always, as the tests force it), and into how many blocks such a product
+is split (``blas.BLOCKS``: the machine's cores, never the thread count, see ``.blas``)."""
+
+# From what size a phase runs in parallel (measured: README, "Performance"; issue 11).
+# Products: those OpenBLAS itself would thread (more than 65,536 x 4 multiply-adds); smaller
+# ones run whole on the calling thread.
+PAR_PRODUCT = 1 << 18
+# Elementwise passes (bias + activation, derivative, the optimizer's pass, checks, gather).
+PAR_ELEMENTS = 1 << 16
 
 Hyper = namedtuple("Hyper", "code lr momentum nesterov rho beta1 beta2 eps weight_decay")
 Hyper.__doc__ = """An optimizer as the kernels see it: its code and every hyper-parameter any

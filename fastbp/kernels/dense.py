@@ -1,4 +1,4 @@
-"""A dense layer's forward and backward pass.  GEMMs go to BLAS via Numba's ``np.dot(a, b, out)``.
+"""A dense layer's forward and backward pass, and the matrix products they are made of.
 
 Forward:  ``A = act(A_prev @ W + b)`` (bias and activation fused into one pass over A).
 Backward, given ``D = dLoss/dZ`` of this layer:
@@ -6,19 +6,118 @@ Backward, given ``D = dLoss/dZ`` of this layer:
     ``D_prev = (D @ W.T) * act_prev'(A_prev)``  (skipped for the first layer).
 The L2 penalty's share of ``gW`` is added by the network (``network.add_l2_gradient``), next
 to the penalty itself.
+
+Products of more than ``par`` multiply-adds are split over Numba's threads (``matmul``: blocks
+of the output, each one single-threaded BLAS call, see ``.blas``); smaller ones go to BLAS
+whole through Numba's ``np.dot``.  Elementwise passes over at least ``par_elements`` entries
+run over row blocks on all threads (``rows_parallel``).
 """
 
 import numpy as np
+from numba import prange
+from numba.core import types
+from numba.core.extending import overload
 
 from .activations import activation_backward, bias_activation
-from .common import jit
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, num_threads, sgemm
+from .common import flush_denormals, jit, restore_fp_control
+
+
+def _xgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, zero):
+    """``?gemm`` for the dtype of ``zero`` (compiled code only)."""
+
+
+@overload(_xgemm)
+def _xgemm_typed(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, zero):
+    fn = sgemm if zero == types.float32 else dgemm
+
+    def impl(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, zero):
+        fn(ROW_MAJOR, ta, tb, m, n, k, zero + 1, a, lda, b, ldb, zero, c, ldc)
+    return impl
 
 
 @jit
-def dense_forward(A, A_prev, W, b, code, slope):
+def gemm_block(C, A, ta, B, tb, r0, r1, c0, c1):
+    """``C[r0:r1, c0:c1] <- op(A)[r0:r1, :] @ op(B)[:, c0:c1]`` in one BLAS call (``op``:
+    transposed when ``ta`` / ``tb``).  ``A``, ``B``, ``C`` C-ordered.  Single-threaded when
+    called under ``blas.one_blas_thread``, as the model's calls are."""
+    K = A.shape[0] if ta else A.shape[1]
+    lda, ldb, ldc = A.shape[1], B.shape[1], C.shape[1]
+    item = C.itemsize
+    a = A.ctypes.data + item * (r0 if ta else r0 * lda)
+    b = B.ctypes.data + item * (c0 * ldb if tb else c0)
+    c = C.ctypes.data + item * (r0 * ldc + c0)
+    _xgemm(TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, r1 - r0, c1 - c0, K, a, lda, b, ldb, c, ldc,
+           C.dtype.type(0))
+
+
+@jit(parallel=True)
+def blocked_product(C, A, ta, B, tb, blocks):
+    """``C <- op(A) @ op(B)`` in ``blocks`` blocks over Numba's threads: of the output's rows
+    when it has at least as many rows as columns (each block reads all of ``op(B)``), else
+    of its columns.  The split depends on the shapes and ``blocks`` only (see ``.blas``)."""
+    M, N = C.shape
+    by_rows = M >= N
+    blocks = max(1, min(blocks, M if by_rows else N))
+    for k in prange(blocks):
+        fp = flush_denormals()  # each thread: the kernels' floating-point mode
+        if by_rows:
+            gemm_block(C, A, ta, B, tb, M * k // blocks, M * (k + 1) // blocks, 0, N)
+        else:
+            gemm_block(C, A, ta, B, tb, 0, M, N * k // blocks, N * (k + 1) // blocks)
+        restore_fp_control(fp)
+
+
+@jit(inline="always")
+def matmul(C, A, ta, B, tb, par, blocks):
+    """``C <- op(A) @ op(B)``: in ``blocks`` blocks over the threads above ``par`` multiply-adds."""
+    K = A.shape[0] if ta else A.shape[1]
+    if C.shape[0] * C.shape[1] * K > par:
+        blocked_product(C, A, ta, B, tb, blocks)
+    elif ta:
+        np.dot(A.T, B, C)
+    elif tb:
+        np.dot(A, B.T, C)
+    else:
+        np.dot(A, B, C)
+
+
+@jit(parallel=True)
+def _bias_activation_rows(Z, b, code, slope, blocks):
+    m = Z.shape[0]
+    for k in prange(blocks):
+        fp = flush_denormals()
+        bias_activation(Z[m * k // blocks:m * (k + 1) // blocks], b, code, slope)
+        restore_fp_control(fp)
+
+
+@jit(parallel=True)
+def _activation_backward_rows(D, A, code, slope, blocks):
+    m = D.shape[0]
+    for k in prange(blocks):
+        fp = flush_denormals()
+        lo, hi = m * k // blocks, m * (k + 1) // blocks
+        activation_backward(D[lo:hi], A[lo:hi], code, slope)
+        restore_fp_control(fp)
+
+
+@jit(inline="always")
+def row_blocks(Z, par_elements):
+    """How many row blocks an elementwise pass over ``Z`` takes (1: serial, in the caller)."""
+    if Z.size < par_elements:
+        return 1
+    return max(1, min(num_threads(), Z.shape[0]))
+
+
+@jit
+def dense_forward(A, A_prev, W, b, code, slope, par, par_elements, blocks):
     """``A <- act(A_prev @ W + b)``; with ``code == PRODUCT_ONLY``, ``A <- A_prev @ W``."""
-    np.dot(A_prev, W, A)
-    bias_activation(A, b, code, slope)
+    matmul(A, A_prev, False, W, False, par, blocks)
+    blocks = row_blocks(A, par_elements)
+    if blocks > 1:
+        _bias_activation_rows(A, b, code, slope, blocks)
+    else:
+        bias_activation(A, b, code, slope)
 
 
 @jit
@@ -34,10 +133,14 @@ def column_sums(out, D):
 
 
 @jit
-def dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, slope, need_input_grad):
+def dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, slope, need_input_grad, par, par_elements, blocks):
     """Gradients of one layer; writes ``gW``, ``gb`` and (if asked) ``D_prev``."""
-    np.dot(A_prev.T, D, gW)
+    matmul(gW, A_prev, True, D, False, par, blocks)
     column_sums(gb, D)
     if need_input_grad:
-        np.dot(D, W.T, D_prev)
-        activation_backward(D_prev, A_prev, prev_code, slope)
+        matmul(D_prev, D, False, W, True, par, blocks)
+        blocks = row_blocks(D_prev, par_elements)
+        if blocks > 1:
+            _activation_backward_rows(D_prev, A_prev, prev_code, slope, blocks)
+        else:
+            activation_backward(D_prev, A_prev, prev_code, slope)

@@ -25,6 +25,7 @@ inference.  Nothing here allocates: every array is a view into a buffer the call
 """
 
 import numpy as np
+from numba import prange
 
 from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
                         running_nonfinite)
@@ -35,7 +36,7 @@ from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_cont
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .optim import clip_global_norm, optimizer_update, sum_squares, update_nonfinite
+from .optim import chunks_for, clip_global_norm, optimizer_update, sum_squares, update_nonfinite_split
 
 # Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
@@ -97,7 +98,7 @@ def layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows):
     code = lay.act
     if lay.gamma >= 0 or loss_follows:
         code = _PRODUCT_ONLY
-    dense_forward(A, A_prev, W, b, code, cfg.slope)
+    dense_forward(A, A_prev, W, b, code, cfg.slope, cfg.par_product, cfg.par_elements, cfg.blocks)
     g, n = lay.gamma, lay.n_out
     if g >= 0:
         m = A.shape[0]
@@ -187,7 +188,8 @@ def layer_backward(net, ws, X, l, m, cfg, key, step):
         rate = prev.dropout
         if rate == 0.0:
             prev_code = prev.act
-    dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, cfg.slope, l > 0)
+    dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, cfg.slope, l > 0, cfg.par_product,
+                   cfg.par_elements, cfg.blocks)
     add_l2_gradient(gW, W, cfg.l2)
     if rate > 0.0:
         dropout_backward(D_prev, A_prev, net.layers[l - 1].act, cfg.slope, rate, key, step, l - 1)
@@ -202,6 +204,63 @@ def count_nonfinite(x):
     for i in range(x.size):
         bad += (x[i] - x[i]) != 0
     return bad
+
+
+@jit(parallel=True)
+def _count_nonfinite_chunks(counts, x, chunks):
+    n = x.size
+    for c in prange(chunks):
+        counts[c] = count_nonfinite(x[n * c // chunks:n * (c + 1) // chunks])
+    bad = 0
+    for c in range(chunks):
+        bad += counts[c]
+    return bad
+
+
+@jit(inline="always")
+def count_nonfinite_split(counts, x, par_elements):
+    """``count_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's count
+    left in ``counts``, one slot per thread)."""
+    chunks = min(chunks_for(x.size, par_elements), counts.size)
+    if chunks > 1:
+        return _count_nonfinite_chunks(counts, x, chunks)
+    return count_nonfinite(x)
+
+
+@jit
+def gather_rows(xb, X, perm, start):
+    """``xb[i] <- X[perm[start + i]]`` for every row of ``xb``."""
+    m, n = xb.shape
+    for i in range(m):
+        r = perm[start + i]
+        for j in range(n):
+            xb[i, j] = X[r, j]
+
+
+@jit(parallel=True)
+def _gather_blocks(xb, X, perm, start, blocks):
+    m = xb.shape[0]
+    for k in prange(blocks):
+        lo = m * k // blocks
+        gather_rows(xb[lo:m * (k + 1) // blocks], X, perm, start + lo)
+
+
+@jit(inline="always")
+def gather_batch(xb, tb, X, T, perm, start, par_elements):
+    """The mini-batch ``X[perm[start:start + m]]``, ``T[...]`` into ``xb``, ``tb``; the inputs
+    on all threads from ``par_elements`` entries on."""
+    blocks = chunks_for(xb.size, par_elements)
+    if blocks > 1:
+        _gather_blocks(xb, X, perm, start, min(blocks, xb.shape[0]))
+        gather_rows(tb, T, perm, start)
+    else:
+        n_in, k = xb.shape[1], tb.shape[1]
+        for i in range(xb.shape[0]):  # one pass over the rows for both (the small networks' case)
+            r = perm[start + i]
+            for j in range(n_in):
+                xb[i, j] = X[r, j]
+            for j in range(k):
+                tb[i, j] = T[r, j]
 
 
 # ------------------------------------------------------------------ entry points
@@ -232,7 +291,7 @@ def running_nonfinite_layer(net, ws, m, l):
 
 
 @jit
-def nonfinite_update_layer(net, ws, m, t, lr, h):
+def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements):
     """-1 if the update at step ``t`` keeps every parameter, optimizer state and running
     average finite; else the layer (the first from the output) it would make NaN or inf.
 
@@ -245,7 +304,7 @@ def nonfinite_update_layer(net, ws, m, t, lr, h):
     for l in range(L, -1, -1):
         lay = net.layers[min(l, L - 1)]
         lo, hi = (0, net.grads.size) if l == L else (lay.w, lay.end)
-        bad = update_nonfinite(net.params, net.slots, net.grads, lo, hi, t, lr, h)
+        bad = update_nonfinite_split(ws.counts, net.params, net.slots, net.grads, lo, hi, t, lr, h, par_elements)
         if l == L:
             for j in range(L - 1):
                 bad = bad or running_nonfinite_layer(net, ws, m, j)
@@ -279,7 +338,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     for l in range(L - 1, -1, -1):
         layer_backward(net, ws, X, l, m, cfg, key, step)
         lay = net.layers[l]  # checked while this layer's gradient is still in cache
-        if count_nonfinite(net.grads[lay.w:lay.end]) > 0:
+        if count_nonfinite_split(ws.counts, net.grads[lay.w:lay.end], cfg.par_elements) > 0:
             st.status = STATUS_GRAD
             st.bad_layer = l
             return loss
@@ -288,14 +347,14 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     # The update is checked before any of it is written (a read-only pass, ``optim``; its
     # cost: README, "Faults and bad input"): all of it at once, then, only if it fails, layer by
     # layer from the output to name the layer.
-    bad = nonfinite_update_layer(net, ws, m, step, lr, h)
+    bad = nonfinite_update_layer(net, ws, m, step, lr, h, cfg.par_elements)
     if bad >= 0:
         st.status = STATUS_UPDATE
         st.bad_layer = bad
         return loss
     st.step = step
     st.status = STATUS_OK
-    optimizer_update(net.params, net.slots, net.grads, step, lr, h)
+    optimizer_update(net.params, net.slots, net.grads, step, lr, h, cfg.par_elements)
     for l in range(L - 1):  # batch norm's running averages move with applied steps only
         lay = net.layers[l]
         if lay.running >= 0:
@@ -340,12 +399,7 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
         m = min(batch_size, n - start)
         xb = matrix_view(ws.xb, 0, m, n_in)
         tb = matrix_view(ws.tb, 0, m, k)
-        for i in range(m):
-            r = perm[start + i]
-            for j in range(n_in):
-                xb[i, j] = X[r, j]
-            for j in range(k):
-                tb[i, j] = T[r, j]
+        gather_batch(xb, tb, X, T, perm, start, cfg.par_elements)
         lr = rates[b] if rates.size > 0 else h.lr
         loss = _train_step(net, state, ws, xb, tb, lr, cfg, h)
         if st.status != STATUS_OK:
@@ -383,7 +437,7 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
     # Views of borrowed arrays skip the atomic reference counting (see ``borrowed``).
     net = Network(borrowed(net.params), borrowed(net.grads), borrowed(net.slots), borrowed(net.layers))
     ws = Workspace(borrowed(ws.acts), borrowed(ws.deltas), borrowed(ws.xhat), borrowed(ws.stats),
-                   borrowed(ws.xb), borrowed(ws.tb), ws.rows)
+                   borrowed(ws.xb), borrowed(ws.tb), ws.rows, borrowed(ws.counts))
     state, X, T, perms, rates = borrowed(state), borrowed(X), borrowed(T), borrowed(perms), borrowed(rates)
     done = perms.shape[0]
     for e in range(perms.shape[0]):

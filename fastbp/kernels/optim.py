@@ -20,9 +20,11 @@ of the same inputs, so the check and the update cannot disagree.
 import math
 
 import numpy as np
+from numba import prange
 
+from .blas import num_threads
 from .codes import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
-from .common import jit
+from .common import flush_denormals, jit, restore_fp_control
 
 
 @jit
@@ -130,21 +132,49 @@ def state_rows(slots, grads, lo, hi):
     return s0, s1
 
 
-@jit
-def optimizer_update(params, slots, grads, t, lr, h):
-    """One step of the optimizer ``h`` over the flat buffers: parameters, state rows
-    ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient."""
-    n = grads.size
-    p = params[:n]
-    s0, s1 = state_rows(slots, grads, 0, n)
+@jit(inline="always")
+def update_range(params, slots, grads, lo, hi, t, lr, h):
+    """One step of the optimizer ``h`` on the entries ``lo:hi`` of the flat buffers."""
+    p, g = params[lo:hi], grads[lo:hi]
+    s0, s1 = state_rows(slots, grads, lo, hi)
     if h.code == SGD:
-        sgd_update(p, s0, grads, lr, h.momentum, h.nesterov)
+        sgd_update(p, s0, g, lr, h.momentum, h.nesterov)
     elif h.code == RMSPROP:
-        rmsprop_update(p, s0, grads, lr, h.rho, h.eps)
+        rmsprop_update(p, s0, g, lr, h.rho, h.eps)
     elif h.code == ADAM or h.code == ADAMW:
-        adam_update(p, s0, s1, grads, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
+        adam_update(p, s0, s1, g, t, lr, h.beta1, h.beta2, h.eps, h.weight_decay)
     elif h.code == ADAGRAD:
-        adagrad_update(p, s0, grads, lr, h.eps)
+        adagrad_update(p, s0, g, lr, h.eps)
+
+
+@jit(parallel=True)
+def _update_chunks(params, slots, grads, t, lr, h, chunks):
+    n = grads.size
+    for c in prange(chunks):
+        fp = flush_denormals()  # each thread: the kernels' floating-point mode
+        update_range(params, slots, grads, n * c // chunks, n * (c + 1) // chunks, t, lr, h)
+        restore_fp_control(fp)
+
+
+@jit(inline="always")
+def chunks_for(n, par_elements):
+    """How many chunks an elementwise pass over ``n`` entries takes: one per thread from
+    ``par_elements`` entries on, else 1 (serial).  Elementwise passes give the same result
+    for any split, so this may follow the thread count."""
+    return max(1, min(num_threads(), n)) if n >= par_elements else 1
+
+
+@jit(inline="always")
+def optimizer_update(params, slots, grads, t, lr, h, par_elements):
+    """One step of the optimizer ``h`` over the flat buffers: parameters, state rows
+    ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient;
+    on all threads from ``par_elements`` parameters on."""
+    n = grads.size
+    chunks = chunks_for(n, par_elements)
+    if chunks > 1:
+        _update_chunks(params, slots, grads, t, lr, h, chunks)
+    else:
+        update_range(params, slots, grads, 0, n, t, lr, h)
 
 
 # ---------------------------------------------------------- the check loops
@@ -224,6 +254,29 @@ def update_nonfinite(params, slots, grads, lo, hi, t, lr, h):
             pi, si = adagrad_rule(p[i], s0[i], g[i], lr_, eps)
             bad |= nonfinite((pi - pi) + (si - si))
     return bad
+
+
+@jit(parallel=True)
+def _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks):
+    n = hi - lo
+    for c in prange(chunks):
+        fp = flush_denormals()
+        flags[c] = update_nonfinite(params, slots, grads, lo + n * c // chunks, lo + n * (c + 1) // chunks, t, lr, h)
+        restore_fp_control(fp)
+    bad = False
+    for c in range(chunks):
+        bad = bad or flags[c] != 0
+    return bad
+
+
+@jit(inline="always")
+def update_nonfinite_split(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
+    """``update_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's answer
+    left in ``flags``, one integer slot per thread: a ``prange`` reduction would allocate)."""
+    chunks = min(chunks_for(hi - lo, par_elements), flags.size)
+    if chunks > 1:
+        return _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks)
+    return update_nonfinite(params, slots, grads, lo, hi, t, lr, h)
 
 
 # ----------------------------------------------------------------- clipping
