@@ -33,8 +33,9 @@ to ~100 ms on W3.
 * JAX: one ``jax.jit``-compiled epoch: ``lax.scan`` over the full batches, then the remainder.
 * scikit-learn: ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call).
 * sgemm-bound limit: the same epoch's GEMMs alone (forward ``2nP``, backward ``4nP`` minus the
-  first layer's input gradient), timed through the same BLAS on the same shapes; the share
-  is ``limit time / fastbp time``.
+  first layer's input gradient), computed as fastbp computes them (``dense.matmul``: whole
+  through BLAS, or split into blocks over Numba's threads, by the same size rule and with
+  OpenBLAS on one thread while they run); the share is ``limit time / fastbp time``.
 """
 
 import argparse
@@ -244,14 +245,16 @@ def sklearn_runner(sizes, X, y, batch_size, dtype):
 
 
 def gemm_limit_runner(sizes, X, y, batch_size, dtype):
-    """Seconds per epoch of the epoch's GEMMs alone, through the same BLAS on the same shapes."""
+    """Seconds per epoch of the epoch's GEMMs alone, computed as fastbp computes them (its
+    ``dense.matmul``: whole through BLAS, or split over the threads, by the same rule)."""
     from numba import njit
 
-    from fastbp.kernels.codes import Network, Workspace
+    from fastbp.kernels.codes import Config, Network, Workspace
+    from fastbp.kernels.dense import matmul
     from fastbp.kernels.network import layer_rows, layer_weights
 
     @njit
-    def gemm_epoch(net, ws, X, bs):
+    def gemm_epoch(net, ws, X, bs, par, blocks):
         n = X.shape[0]
         L = net.layers.shape[0]
         for start in range(0, n, bs):
@@ -260,7 +263,7 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
             for l in range(L):
                 W, _ = layer_weights(net.params, net.layers[l])
                 A = layer_rows(ws.acts, ws, net.layers[l], m)
-                np.dot(A_prev, W, A)
+                matmul(A, A_prev, False, W, False, par, blocks)
                 A_prev = A
             for l in range(L - 1, -1, -1):
                 lay = net.layers[l]
@@ -268,17 +271,23 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
                 gW, _ = layer_weights(net.grads, lay)
                 D = layer_rows(ws.deltas, ws, lay, m)
                 Ap = X[start:start + m] if l == 0 else layer_rows(ws.acts, ws, net.layers[l - 1], m)
-                np.dot(Ap.T, D, gW)
+                matmul(gW, Ap, True, D, False, par, blocks)
                 if l > 0:
-                    np.dot(D, W.T, layer_rows(ws.deltas, ws, net.layers[l - 1], m))
+                    matmul(layer_rows(ws.deltas, ws, net.layers[l - 1], m), D, False, W, True, par, blocks)
 
     model = make_model(fastbp, sizes, dtype)
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
     ws = Workspace(*model._train_workspace(batch_size))
     ws.deltas[:] = 0.01
-    args = (Network(*model._net), ws, X, batch_size)
-    gemm_epoch(*args)
-    return (lambda: gemm_epoch(*args)), 1
+    cfg = Config(*model._cfg)
+    args = (Network(*model._net), ws, X, batch_size, cfg.par_product, cfg.blocks)
+
+    def run():
+        with model._blas_threads(batch_size):  # as fit does: OpenBLAS on one thread if products split
+            gemm_epoch(*args)
+
+    run()
+    return run, 1
 
 
 def gemm_flops(sizes, n):
