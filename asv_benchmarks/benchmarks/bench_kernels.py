@@ -1,13 +1,16 @@
 """Each kernel family alone, on W3-sized layers (batch 128, float32), and each optimizer's
-fused update over 1M parameters."""
+fused update over 1M parameters; with fastbp's own size rules for splitting over the threads
+(``codes.PAR_PRODUCT``, ``codes.PAR_ELEMENTS``, ``blas.BLOCKS``) and, as the model does,
+OpenBLAS on one thread while products may be split."""
 
 import numpy as np
 
 import fastbp
-from fastbp.kernels import codes
+from fastbp.kernels import blas, codes
 from fastbp import kernels as K
 
 RNG = np.random.default_rng(0)
+SPLIT = (codes.PAR_PRODUCT if blas.BLOCKED else 1 << 62, codes.PAR_ELEMENTS, blas.BLOCKS)
 
 
 def _rand(*shape):
@@ -27,10 +30,12 @@ class DenseLayer:
         self.time_backward(shape)
 
     def time_forward(self, shape):
-        K.dense_forward(self.Z, self.A, self.W, self.b, codes.RELU, 0.01)
+        with blas.one_blas_thread():
+            K.dense_forward(self.Z, self.A, self.W, self.b, codes.RELU, 0.01, *SPLIT)
 
     def time_backward(self, shape):
-        K.dense_backward(self.Dp, self.gW, self.gb, self.D, self.A, self.W, codes.RELU, 0.01, True)
+        with blas.one_blas_thread():
+            K.dense_backward(self.Dp, self.gW, self.gb, self.D, self.A, self.W, codes.RELU, 0.01, True, *SPLIT)
 
 
 class FusedLoss:
@@ -65,7 +70,7 @@ class OptimizerUpdate:
         self.time_update(name)
 
     def time_update(self, name):
-        K.optimizer_update(self.p, self.slots, self.g, 10, self.hyper.lr, self.hyper)
+        K.optimizer_update(self.p, self.slots, self.g, 10, self.hyper.lr, self.hyper, codes.PAR_ELEMENTS)
 
 
 class ClipNorm:
