@@ -8,7 +8,10 @@ and record layouts from :mod:`.codes` (``tests/test_codes.py`` keeps it so).
 * :mod:`.common` — the ``jit`` decorator, borrowed / matrix views, the floating-point mode
 * :mod:`.activations` — fused bias + activation, activation derivatives
 * :mod:`.dropout` — inverted dropout from a counter-based generator (splitmix64)
-* :mod:`.dense` — a dense layer's forward and backward pass (GEMMs through BLAS)
+* :mod:`.blas` — SciPy's OpenBLAS bound by name (``cblas_?gemm``, its thread count); the
+  blocks per split product; ``one_blas_thread`` around calls that may split
+* :mod:`.dense` — a dense layer's forward and backward pass; products whole or split over
+  Numba's threads (``matmul``)
 * :mod:`.batchnorm` — batch normalisation: training / inference forward, backward, running averages
 * :mod:`.losses` — output activation fused with MSE / binary / categorical cross-entropy
 * :mod:`.optim` — fused SGD / momentum / Nesterov / RMSprop / Adam / AdamW / AdaGrad updates, the

@@ -10,7 +10,7 @@ to the penalty itself.
 Products of more than ``par`` multiply-adds are split over Numba's threads (``matmul``: blocks
 of the output, each one single-threaded BLAS call, see ``.blas``); smaller ones go to BLAS
 whole through Numba's ``np.dot``.  Elementwise passes over at least ``par_elements`` entries
-run over row blocks on all threads (``rows_parallel``).
+run over row blocks on all threads (``row_blocks``).
 """
 
 import numpy as np

@@ -22,6 +22,9 @@ re-optimisation of every level's callees).
 
 Dropout is applied when a forward pass is given ``step >= 0`` (training), never in
 inference.  Nothing here allocates: every array is a view into a buffer the caller owns.
+Large products and elementwise passes run on all of Numba's threads (``cfg.par_product``,
+``cfg.par_elements``, ``cfg.blocks``; see ``dense``, ``optim`` and ``blas``); the entry points
+themselves are serial code that starts those parallel loops.
 """
 
 import numpy as np
