@@ -33,7 +33,7 @@ def show_config(file=None):
         "threading layer": layer, "threads": numba.get_num_threads(),
         "matrix products": blas.describe(),
         "blocks per parallel product": blas.BLOCKS if blas.BLOCKED else 1,
-        "parallel products above (multiply-adds)": codes.PAR_PRODUCT if blas.BLOCKED else None,
+        "parallel products above (multiply-adds)": blas.PRODUCT_SPLIT_ABOVE if blas.BLOCKED else None,
         "parallel elementwise passes from (entries)": codes.PAR_ELEMENTS,
     }
     out = file if file is not None else sys.stdout

@@ -18,8 +18,8 @@ from . import kernels
 from ._base import BaseMLP
 import contextlib
 
-from .kernels.blas import BLOCKED, BLOCKS, one_blas_thread
-from .kernels.codes import PAR_ELEMENTS, PAR_PRODUCT, Config, Network
+from .kernels.blas import BLOCKS, PRODUCT_SPLIT_ABOVE, one_blas_thread
+from .kernels.codes import PAR_ELEMENTS, Config, Network
 from .layout import make_workspace, workspace_widths
 from .validation import LOSSES
 
@@ -40,8 +40,7 @@ class MLP(BaseMLP):
         self._net = tuple(Network(self._params_ext, self._grads, self._slots_buf, self._layers))
         self._cfg = tuple(Config(loss=LOSSES[self.loss], slope=self.leaky_slope, l2=self.l2,
                                  clip_norm=self.clip_norm or 0.0, par_elements=PAR_ELEMENTS,
-                                 # without an OpenBLAS to call per block, products stay whole
-                                 par_product=PAR_PRODUCT if BLOCKED else 1 << 62, blocks=BLOCKS))
+                                 par_product=PRODUCT_SPLIT_ABOVE, blocks=BLOCKS))
         hyper = self.optimizer.hyper
         self._lr, self._hyper = hyper.lr, tuple(hyper)
         self._ws, self._ws_rows = None, 0

@@ -10,7 +10,7 @@ from fastbp.kernels import blas, codes
 from fastbp import kernels as K
 
 RNG = np.random.default_rng(0)
-SPLIT = (codes.PAR_PRODUCT if blas.BLOCKED else 1 << 62, codes.PAR_ELEMENTS, blas.BLOCKS)
+SPLIT = (blas.PRODUCT_SPLIT_ABOVE, codes.PAR_ELEMENTS, blas.BLOCKS)
 
 
 def _rand(*shape):

@@ -22,9 +22,9 @@ blocks, a thread runs several blocks one after the other.
 
 The symbols are bound by name when this module is imported (``llvmlite.binding.add_symbol``):
 compiled code refers to them by name, so Numba's on-disk cache stays valid.  Where SciPy's
-BLAS is not an OpenBLAS with CBLAS and per-thread settings (``BLOCKED`` is False, see
-``describe()``), the symbols are bound to stubs that are never called: products go through
-``np.dot`` with BLAS's own threads, as before.
+BLAS is not an OpenBLAS with CBLAS and a settable thread count (``BLOCKED`` is False, see
+``describe()``), the symbols are bound to stubs that are never called: the product threshold is
+then out of reach and products go through ``np.dot`` with BLAS's own threads, as before.
 """
 
 import contextlib
@@ -38,6 +38,8 @@ import numba
 from numba import cfunc, types
 from numba.extending import register_jitable
 from numba.np.ufunc.parallel import _launch_threads
+
+from . import codes
 
 # CBLAS's enumerations
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -67,6 +69,14 @@ _get_num_threads = types.ExternalFunction("get_num_threads", types.intp())
 def num_threads():
     """Numba's thread count for the calling thread (the C ``int`` in the low 32 bits)."""
     return _get_num_threads() & 0x7FFFFFFF
+
+
+@register_jitable
+def chunks_for(n, par_elements):
+    """How many chunks an elementwise pass over ``n`` entries takes: one per thread from
+    ``par_elements`` entries on, else 1 (serial).  Elementwise passes give the same result
+    for any split, so this may follow the thread count."""
+    return max(1, min(num_threads(), n)) if n >= par_elements else 1
 
 _NAMES = {  # fastbp's symbol: the library's, SciPy's wheels (prefixed), then plain OpenBLAS
     "fastbp_sgemm": ("scipy_cblas_sgemm", "cblas_sgemm"),
@@ -163,8 +173,11 @@ BLOCKS = max(1, int(numba.config.NUMBA_DEFAULT_NUM_THREADS))
 
 LIBRARY = _bind()
 BLOCKED = LIBRARY is not None
-"""Whether products can be split over fastbp's threads (an OpenBLAS with CBLAS and
-per-thread settings was found beside SciPy)."""
+"""Whether products can be split over fastbp's threads (an OpenBLAS with CBLAS and a
+settable thread count was found beside SciPy)."""
+
+PRODUCT_SPLIT_ABOVE = codes.PAR_PRODUCT if BLOCKED else 1 << 62
+"""The ``Config.par_product`` a model gets: ``codes.PAR_PRODUCT``, or never without ``BLOCKED``."""
 
 
 _lock = threading.Lock()

@@ -19,7 +19,7 @@ from numba.core import types
 from numba.core.extending import overload
 
 from .activations import activation_backward, bias_activation
-from .blas import NO_TRANS, ROW_MAJOR, TRANS, dgemm, num_threads, sgemm
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, chunks_for, dgemm, sgemm
 from .common import flush_denormals, jit, restore_fp_control
 
 
@@ -104,9 +104,7 @@ def _activation_backward_rows(D, A, code, slope, blocks):
 @jit(inline="always")
 def row_blocks(Z, par_elements):
     """How many row blocks an elementwise pass over ``Z`` takes (1: serial, in the caller)."""
-    if Z.size < par_elements:
-        return 1
-    return max(1, min(num_threads(), Z.shape[0]))
+    return min(chunks_for(Z.size, par_elements), Z.shape[0])
 
 
 @jit

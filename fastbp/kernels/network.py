@@ -36,10 +36,11 @@ from .codes import (BN_STATS, LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, ST
                     Network, Workspace)
 from .activations import bias_activation
 from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_control
-from .dense import dense_backward, dense_forward
+from .blas import chunks_for
+from .dense import dense_backward, dense_forward, row_blocks
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .optim import chunks_for, clip_global_norm, optimizer_update, sum_squares, update_nonfinite_split
+from .optim import clip_global_norm, optimizer_update, sum_squares, update_nonfinite_split
 
 # Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
@@ -252,9 +253,9 @@ def _gather_blocks(xb, X, perm, start, blocks):
 def gather_batch(xb, tb, X, T, perm, start, par_elements):
     """The mini-batch ``X[perm[start:start + m]]``, ``T[...]`` into ``xb``, ``tb``; the inputs
     on all threads from ``par_elements`` entries on."""
-    blocks = chunks_for(xb.size, par_elements)
+    blocks = row_blocks(xb, par_elements)
     if blocks > 1:
-        _gather_blocks(xb, X, perm, start, min(blocks, xb.shape[0]))
+        _gather_blocks(xb, X, perm, start, blocks)
         gather_rows(tb, T, perm, start)
     else:
         n_in, k = xb.shape[1], tb.shape[1]

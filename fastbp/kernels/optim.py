@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .blas import num_threads
+from .blas import chunks_for
 from .codes import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
 from .common import flush_denormals, jit, restore_fp_control
 
@@ -154,14 +154,6 @@ def _update_chunks(params, slots, grads, t, lr, h, chunks):
         fp = flush_denormals()  # each thread: the kernels' floating-point mode
         update_range(params, slots, grads, n * c // chunks, n * (c + 1) // chunks, t, lr, h)
         restore_fp_control(fp)
-
-
-@jit(inline="always")
-def chunks_for(n, par_elements):
-    """How many chunks an elementwise pass over ``n`` entries takes: one per thread from
-    ``par_elements`` entries on, else 1 (serial).  Elementwise passes give the same result
-    for any split, so this may follow the thread count."""
-    return max(1, min(num_threads(), n)) if n >= par_elements else 1
 
 
 @jit(inline="always")
