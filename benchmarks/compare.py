@@ -279,11 +279,11 @@ def gemm_limit_runner(sizes, X, y, batch_size, dtype):
     model.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size)
     ws = Workspace(*model._train_workspace(batch_size))
     ws.deltas[:] = 0.01
-    cfg = Config(*model._cfg)
+    cfg = Config(*model._call(batch_size)[0])  # as fit calls it (no thresholds where nothing splits)
     args = (Network(*model._net), ws, X, batch_size, cfg.par_product, cfg.blocks)
 
     def run():
-        with model._blas_threads(batch_size):  # as fit does: OpenBLAS on one thread if products split
+        with model._call(batch_size)[1]:  # as fit does: OpenBLAS on one thread if products split
             gemm_epoch(*args)
 
     run()

@@ -26,6 +26,7 @@ from .validation import LOSSES
 __all__ = ["MLP", "load"]
 
 _PAR_PRODUCT = Config._fields.index("par_product")
+_PAR_ELEMENTS = Config._fields.index("par_elements")
 _NO_GUARD = contextlib.nullcontext()
 # Rows per chunk for inference and evaluation.
 _INFERENCE_CHUNK = 1024
@@ -42,15 +43,32 @@ class MLP(BaseMLP):
                                  clip_norm=self.clip_norm or 0.0, par_elements=PAR_ELEMENTS,
                                  par_product=PRODUCT_SPLIT_ABOVE, blocks=BLOCKS))
         hyper = self.optimizer.hyper
-        self._lr, self._hyper = hyper.lr, tuple(hyper)
+        self._hyper = tuple(hyper)
         self._ws, self._ws_rows = None, 0
         self._widths = workspace_widths(self._layers)
         self._widest = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))  # multiply-adds per row
+        self._cfg_split, self._cfg_whole = None, None
+        # ``train_step`` runs as a one-step "epoch" (``kernels.train_epochs``): its order (the
+        # rows as given), loss and count slots, kept for the next call.
+        self._step_orders, self._step_loss, self._step_skipped = {}, np.empty(1), np.zeros(1, dtype=np.int64)
+        self._no_rates, self._no_targets = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
 
-    def _blas_threads(self, rows):
-        """``blas.one_blas_thread()`` if a call on ``rows`` rows may split a product, else a no-op."""
-        return one_blas_thread() if rows * self._widest > self._cfg[_PAR_PRODUCT] else _NO_GUARD
+    def _call(self, rows):
+        """``(cfg, guard)`` for a compiled call on batches of ``rows`` rows.
+
+        ``cfg``: the model's ``Config``, or, where no phase of such a call can reach a size
+        threshold (every product and pass would run serially anyway), the same without
+        thresholds, which selects kernels compiled without any parallel loop (a small
+        model's first session compiles no parallel code; see ``kernels.common.by_threshold``).
+        ``guard``: ``blas.one_blas_thread()`` if the call may split a product, else a no-op."""
+        cfg = self._cfg
+        if cfg is not self._cfg_split:  # (tests replace the Config)
+            self._cfg_split, self._cfg_whole = cfg, cfg[:_PAR_PRODUCT] + (None, None) + cfg[_PAR_ELEMENTS + 1:]
+        splits_product = rows * self._widest > cfg[_PAR_PRODUCT]
+        if splits_product or max(rows * max(self.sizes), self._grads.size) >= cfg[_PAR_ELEMENTS]:
+            return cfg, (one_blas_thread() if splits_product else _NO_GUARD)
+        return self._cfg_whole, _NO_GUARD
 
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
@@ -85,8 +103,9 @@ class MLP(BaseMLP):
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         pool, ws = self._inference_workspace(X.shape[0])
         try:
-            with self._blas_threads(min(X.shape[0], _INFERENCE_CHUNK)):
-                bad = kernels.predict(P, self._net, ws, X, self._cfg)
+            cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
+            with guard:
+                _, bad = kernels.infer(P, self._net, ws, X, self._no_targets, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
@@ -96,30 +115,39 @@ class MLP(BaseMLP):
         P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         pool, ws = self._inference_workspace(X.shape[0])
         try:
-            with self._blas_threads(min(X.shape[0], _INFERENCE_CHUNK)):
-                loss = kernels.evaluate(P, self._net, ws, X, T, self._cfg)
+            cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
+            with guard:
+                loss, _ = kernels.infer(P, self._net, ws, X, T, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
         return loss, P
 
     def _loss_and_grads(self, X, T):
-        with self._blas_threads(X.shape[0]):
-            return kernels.loss_and_grads(self._net, self._state, self._train_workspace(X.shape[0]), X, T, self._cfg)
+        cfg, guard = self._call(X.shape[0])
+        with guard:
+            return kernels.loss_and_grads(self._net, self._state, self._train_workspace(X.shape[0]), X, T, cfg)
 
     def _train_step(self, X, T):
-        ws = self._train_workspace(X.shape[0])
-        with self._blas_threads(X.shape[0]):
-            loss = kernels.train_step(self._net, self._state, ws, X, T, self._lr, self._cfg, self._hyper)
-        return loss, self._field("status"), self._field("bad_layer")
+        m = X.shape[0]
+        ws = self._train_workspace(m)
+        order = self._step_orders.get(m)
+        if order is None:
+            order = self._step_orders.setdefault(m, np.arange(m, dtype=np.int64).reshape(1, m))
+        cfg, guard = self._call(m)
+        with guard:
+            kernels.train_epochs(self._step_loss, self._step_skipped, self._net, self._state, ws, X, T, order,
+                                 self._no_rates, m, False, True, cfg, self._hyper)
+        return self._step_loss[0], self._field("status"), self._field("bad_layer")
 
     def _run_epochs(self, X, T, perms, batch_size, skip_nonfinite, rates, interrupts):
         ws = self._train_workspace(batch_size)
         losses = np.empty(perms.shape[0])
         skipped = np.zeros(perms.shape[0], dtype=np.int64)
-        with interrupts.passing(), self._blas_threads(batch_size):  # Ctrl-C lands before or after compiled code
+        cfg, guard = self._call(batch_size)
+        with interrupts.passing(), guard:  # Ctrl-C lands before or after compiled code
             done = kernels.train_epochs(losses, skipped, self._net, self._state, ws, X, T, perms, rates, batch_size,
-                                        skip_nonfinite, self._cfg, self._hyper)
+                                        skip_nonfinite, False, cfg, self._hyper)
         return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")
 
 

@@ -60,7 +60,9 @@ SCRIPT = textwrap.dedent(
             step = [allocs(model.train_step, Xb, yb) for _ in range(5)]
             # Boundary cost: the same array arguments, handed to a kernel that does nothing.
             Tb = model._check_y(yb, 10)
-            args = (model._net, model._state, model._ws, Xb, Tb, model._lr, model._cfg, model._hyper)
+            # (``train_step`` is a one-step call of the epoch kernel: ``MLP._train_step``.)
+            args = (model._step_loss, model._step_skipped, model._net, model._state, model._ws, Xb, Tb,
+                    model._step_orders[10], model._no_rates, 10, False, True, model._call(10)[0], model._hyper)
             noop(*args)
             boundary = allocs(noop, *args)
             out[f"{dtype}-{type(opt).__name__}"] = dict(epoch_10=epoch_10, epoch_100=epoch_100,

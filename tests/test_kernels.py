@@ -170,7 +170,7 @@ def test_optimizer_update(opt, dtype, par_elements):
         g = rand(rng, n, dtype)
         p_ref, new_slots = R.optimizer_step(opt, p_ref, g.copy(), slots_ref, t)
         slots_ref = np.array(new_slots, dtype).reshape(opt.n_slots, n)
-        K.optimizer_update(p, slots, g.copy(), t, opt.lr, opt.hyper, par_elements)
+        K.optimizer_step(p, slots, g.copy(), t, opt.lr, opt.hyper, par_elements)
         np.testing.assert_allclose(p, p_ref, **TOL[dtype])
         np.testing.assert_allclose(slots, slots_ref, **TOL[dtype])
 
@@ -289,7 +289,7 @@ def test_update_nonfinite_counts_what_the_update_would_write(opt, dtype, data):
     bad = K.update_nonfinite(p, slots, g, lo, hi, t, lr, opt.hyper)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, (p, slots, g)))  # nothing written
     with np.errstate(all="ignore"):
-        K.optimizer_update(p, slots, g, t, lr, opt.hyper, 1 << 62)
+        K.optimizer_step(p, slots, g, t, lr, opt.hyper, 1 << 62)
     rows = [p] + [slots[i] for i in range(opt.n_slots)]
     assert bad == (not all(np.isfinite(r[lo:hi]).all() for r in rows))
 
@@ -345,7 +345,7 @@ def test_update_bound_is_sound(opt, dtype, data):
     lr = data.draw(st.sampled_from([opt.lr, 1e30, float(np.finfo(dtype).max)]))
     if K.update_bounded(p, slots, g, 0, n, 2, lr, opt.hyper):
         with np.errstate(all="ignore"):
-            K.optimizer_update(p, slots, g, 2, lr, opt.hyper, 1 << 62)
+            K.optimizer_step(p, slots, g, 2, lr, opt.hyper, 1 << 62)
         assert np.isfinite(p).all() and np.isfinite(slots).all()
 
 

@@ -70,7 +70,7 @@ class OptimizerUpdate:
         self.time_update(name)
 
     def time_update(self, name):
-        K.optimizer_update(self.p, self.slots, self.g, 10, self.hyper.lr, self.hyper, codes.PAR_ELEMENTS)
+        K.optimizer_step(self.p, self.slots, self.g, 10, self.hyper.lr, self.hyper, codes.PAR_ELEMENTS)
 
 
 class ClipNorm:

@@ -26,15 +26,15 @@ from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_f
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .network import add_l2_gradient, evaluate, l2_penalty, loss_and_grads, predict, train_epochs, train_step
-from .optim import (adagrad_update, adam_update, clip_global_norm, optimizer_update, rmsprop_update, sgd_update, sum_squares,
+from .network import add_l2_gradient, infer, l2_penalty, loss_and_grads, train_epochs
+from .optim import (adagrad_update, adam_update, clip_global_norm, optimizer_step, rmsprop_update, sgd_update, sum_squares,
                     update_bounded, update_nonfinite)
 
 __all__ = [
     "bias_activation", "activation_backward", "dropout_forward", "dropout_backward",
     "dense_forward", "dense_backward", "column_sums",
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running", "running_nonfinite",
-    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_update", "update_bounded", "update_nonfinite",
+    "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_step", "update_bounded", "update_nonfinite",
     "clip_global_norm", "sum_squares", "l2_penalty", "add_l2_gradient",
-    "loss_and_grads", "train_step", "train_epochs", "predict", "evaluate",
+    "loss_and_grads", "train_epochs", "infer",
 ]

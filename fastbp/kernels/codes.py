@@ -103,8 +103,10 @@ Config.__doc__ = """The model's settings the kernels need: the loss code, leaky 
 L2 coefficient, the global-norm clipping threshold (0: no clipping), and from what size a
 phase runs on all of Numba's threads: matrix products of more than ``par_product``
 multiply-adds, elementwise passes over at least ``par_elements`` entries (``PAR_PRODUCT``,
-``PAR_ELEMENTS``; 0: always, as the tests force it), and into how many blocks such a product
-is split (``blas.BLOCKS``: the machine's cores, never the thread count, see ``.blas``)."""
+``PAR_ELEMENTS``; 0: always, as the tests force it; None: never, and then the kernels are
+compiled without any parallel loop, see ``common.by_threshold``), and into how many blocks
+such a product is split (``blas.BLOCKS``: the machine's cores, never the thread count, see
+``.blas``)."""
 
 # From what size a phase runs in parallel (measured: README, "Performance"; issue 11).
 # Products: those OpenBLAS itself would thread (more than 65,536 x 4 multiply-adds); smaller

@@ -9,13 +9,14 @@ The integer codes the kernels dispatch on live in :mod:`.codes`.
 """
 
 import hashlib
+import inspect
 import os
 import platform
 
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.core.extending import intrinsic
+from numba.core.extending import intrinsic, overload
 from numba.core.imputils import impl_ret_borrowed
 from numba.np.arrayobj import populate_array
 
@@ -61,6 +62,26 @@ def jit(func=None, **options):
     if func is None:
         return lambda f: _stamp_with_package(njit(**options)(f))
     return _stamp_with_package(njit(**options)(func))
+
+
+def by_threshold(stub, whole, split, threshold="par_elements"):
+    """Give ``stub`` (a function for compiled code whose argument ``threshold`` is a size
+    threshold) two implementations with its arguments: ``split``, which may start parallel loops at or
+    above the threshold, where the threshold is an integer; ``whole``, serial only, where it
+    is None.  Typing picks one, so a kernel compiled with None thresholds contains no
+    parallel loop at all: a model none of whose phases can reach a threshold never compiles
+    one (``fastbp.model``; what that saves of a cold start: README, "Start-up").  ``split``
+    must compute what ``whole`` does below the threshold, bit for bit."""
+
+    signature = inspect.signature(stub)
+    at = list(signature.parameters).index(threshold)
+
+    def typed(*args):
+        return whole if isinstance(args[at], types.NoneType) else split
+
+    typed.__signature__ = signature  # Numba checks it against the implementations'
+    overload(stub, inline="always", jit_options=dict(error_model=_OPTIONS["error_model"]))(typed)
+    return stub
 
 
 @intrinsic

@@ -20,7 +20,11 @@ from numba.core.extending import overload
 
 from .activations import activation_backward, bias_activation
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, chunks_for, dgemm, sgemm
-from .common import flush_denormals, jit, restore_fp_control
+from .common import by_threshold, flush_denormals, jit, restore_fp_control
+
+# Whether an operand is transposed, as typed values: a literal ``True`` / ``False`` would
+# compile every product function once per combination.
+NO, YES = np.bool_(False), np.bool_(True)
 
 
 def _xgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, zero):
@@ -59,27 +63,46 @@ def blocked_product(C, A, ta, B, tb, blocks):
     M, N = C.shape
     by_rows = M >= N
     blocks = max(1, min(blocks, M if by_rows else N))
+    zero = M - M  # not a literal 0: that would compile gemm_block for it
     for k in prange(blocks):
         fp = flush_denormals()  # each thread: the kernels' floating-point mode
+        lo, hi = (M if by_rows else N) * k // blocks, (M if by_rows else N) * (k + 1) // blocks
         if by_rows:
-            gemm_block(C, A, ta, B, tb, M * k // blocks, M * (k + 1) // blocks, 0, N)
+            gemm_block(C, A, ta, B, tb, lo, hi, zero, N)
         else:
-            gemm_block(C, A, ta, B, tb, 0, M, N * k // blocks, N * (k + 1) // blocks)
+            gemm_block(C, A, ta, B, tb, zero, M, lo, hi)
         restore_fp_control(fp)
 
 
 @jit(inline="always")
-def matmul(C, A, ta, B, tb, par, blocks):
-    """``C <- op(A) @ op(B)``: in ``blocks`` blocks over the threads above ``par`` multiply-adds."""
-    K = A.shape[0] if ta else A.shape[1]
-    if C.shape[0] * C.shape[1] * K > par:
-        blocked_product(C, A, ta, B, tb, blocks)
-    elif ta:
+def whole_product(C, A, ta, B, tb):
+    """``C <- op(A) @ op(B)`` in one call of Numba's ``np.dot`` (BLAS)."""
+    if ta:
         np.dot(A.T, B, C)
     elif tb:
         np.dot(A, B.T, C)
     else:
         np.dot(A, B, C)
+
+
+def matmul(C, A, ta, B, tb, par, blocks):
+    """``C <- op(A) @ op(B)``: in ``blocks`` blocks over the threads above ``par`` multiply-adds;
+    whole where ``par`` is None (compiled code only; ``common.by_threshold``)."""
+
+
+def _matmul_split(C, A, ta, B, tb, par, blocks):
+    K = A.shape[0] if ta else A.shape[1]
+    if C.shape[0] * C.shape[1] * K > par:
+        blocked_product(C, A, ta, B, tb, blocks)
+    else:
+        whole_product(C, A, ta, B, tb)
+
+
+def _matmul_whole(C, A, ta, B, tb, par, blocks):
+    whole_product(C, A, ta, B, tb)
+
+
+by_threshold(matmul, _matmul_whole, _matmul_split, "par")
 
 
 @jit(parallel=True)
@@ -107,15 +130,52 @@ def row_blocks(Z, par_elements):
     return min(chunks_for(Z.size, par_elements), Z.shape[0])
 
 
+def bias_activation_split(Z, b, code, slope, par_elements):
+    """``activations.bias_activation`` over row blocks on all threads from ``par_elements``
+    entries on (compiled code only; ``common.by_threshold``)."""
+
+
+def _bias_activation_split(Z, b, code, slope, par_elements):
+    blocks = row_blocks(Z, par_elements)
+    if blocks > 1:
+        _bias_activation_rows(Z, b, code, slope, blocks)
+    else:
+        bias_activation(Z, b, code, slope)
+
+
+def _bias_activation_whole(Z, b, code, slope, par_elements):
+    bias_activation(Z, b, code, slope)
+
+
+by_threshold(bias_activation_split, _bias_activation_whole, _bias_activation_split)
+
+
+def activation_backward_split(D, A, code, slope, par_elements):
+    """``activations.activation_backward`` over row blocks on all threads from ``par_elements``
+    entries on (compiled code only; ``common.by_threshold``)."""
+
+
+def _activation_backward_split(D, A, code, slope, par_elements):
+    blocks = row_blocks(D, par_elements)
+    if blocks > 1:
+        _activation_backward_rows(D, A, code, slope, blocks)
+    else:
+        activation_backward(D, A, code, slope)
+
+
+def _activation_backward_whole(D, A, code, slope, par_elements):
+    activation_backward(D, A, code, slope)
+
+
+by_threshold(activation_backward_split, _activation_backward_whole, _activation_backward_split)
+
+
 @jit
 def dense_forward(A, A_prev, W, b, code, slope, par, par_elements, blocks):
-    """``A <- act(A_prev @ W + b)``; with ``code == PRODUCT_ONLY``, ``A <- A_prev @ W``."""
-    matmul(A, A_prev, False, W, False, par, blocks)
-    blocks = row_blocks(A, par_elements)
-    if blocks > 1:
-        _bias_activation_rows(A, b, code, slope, blocks)
-    else:
-        bias_activation(A, b, code, slope)
+    """``A <- act(A_prev @ W + b)``; with ``code == PRODUCT_ONLY``, ``A <- A_prev @ W``.
+    ``par`` / ``par_elements``: thresholds for splitting (None: never; see ``codes.Config``)."""
+    matmul(A, A_prev, NO, W, NO, par, blocks)
+    bias_activation_split(A, b, code, slope, par_elements)
 
 
 @jit
@@ -133,12 +193,8 @@ def column_sums(out, D):
 @jit
 def dense_backward(D_prev, gW, gb, D, A_prev, W, prev_code, slope, need_input_grad, par, par_elements, blocks):
     """Gradients of one layer; writes ``gW``, ``gb`` and (if asked) ``D_prev``."""
-    matmul(gW, A_prev, True, D, False, par, blocks)
+    matmul(gW, A_prev, YES, D, NO, par, blocks)
     column_sums(gb, D)
     if need_input_grad:
-        matmul(D_prev, D, False, W, True, par, blocks)
-        blocks = row_blocks(D_prev, par_elements)
-        if blocks > 1:
-            _activation_backward_rows(D_prev, A_prev, prev_code, slope, blocks)
-        else:
-            activation_backward(D_prev, A_prev, prev_code, slope)
+        matmul(D_prev, D, NO, W, YES, par, blocks)
+        activation_backward_split(D_prev, A_prev, prev_code, slope, par_elements)

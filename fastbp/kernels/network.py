@@ -9,8 +9,8 @@ status, ...), ``cfg`` a ``Config`` (loss code, leaky slope, l2, clip_norm), ``h`
 writes first (``losses``, ``P``), then the model (``net``, ``state``), the workspace, the
 data (``X``, ``T``, ...), the configuration.
 
-Entry points (called from Python): ``loss_and_grads``, ``train_step``, ``train_epochs``,
-``predict``, ``evaluate``.  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
+Entry points (called from Python): ``loss_and_grads``, ``train_epochs`` (also a single
+training step), ``infer`` (prediction and evaluation).  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
 (the fields in order) and name them on entry (``named``): Numba's dispatcher types a plain
 tuple on its fast path and a named tuple on a slow Python path, which made every call from
 Python several microseconds slower (README, "How it is built").  Each flushes subnormal
@@ -35,7 +35,7 @@ from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_f
 from .codes import (BN_STATS, LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper,
                     Network, Workspace)
 from .activations import bias_activation
-from .common import borrowed, flush_denormals, jit, matrix_view, restore_fp_control
+from .common import borrowed, by_threshold, flush_denormals, jit, matrix_view, restore_fp_control
 from .blas import chunks_for
 from .dense import dense_backward, dense_forward, row_blocks
 from .dropout import dropout_backward, dropout_forward
@@ -221,14 +221,23 @@ def _count_nonfinite_chunks(counts, x, chunks):
     return bad
 
 
-@jit(inline="always")
 def count_nonfinite_split(counts, x, par_elements):
     """``count_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's count
-    left in ``counts``, one slot per thread)."""
+    left in ``counts``, one slot per thread; None: never; ``common.by_threshold``)."""
+
+
+def _count_nonfinite_split(counts, x, par_elements):
     chunks = min(chunks_for(x.size, par_elements), counts.size)
     if chunks > 1:
         return _count_nonfinite_chunks(counts, x, chunks)
     return count_nonfinite(x)
+
+
+def _count_nonfinite_whole(counts, x, par_elements):
+    return count_nonfinite(x)
+
+
+by_threshold(count_nonfinite_split, _count_nonfinite_whole, _count_nonfinite_split)
 
 
 @jit
@@ -250,21 +259,46 @@ def _gather_blocks(xb, X, perm, start, blocks):
 
 
 @jit(inline="always")
+def gather_together(xb, tb, X, T, perm, start):
+    """``gather_rows`` of both in one pass over the rows (the small networks' case)."""
+    n_in, k = xb.shape[1], tb.shape[1]
+    for i in range(xb.shape[0]):
+        r = perm[start + i]
+        for j in range(n_in):
+            xb[i, j] = X[r, j]
+        for j in range(k):
+            tb[i, j] = T[r, j]
+
+
 def gather_batch(xb, tb, X, T, perm, start, par_elements):
     """The mini-batch ``X[perm[start:start + m]]``, ``T[...]`` into ``xb``, ``tb``; the inputs
-    on all threads from ``par_elements`` entries on."""
+    on all threads from ``par_elements`` entries on (None: never; ``common.by_threshold``)."""
+
+
+def _gather_batch_split(xb, tb, X, T, perm, start, par_elements):
     blocks = row_blocks(xb, par_elements)
     if blocks > 1:
         _gather_blocks(xb, X, perm, start, blocks)
         gather_rows(tb, T, perm, start)
     else:
-        n_in, k = xb.shape[1], tb.shape[1]
-        for i in range(xb.shape[0]):  # one pass over the rows for both (the small networks' case)
-            r = perm[start + i]
-            for j in range(n_in):
-                xb[i, j] = X[r, j]
-            for j in range(k):
-                tb[i, j] = T[r, j]
+        gather_together(xb, tb, X, T, perm, start)
+
+
+def _gather_batch_whole(xb, tb, X, T, perm, start, par_elements):
+    gather_together(xb, tb, X, T, perm, start)
+
+
+by_threshold(gather_batch, _gather_batch_whole, _gather_batch_split)
+
+
+@jit
+def copy_into(dst, src):
+    """``dst[...] = src`` for two arrays of one shape (an array assignment would also compile
+    its shape-mismatch message, over a second of a cold start in string code)."""
+    m, n = src.shape
+    for i in range(m):
+        for j in range(n):
+            dst[i, j] = src[i, j]
 
 
 # ------------------------------------------------------------------ entry points
@@ -367,18 +401,8 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     return loss
 
 
-@jit
-def train_step(net, state, ws, X, T, lr, cfg, h):
-    """``_train_step`` as a call of its own (``MLP.train_step``)."""
-    fp = flush_denormals()
-    net, ws, cfg = named(net, ws, cfg)
-    loss = _train_step(net, state, ws, X, T, lr, cfg, Hyper(*h))
-    restore_fp_control(fp)
-    return loss
-
-
 @jit(inline="always")
-def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, cfg, h):
+def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, one_step, cfg, h):
     """Epoch ``e`` of a chunk: ``X[perm]`` in mini-batches, from batch ``state.batch`` on (0,
     or where an epoch stopped part-way earlier: it goes on there).  True when it finishes;
     then ``losses[e]`` is its sample-weighted mean batch loss and ``skipped[e]`` its count of
@@ -392,13 +416,20 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
     The position (``batch``, ``batches``, ``epoch``) and the epoch's loss so far live in the
     state record and move with each batch: whenever this returns, they describe exactly the
     steps the weights have taken.
+
+    ``one_step`` (``MLP.train_step``): the first batch only, none of the above bookkeeping;
+    ``losses[e]`` is its loss, and True means it was applied.  The same code as an epoch's
+    steps rather than an entry point of its own: a first session compiles one training
+    step, not two (README, "Start-up").
     """
     n, n_in = X.shape
     k = T.shape[1]
     st = state[0]
-    st.status = STATUS_OK
-    st.bad_batch = -1
-    for b in range(st.batch, (n + batch_size - 1) // batch_size):
+    if not one_step:
+        st.status = STATUS_OK
+        st.bad_batch = -1
+    first = 0 if one_step else st.batch
+    for b in range(first, 1 if one_step else (n + batch_size - 1) // batch_size):
         start = b * batch_size
         m = min(batch_size, n - start)
         xb = matrix_view(ws.xb, 0, m, n_in)
@@ -406,6 +437,9 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
         gather_batch(xb, tb, X, T, perm, start, cfg.par_elements)
         lr = rates[b] if rates.size > 0 else h.lr
         loss = _train_step(net, state, ws, xb, tb, lr, cfg, h)
+        if one_step:
+            losses[e] = loss
+            return st.status == STATUS_OK
         if st.status != STATUS_OK:
             st.bad_batch = b
             if not skip_nonfinite:
@@ -427,10 +461,12 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
 
 
 @jit
-def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size, skip_nonfinite, cfg, h):
+def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size, skip_nonfinite, one_step, cfg, h):
     """``_train_epoch`` once per row of ``perms`` (with the same row of ``rates``, whose rows
     may be empty); writes each epoch's loss and skipped-batch count.  The first row may be
     an epoch stopped part-way before (``state.batch > 0``): it goes on from there.
+    With ``one_step``: one training step on the first ``batch_size`` rows of ``X[perms[0]]``
+    (``_train_epoch``), its loss in ``losses[0]``.
 
     Returns the number of epochs completed: fewer than ``len(perms)`` only when a batch was
     not finite and ``skip_nonfinite`` is off (``state`` then says where).
@@ -446,7 +482,7 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
     done = perms.shape[0]
     for e in range(perms.shape[0]):
         if not _train_epoch(losses, skipped, e, net, state, ws, X, T, perms[e], rates[e], batch_size,
-                            skip_nonfinite, cfg, h):
+                            skip_nonfinite, one_step, cfg, h):
             done = e
             break
     restore_fp_control(fp)
@@ -454,34 +490,28 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
 
 
 @jit
-def predict(P, net, ws, X, cfg):
-    """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace; returns how many
-    outputs are NaN or inf (counted while each chunk is in cache; ``predict`` warns)."""
+def infer(P, net, ws, X, T, cfg):
+    """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace.  Returns the
+    mean loss (with the L2 term) against ``T`` (``MLP.evaluate``; NaN where ``T`` has no
+    columns: ``MLP.predict``) and how many outputs are NaN or inf (counted while each chunk
+    is in cache; ``predict`` warns).  One entry point for both, so a first session compiles
+    one inference pass (README, "Start-up")."""
     fp = flush_denormals()
     net, ws, cfg = named(net, ws, cfg)
     n = X.shape[0]
+    with_loss = T.shape[1] > 0
+    lay = net.layers[net.layers.shape[0] - 1]
+    _, b = layer_weights(net.params, lay)
+    total = 0.0
     bad = 0
     for start in range(0, n, ws.rows):
         m = min(ws.rows, n - start)
-        forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, False)
-        out = P[start:start + m]
-        out[:] = layer_rows(ws.acts, ws, net.layers[net.layers.shape[0] - 1], m)
+        forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, with_loss)
+        out = layer_rows(ws.acts, ws, lay, m)
+        if with_loss:  # the output activation fused with the loss
+            total += output_loss(out, layer_rows(ws.deltas, ws, lay, m), b, T[start:start + m], lay.act, cfg.loss) * m
+        copy_into(P[start:start + m], out)
         bad += count_nonfinite(out.reshape(out.size))
+    loss = total / n + l2_penalty(net, cfg.l2) if with_loss else np.nan
     restore_fp_control(fp)
-    return bad
-
-
-@jit
-def evaluate(P, net, ws, X, T, cfg):
-    """Mean loss (with the L2 term) over ``(X, T)``, ``ws.rows`` rows at a time; output into ``P``."""
-    fp = flush_denormals()
-    net, ws, cfg = named(net, ws, cfg)
-    n = X.shape[0]
-    total = 0.0
-    for start in range(0, n, ws.rows):
-        m = min(ws.rows, n - start)
-        total += forward_loss(net, ws, X[start:start + m], T[start:start + m], cfg, INFERENCE, INFERENCE) * m
-        P[start:start + m] = layer_rows(ws.acts, ws, net.layers[net.layers.shape[0] - 1], m)
-    loss = total / n + l2_penalty(net, cfg.l2)
-    restore_fp_control(fp)
-    return loss
+    return loss, bad

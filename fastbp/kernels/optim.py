@@ -24,7 +24,7 @@ from numba import prange
 
 from .blas import chunks_for
 from .codes import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
-from .common import flush_denormals, jit, restore_fp_control
+from .common import by_threshold, flush_denormals, jit, restore_fp_control
 
 
 @jit
@@ -156,17 +156,33 @@ def _update_chunks(params, slots, grads, t, lr, h, chunks):
         restore_fp_control(fp)
 
 
-@jit(inline="always")
 def optimizer_update(params, slots, grads, t, lr, h, par_elements):
     """One step of the optimizer ``h`` over the flat buffers: parameters, state rows
     ``slots`` (``(n_slots, stride)``; each row's first ``grads.size`` entries) and gradient;
-    on all threads from ``par_elements`` parameters on."""
+    on all threads from ``par_elements`` parameters on (None: never; compiled code only,
+    ``common.by_threshold``)."""
+
+
+def _optimizer_update_split(params, slots, grads, t, lr, h, par_elements):
     n = grads.size
     chunks = chunks_for(n, par_elements)
     if chunks > 1:
         _update_chunks(params, slots, grads, t, lr, h, chunks)
     else:
         update_range(params, slots, grads, 0, n, t, lr, h)
+
+
+def _optimizer_update_whole(params, slots, grads, t, lr, h, par_elements):
+    update_range(params, slots, grads, 0, grads.size, t, lr, h)
+
+
+by_threshold(optimizer_update, _optimizer_update_whole, _optimizer_update_split)
+
+
+@jit
+def optimizer_step(params, slots, grads, t, lr, h, par_elements):
+    """``optimizer_update`` as a call of its own (from Python: tests and benchmarks)."""
+    optimizer_update(params, slots, grads, t, lr, h, par_elements)
 
 
 # ---------------------------------------------------------- the check loops
@@ -261,14 +277,24 @@ def _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks):
     return bad
 
 
-@jit(inline="always")
 def update_nonfinite_split(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
     """``update_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's answer
-    left in ``flags``, one integer slot per thread: a ``prange`` reduction would allocate)."""
+    left in ``flags``, one integer slot per thread: a ``prange`` reduction would allocate;
+    None: never; compiled code only, ``common.by_threshold``)."""
+
+
+def _update_nonfinite_split(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
     chunks = min(chunks_for(hi - lo, par_elements), flags.size)
     if chunks > 1:
         return _nonfinite_chunks(flags, params, slots, grads, lo, hi, t, lr, h, chunks)
     return update_nonfinite(params, slots, grads, lo, hi, t, lr, h)
+
+
+def _update_nonfinite_whole(flags, params, slots, grads, lo, hi, t, lr, h, par_elements):
+    return update_nonfinite(params, slots, grads, lo, hi, t, lr, h)
+
+
+by_threshold(update_nonfinite_split, _update_nonfinite_whole, _update_nonfinite_split)
 
 
 # ----------------------------------------------------------------- clipping
