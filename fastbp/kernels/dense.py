@@ -85,14 +85,19 @@ def whole_product(C, A, ta, B, tb):
         np.dot(A, B, C)
 
 
+@jit  # (not inlined into the overload: Numba's IR inliner mishandles the conditional's phi)
+def multiply_adds(C, A, ta):
+    """The size of the product ``C <- op(A) @ op(B)`` in multiply-adds."""
+    return C.shape[0] * C.shape[1] * A.shape[0] if ta else C.shape[0] * C.shape[1] * A.shape[1]
+
+
 def matmul(C, A, ta, B, tb, par, blocks):
     """``C <- op(A) @ op(B)``: in ``blocks`` blocks over the threads above ``par`` multiply-adds;
     whole where ``par`` is None (compiled code only; ``common.by_threshold``)."""
 
 
 def _matmul_split(C, A, ta, B, tb, par, blocks):
-    K = A.shape[0] if ta else A.shape[1]
-    if C.shape[0] * C.shape[1] * K > par:
+    if multiply_adds(C, A, ta) > par:
         blocked_product(C, A, ta, B, tb, blocks)
     else:
         whole_product(C, A, ta, B, tb)
