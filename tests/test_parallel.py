@@ -83,12 +83,16 @@ def numba_threads(n):
 
 
 def train(cfg, sizes=(6, 16, 8, 4), opt="adam", dtype="float32", n=150, batch_size=16, epochs=3, threads=None,
-          **kw):
+          keep_thresholds=False, **kw):
     """A seeded fast model with the ``Config`` fields ``cfg``, trained under ``threads`` Numba
-    threads (``fit``, then a ``train_step``): ``(model, what it computed)``."""
+    threads (``fit``, then a ``train_step``): ``(model, what it computed)``.  With
+    ``keep_thresholds`` every call gets the thresholds, even where nothing can reach them
+    (the model would pass None: kernels compiled without parallel loops)."""
     X, y = data(n, sizes[0], sizes[-1], kw.get("loss", "cross_entropy"))
     with numba_threads(threads or numba.get_num_threads()):
         model = with_cfg(fastbp.MLP(list(sizes), optimizer=OPTIMIZERS[opt](fastbp), dtype=dtype, seed=5, **kw), **cfg)
+        if keep_thresholds:
+            model._call = lambda rows: (model._cfg, contextlib.nullcontext())
         history = model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True)
         step = model.train_step(X[:37], y[:37])
         X_big = np.repeat(X, 8, axis=0)[:1100]  # more rows than one inference chunk (1024)
@@ -264,3 +268,63 @@ def test_blas_is_on_one_thread_while_a_split_call_runs_and_restored_after():
         assert get() == 2
     finally:
         set_(before)
+
+
+# ------------------------------------- kernels compiled without any parallel loop
+def test_the_model_drops_the_thresholds_only_where_no_phase_can_reach_them():
+    def thresholds(model, rows):
+        cfg = Config(*model._call(rows)[0])
+        return cfg.par_product, cfg.par_elements
+
+    small = fastbp.MLP([4, 16, 3])
+    assert thresholds(small, 16) == (None, None)
+    assert thresholds(small, 1024) == (None, None)  # an inference chunk: 1024 x 64 multiply-adds
+    assert thresholds(small, 1 << 15) == (blas.PRODUCT_SPLIT_ABOVE, PAR_ELEMENTS)  # 2^15 x 64 > 2^18
+    wide = fastbp.MLP([1, 8192, 1], output="linear", loss="mse")  # 8 rows x 8192 = 2^16 entries: an elementwise pass splits, no product
+    assert thresholds(wide, 8) == (blas.PRODUCT_SPLIT_ABOVE, PAR_ELEMENTS)
+    assert thresholds(wide, 4) == (None, None)
+    many = fastbp.MLP([300, 300, 10])  # 93,310 parameters: the optimizer's pass splits, for any batch
+    assert thresholds(many, 1) == (blas.PRODUCT_SPLIT_ABOVE, PAR_ELEMENTS)
+    forced = with_cfg(fastbp.MLP([4, 16, 3]), **FORCED)
+    assert thresholds(forced, 1) == (0, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam", "rmsprop", "adagrad"])
+def test_kernels_without_thresholds_give_the_same_bits(opt, dtype):
+    """The serial-only kernels (thresholds None) and the kernels with thresholds that nothing
+    reaches run the same serial code: the same bits."""
+    default = dict(par_product=blas.PRODUCT_SPLIT_ABOVE, par_elements=PAR_ELEMENTS)
+    whole = train(default, opt=opt, dtype=dtype, **ALL_FEATURES)
+    kept = train(default, opt=opt, dtype=dtype, keep_thresholds=True, **ALL_FEATURES)
+    assert Config(*whole[0]._call(16)[0]).par_product is None
+    assert_bitwise_equal(whole[0], kept[0], whole[1], kept[1])
+
+
+NO_PARALLEL_LOOP = """
+import numpy as np
+import fastbp
+from fastbp.kernels import dense, network, optim
+
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((150, 4)), rng.integers(0, 3, 150)
+model = fastbp.MLP([4, 16, 3], seed=0)
+model.fit(X, y, epochs=1, batch_size=16)
+model.predict(X[:1])
+model.evaluate(X, y)
+model.train_step(X[:16], y[:16])
+loops = [dense.blocked_product, dense._bias_activation_rows, dense._activation_backward_rows, optim._update_chunks,
+         optim._nonfinite_chunks, network._count_nonfinite_chunks, network._gather_blocks]
+print(sum(len(f.signatures) for f in loops))
+"""
+
+
+def test_a_small_models_first_session_compiles_no_parallel_loop(tmp_path):
+    """fit, predict, evaluate and train_step of a small model, compiled from an empty cache,
+    compile none of the parallel loops (what that saves: README, "Start-up"), and Numba shows
+    no warning while compiling them."""
+    out = subprocess.run([sys.executable, "-W", "error::numba.core.errors.NumbaWarning", "-c", NO_PARALLEL_LOOP],
+                         env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)), capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "0"
