@@ -52,8 +52,12 @@ class _Progress(threading.Thread):
         return f"epoch {self.epoch}/{self.epochs} [{bar[:width]}] {done}/{self.n_batches} - {rate:,.0f} samples/s"
 
     def run(self):
+        done = 0
         while not self.finished.wait(self.interval):
-            self.stream.write("\r" + self.line(self.model._epoch_progress()))
+            # Never backwards: the counter goes back to 0 when the epoch ends, which this
+            # thread may see just before it is told to stop.
+            done = max(done, self.model._epoch_progress())
+            self.stream.write("\r" + self.line(done))
             self.stream.flush()
 
 
