@@ -186,7 +186,8 @@ class BaseMLP:
         raise NotImplementedError
 
     def _evaluate(self, X, T):
-        """(mean loss including the L2 term, output) for validated X, T."""
+        """``(mean loss including the L2 term, metrics)`` for validated X, T; ``metrics``:
+        ``{"accuracy": ...}`` for classifiers (``_accuracy``), else empty."""
         raise NotImplementedError
 
     def _loss_and_grads(self, X, T):
@@ -368,11 +369,18 @@ class BaseMLP:
                 log.stopper.restore_best(self._params_ext)
 
     def _accuracy(self, P, T):
+        """Classifiers' accuracy of outputs ``P`` against targets ``T``: the share of rows whose
+        largest output is the target's (cross-entropy) or of outputs on the target's side of
+        0.5 (binary cross-entropy)."""
         if self.loss == "cross_entropy":
-            return {"accuracy": float(np.mean(P.argmax(axis=1) == T.argmax(axis=1)))}
+            return self._accuracy_from_count(int(np.count_nonzero(P.argmax(axis=1) == T.argmax(axis=1))), T.shape[0])
         if self.loss == "binary_cross_entropy":
-            return {"accuracy": float(np.mean((P > 0.5) == (T > 0.5)))}
+            return self._accuracy_from_count(int(np.count_nonzero((P > 0.5) == (T > 0.5))), T.size)
         return {}
+
+    def _accuracy_from_count(self, correct, total):
+        """``_accuracy`` from its count (as the fast model's kernel counts it)."""
+        return {"accuracy": correct / total} if self.is_classifier else {}
 
     def predict(self, X):
         """Network output: probabilities for softmax / sigmoid outputs, values for linear.
@@ -403,8 +411,8 @@ class BaseMLP:
         """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
         X, T = self._check_data(X, y)
         with self._access.reading():
-            loss, P = self._evaluate(X, T)
-        return {"loss": float(loss), **self._accuracy(P, T)}
+            loss, metrics = self._evaluate(X, T)
+        return {"loss": float(loss), **metrics}
 
     def loss_and_grads(self, X, y):
         """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""

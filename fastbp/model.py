@@ -52,6 +52,7 @@ class MLP(BaseMLP):
         # rows as given), loss and count slots, kept for the next call.
         self._step_orders, self._step_loss, self._step_skipped = {}, np.empty(1), np.zeros(1, dtype=np.int64)
         self._no_rates, self._no_targets = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
+        self._no_outputs = np.empty((0, 0), dtype=self.dtype)
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
 
     def _call(self, rows):
@@ -105,23 +106,22 @@ class MLP(BaseMLP):
         try:
             cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
             with guard:
-                _, bad = kernels.infer(P, self._net, ws, X, self._no_targets, cfg)
+                _, bad, _ = kernels.infer(P, self._net, ws, X, self._no_targets, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
         return P, bad
 
     def _evaluate(self, X, T):
-        P = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         pool, ws = self._inference_workspace(X.shape[0])
         try:
             cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
-            with guard:
-                loss, _ = kernels.infer(P, self._net, ws, X, T, cfg)
+            with guard:  # the accuracy is counted in the kernel: no output array
+                loss, _, correct = kernels.infer(self._no_outputs, self._net, ws, X, T, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
-        return loss, P
+        return loss, self._accuracy_from_count(correct, T.size if self.loss == "binary_cross_entropy" else T.shape[0])
 
     def _loss_and_grads(self, X, T):
         cfg, guard = self._call(X.shape[0])

@@ -233,7 +233,7 @@ class MLP(BaseMLP):
     def _evaluate(self, X, T):
         Z, A, _ = self._forward_cache(X)
         value, _ = loss_and_delta(self.loss, self.output, Z[-1], A[-1], T)
-        return float(value) + self._l2_term(), A[-1]
+        return float(value) + self._l2_term(), self._accuracy(A[-1], T)
 
     def _loss_and_grads(self, X, T):
         Z, A, masks = self._forward_cache(X, step=self._step + 1)  # the next step's dropout masks

@@ -393,9 +393,8 @@ class EpochLog:
                 break
 
     def _validation_metrics(self):
-        val_loss, P = self.model._evaluate(*self.validation)
-        return {"val_loss": float(val_loss),
-                **{"val_" + k: v for k, v in self.model._accuracy(P, self.validation[1]).items()}}
+        val_loss, metrics = self.model._evaluate(*self.validation)
+        return {"val_loss": float(val_loss), **{"val_" + k: v for k, v in metrics.items()}}
 
     def _print(self, metrics, samples_per_second):
         shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())

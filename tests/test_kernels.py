@@ -355,3 +355,31 @@ def test_update_bound_passes_ordinary_steps(opt):
     p, g = rand(rng, 1000, np.float32), rand(rng, 1000, np.float32, 1e3)
     slots = np.abs(rand(rng, (opt.n_slots, 1000), np.float32))
     assert K.update_bounded(p, slots, g, 0, 1000, 1, opt.lr, opt.hyper)
+
+
+# ------------------------------------------------------- accuracy counted in the kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_correct_outputs_counts_as_numpy_does(loss, dtype):
+    """The inference kernel's accuracy count against ``BaseMLP._accuracy`` (NumPy's argmax
+    and comparisons), with ties, NaN and inf outputs, and probability targets."""
+    from fastbp.kernels.network import correct_outputs
+    rng = np.random.default_rng(7)
+    P = rng.integers(0, 3, (200, 5)).astype(dtype) / 2  # many ties, values on 0.5 itself
+    P[rng.random(P.shape) < 0.05] = np.nan
+    P[rng.random(P.shape) < 0.05] = np.inf
+    T = rng.dirichlet(np.ones(5), 200).astype(dtype)
+    T[::3] = np.eye(5, dtype=dtype)[rng.integers(0, 5, T[::3].shape[0])]
+    if loss == "binary_cross_entropy":
+        T = (rng.random(P.shape) < 0.5).astype(dtype)
+    count = correct_outputs(P, T, V.LOSSES[loss])
+    if loss == "cross_entropy":
+        assert count == np.count_nonzero(P.argmax(axis=1) == T.argmax(axis=1))
+    elif loss == "binary_cross_entropy":
+        assert count == np.count_nonzero((P > 0.5) == (T > 0.5))
+    else:
+        assert count == 0
+    model = R.MLP([5, 5], output={"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                                  "mse": "linear"}[loss], loss=loss)
+    assert model._accuracy(P, T) == model._accuracy_from_count(count, T.size if loss == "binary_cross_entropy"
+                                                               else T.shape[0])

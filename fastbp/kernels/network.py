@@ -32,7 +32,7 @@ from numba import prange
 
 from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
                         running_nonfinite)
-from .codes import (BN_STATS, LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper,
+from .codes import (BINARY_CROSS_ENTROPY, BN_STATS, CROSS_ENTROPY, LINEAR, PRODUCT_ONLY, STATUS_GRAD, STATUS_LOSS, STATUS_OK, STATUS_UPDATE, Config, Hyper,
                     Network, Workspace)
 from .activations import bias_activation
 from .common import borrowed, by_threshold, flush_denormals, jit, matrix_view, restore_fp_control
@@ -490,12 +490,45 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
 
 
 @jit
+def first_max(row):
+    """``np.argmax(row)``: the first largest entry, or the first NaN (NumPy's rule)."""
+    best, at = row[0], 0
+    if best != best:
+        return 0
+    for j in range(1, row.size):
+        v = row[j]
+        if v != v:
+            return j
+        if v > best:
+            best, at = v, j
+    return at
+
+
+@jit
+def correct_outputs(out, T, loss_code):
+    """What ``MLP.evaluate``'s accuracy counts in a chunk: rows whose largest output is the
+    target's largest entry (cross-entropy), or outputs on the target's side of 0.5 (binary
+    cross-entropy); 0 for MSE.  NumPy's rules (``argmax``, ``>``), NaN included."""
+    count = 0
+    if loss_code == CROSS_ENTROPY:
+        for i in range(out.shape[0]):
+            count += first_max(out[i]) == first_max(T[i])
+    elif loss_code == BINARY_CROSS_ENTROPY:
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                count += (out[i, j] > 0.5) == (T[i, j] > 0.5)
+    return count
+
+
+@jit
 def infer(P, net, ws, X, T, cfg):
-    """``P <- network(X)``, ``ws.rows`` rows at a time through the workspace.  Returns the
-    mean loss (with the L2 term) against ``T`` (``MLP.evaluate``; NaN where ``T`` has no
-    columns: ``MLP.predict``) and how many outputs are NaN or inf (counted while each chunk
-    is in cache; ``predict`` warns).  One entry point for both, so a first session compiles
-    one inference pass (README, "Start-up")."""
+    """The network on ``X``, ``ws.rows`` rows at a time through the workspace, its output into
+    ``P`` (unless ``P`` has no rows: ``MLP.evaluate`` needs none).  Returns the mean loss
+    (with the L2 term) against ``T`` (NaN where ``T`` has no columns: ``MLP.predict``), how
+    many outputs are NaN or inf (``predict`` warns) and how many are correct
+    (``correct_outputs``), each counted while its chunk is in cache.  One entry point for
+    prediction and evaluation, so a first session compiles one inference pass (README,
+    "Start-up")."""
     fp = flush_denormals()
     net, ws, cfg = named(net, ws, cfg)
     n = X.shape[0]
@@ -504,14 +537,18 @@ def infer(P, net, ws, X, T, cfg):
     _, b = layer_weights(net.params, lay)
     total = 0.0
     bad = 0
+    correct = 0
     for start in range(0, n, ws.rows):
         m = min(ws.rows, n - start)
         forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, with_loss)
         out = layer_rows(ws.acts, ws, lay, m)
         if with_loss:  # the output activation fused with the loss
-            total += output_loss(out, layer_rows(ws.deltas, ws, lay, m), b, T[start:start + m], lay.act, cfg.loss) * m
-        copy_into(P[start:start + m], out)
+            Tc = T[start:start + m]
+            total += output_loss(out, layer_rows(ws.deltas, ws, lay, m), b, Tc, lay.act, cfg.loss) * m
+            correct += correct_outputs(out, Tc, cfg.loss)
+        if P.shape[0] > 0:
+            copy_into(P[start:start + m], out)
         bad += count_nonfinite(out.reshape(out.size))
     loss = total / n + l2_penalty(net, cfg.l2) if with_loss else np.nan
     restore_fp_control(fp)
-    return loss, bad
+    return loss, bad, correct
