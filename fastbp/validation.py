@@ -255,7 +255,7 @@ def check_y(y, n, k, loss, dtype):
         raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
     if y_arr.shape[:1] != (n,):
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
-    if not np.isfinite(y_arr).all():
+    if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():  # (integers always are)
         raise ValueError("y contains NaN or inf")
     if loss == "cross_entropy" and y_arr.ndim == 1:
         return _one_hot(y_arr, n, k, dtype)
