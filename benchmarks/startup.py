@@ -3,6 +3,9 @@
 
 Cold: an empty Numba cache directory, so everything ``fit`` needs is compiled.
 Warm: the same cache directory again, now populated by the cold run.
+Numba's floor: the warm process of a one-line ``@njit(cache=True)`` function (import numba,
+one cached call: the first call of any Numba function sets up Numba's typing and imports
+SciPy's BLAS), the least a warm start of any Numba program costs on this machine.
 
     python benchmarks/startup.py [--repeat 3] [--dtype float32]
 """
@@ -37,6 +40,35 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
 """
 
 
+FLOOR = """
+import time
+t0 = time.perf_counter()
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def total(x):
+    return x.sum()
+
+
+t1 = time.perf_counter()
+total(np.ones(3))
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def floor(folder):
+    """(process, import numba, first cached call) of ``FLOOR``, warm (run once before)."""
+    path = os.path.join(folder, "floor.py")
+    with open(path, "w") as f:
+        f.write(FLOOR)
+    subprocess.run([sys.executable, path], check=True, capture_output=True)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, path], check=True, capture_output=True, text=True).stdout
+    return (time.perf_counter() - start, *map(float, out.split()))
+
+
 def run(cache_dir, dtype):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     start = time.perf_counter()
@@ -51,15 +83,19 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args()
-    cold, warm = [], []
+    cold, warm, floors = [], [], []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as cache:
             cold.append(run(cache, args.dtype))
             warm.append(run(cache, args.dtype))
+        with tempfile.TemporaryDirectory() as folder:
+            floors.append(floor(folder))
     for name, runs in (("cold (empty cache)", cold), ("warm (cache populated)", warm)):
         total, imp, fit, predict, evaluate, step = (statistics.median(col) for col in zip(*runs))
         print(f"{name:24s} process {total:6.2f} s   import fastbp {imp:5.2f} s   first fit {fit:6.2f} s   "
               f"first predict {predict:5.2f} s   first evaluate {evaluate:5.2f} s   first train_step {step:5.2f} s")
+    total, imp, call = (statistics.median(col) for col in zip(*floors))
+    print(f"{'Numba floor (warm)':24s} process {total:6.2f} s   import numba  {imp:5.2f} s   first cached call {call:5.2f} s")
 
 
 if __name__ == "__main__":
