@@ -383,3 +383,44 @@ def test_correct_outputs_counts_as_numpy_does(loss, dtype):
                                   "mse": "linear"}[loss], loss=loss)
     assert model._accuracy(P, T) == model._accuracy_from_count(count, T.size if loss == "binary_cross_entropy"
                                                                else T.shape[0])
+
+
+# ------------------------------------------------- the update check's carried bounds
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e-3, 1.0, 1e3, 1e15, 1e30]),
+       dtype=st.sampled_from(["float32", "float64"]), steps=st.integers(1, 4))
+@pytest.mark.parametrize("opt", [O.SGD(0.1), O.SGD(0.1, momentum=0.9), O.SGD(0.1, momentum=0.9, nesterov=True),
+                                 O.RMSprop(1e-2), O.Adam(1e-3), O.AdamW(1e-3, weight_decay=0.1), O.AdaGrad(0.1)],
+                         ids=["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad"])
+def test_carried_bounds_bound_the_update(opt, seed, scale, dtype, steps):
+    """``optim.state_bounds`` / ``bounds_after``: over several steps, every parameter and state
+    entry after the real update (in the dtype) stays within the carried bounds, and where
+    they are called safe the update is finite; with huge gradients they are not called safe
+    when the update would overflow (the exact check's verdict)."""
+    from fastbp.kernels import optim as KO
+    rng = np.random.default_rng(seed)
+    n = 257
+    p = (rng.standard_normal(n) * scale).astype(dtype)
+    slots = np.zeros((opt.n_slots, n), dtype=dtype)
+    bounds = KO.state_bounds(p, slots, n, opt.hyper)
+    assert bounds[3] == KO.MEASURED
+    limit = np.finfo(dtype).max / 2
+    for t in range(1, steps + 1):
+        g = (rng.standard_normal(n) * scale).astype(dtype)
+        gmax = float(np.abs(g).max())
+        after, safe = KO.bounds_after(bounds, gmax, t, opt.lr, opt.hyper, limit)
+        exact_bad = KO.update_nonfinite(p, slots, g, 0, n, t, opt.lr, opt.hyper)
+        if safe:
+            assert not exact_bad
+        if exact_bad:
+            assert not safe
+            return
+        with np.errstate(all="ignore"):
+            K.optimizer_step(p, slots, g, t, opt.lr, opt.hyper, 1 << 62)
+        if not safe:
+            return
+        assert np.isfinite(p).all() and np.isfinite(slots).all()
+        assert np.abs(p).max() <= after[0]
+        for row in range(slots.shape[0]):
+            assert np.abs(slots[row]).max() <= after[1 + row]
+        bounds = after

@@ -314,7 +314,7 @@ model.predict(X[:1])
 model.evaluate(X, y)
 model.train_step(X[:16], y[:16])
 loops = [dense.blocked_product, dense._bias_activation_rows, dense._activation_backward_rows, optim._update_chunks,
-         optim._nonfinite_chunks, network._count_nonfinite_chunks, network._gather_blocks]
+         optim._nonfinite_chunks, network._largest_magnitude_chunks, network._gather_blocks]
 print(sum(len(f.signatures) for f in loops))
 """
 

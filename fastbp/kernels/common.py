@@ -132,6 +132,23 @@ def matrix_view(typingctx, flat, start, m, n):
     return mat(flat, start, m, n), codegen
 
 
+@intrinsic
+def float_from_bits(typingctx, bits, like):
+    """The float of ``like``'s type (float32 / float64) whose bit pattern is ``bits`` (an
+    integer; its low 32 bits for float32)."""
+    if not (isinstance(bits, types.Integer) and like in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        width = 32 if like == types.float32 else 64
+        value = context.cast(builder, args[0], bits, types.int64)
+        if width == 32:
+            value = builder.trunc(value, ir.IntType(32))
+        return builder.bitcast(value, context.get_value_type(like))
+
+    return like(bits, like), codegen
+
+
 # ------------------------------------------------------------ denormals
 # MXCSR bits: FTZ (flush results below the smallest normal to zero) and DAZ (read such
 # inputs as zero).  Long training drives softmax probabilities, deltas and Adam's first

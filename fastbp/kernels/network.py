@@ -40,7 +40,8 @@ from .blas import chunks_for
 from .dense import dense_backward, dense_forward, row_blocks
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .optim import clip_global_norm, optimizer_update, sum_squares, update_nonfinite_split
+from .optim import (GIVEN_UP, UNMEASURED, bounds_after, clip_global_norm, from_bits, inf_bits, magnitude_bits, optimizer_update,
+                    state_bounds, sum_squares, update_nonfinite_split)
 
 # Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
@@ -210,34 +211,42 @@ def count_nonfinite(x):
     return bad
 
 
+@jit
+def largest_magnitude(x):
+    """The bit pattern of the largest ``|x_i|`` (``optim.magnitude_bits``): at or above
+    ``optim.inf_bits(x)`` if any entry is NaN or inf."""
+    bits, _ = magnitude_bits(x)
+    return bits
+
+
 @jit(parallel=True)
-def _count_nonfinite_chunks(counts, x, chunks):
+def _largest_magnitude_chunks(counts, x, chunks):
     n = x.size
     for c in prange(chunks):
-        counts[c] = count_nonfinite(x[n * c // chunks:n * (c + 1) // chunks])
-    bad = 0
-    for c in range(chunks):
-        bad += counts[c]
-    return bad
+        counts[c] = largest_magnitude(x[n * c // chunks:n * (c + 1) // chunks])
+    largest = counts[0]
+    for c in range(1, chunks):
+        largest = max(largest, counts[c])
+    return largest
 
 
-def count_nonfinite_split(counts, x, par_elements):
-    """``count_nonfinite`` on all threads from ``par_elements`` entries on (each chunk's count
-    left in ``counts``, one slot per thread; None: never; ``common.by_threshold``)."""
+def largest_magnitude_split(counts, x, par_elements):
+    """``largest_magnitude`` on all threads from ``par_elements`` entries on (each chunk's
+    answer left in ``counts``, one slot per thread; None: never; ``common.by_threshold``)."""
 
 
-def _count_nonfinite_split(counts, x, par_elements):
+def _largest_magnitude_split(counts, x, par_elements):
     chunks = min(chunks_for(x.size, par_elements), counts.size)
     if chunks > 1:
-        return _count_nonfinite_chunks(counts, x, chunks)
-    return count_nonfinite(x)
+        return _largest_magnitude_chunks(counts, x, chunks)
+    return largest_magnitude(x)
 
 
-def _count_nonfinite_whole(counts, x, par_elements):
-    return count_nonfinite(x)
+def _largest_magnitude_whole(counts, x, par_elements):
+    return largest_magnitude(x)
 
 
-by_threshold(count_nonfinite_split, _count_nonfinite_whole, _count_nonfinite_split)
+by_threshold(largest_magnitude_split, _largest_magnitude_whole, _largest_magnitude_split)
 
 
 @jit
@@ -329,9 +338,11 @@ def running_nonfinite_layer(net, ws, m, l):
 
 
 @jit
-def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements):
+def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements, bounded):
     """-1 if the update at step ``t`` keeps every parameter, optimizer state and running
     average finite; else the layer (the first from the output) it would make NaN or inf.
+    ``bounded``: the parameters and state are known to stay finite (``optim.bounds_after``),
+    so only the running averages are checked.
 
     All of it at once, then, only if that fails, layer by layer.  A function of its own,
     not inlined: every entry point shares one compiled copy (the first session compiles it
@@ -342,7 +353,9 @@ def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements):
     for l in range(L, -1, -1):
         lay = net.layers[min(l, L - 1)]
         lo, hi = (0, net.grads.size) if l == L else (lay.w, lay.end)
-        bad = update_nonfinite_split(ws.counts, net.params, net.slots, net.grads, lo, hi, t, lr, h, par_elements)
+        bad = False
+        if not (bounded and l == L):
+            bad = update_nonfinite_split(ws.counts, net.params, net.slots, net.grads, lo, hi, t, lr, h, par_elements)
         if l == L:
             for j in range(L - 1):
                 bad = bad or running_nonfinite_layer(net, ws, m, j)
@@ -354,8 +367,10 @@ def nonfinite_update_layer(net, ws, m, t, lr, h, par_elements):
 
 
 @jit(inline="always")
-def _train_step(net, state, ws, X, T, lr, cfg, h):
-    """Forward, backward, optional global-norm clipping and one optimizer update at rate ``lr``.
+def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
+    """Forward, backward, optional global-norm clipping and one optimizer update at rate ``lr``;
+    returns the loss and the bounds to carry to the next step of this call (``bounds``:
+    ``optim.bounds_after``; ``UNMEASURED`` at the start of a call).
 
     Nothing is updated if the loss or any layer's gradient is NaN or inf (``status`` becomes
     ``STATUS_LOSS`` / ``STATUS_GRAD``), or if the update would make any parameter, optimizer
@@ -372,24 +387,32 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
     if not np.isfinite(loss):
         st.status = STATUS_LOSS
         st.bad_layer = L - 1
-        return loss
+        return loss, bounds
+    g_bits = np.int64(0)  # the largest gradient magnitude, as its bit pattern
     for l in range(L - 1, -1, -1):
         layer_backward(net, ws, X, l, m, cfg, key, step)
         lay = net.layers[l]  # checked while this layer's gradient is still in cache
-        if count_nonfinite_split(ws.counts, net.grads[lay.w:lay.end], cfg.par_elements) > 0:
+        layer_bits = largest_magnitude_split(ws.counts, net.grads[lay.w:lay.end], cfg.par_elements)
+        if layer_bits >= inf_bits(net.grads):
             st.status = STATUS_GRAD
             st.bad_layer = l
-            return loss
-    if cfg.clip_norm > 0.0:
+            return loss, bounds
+        g_bits = max(g_bits, layer_bits)
+    if cfg.clip_norm > 0.0:  # (only shrinks the gradient: its largest magnitude stays a bound)
         clip_global_norm(net.grads, cfg.clip_norm)
-    # The update is checked before any of it is written (a read-only pass, ``optim``; its
-    # cost: README, "Faults and bad input"): all of it at once, then, only if it fails, layer by
-    # layer from the output to name the layer.
-    bad = nonfinite_update_layer(net, ws, m, step, lr, h, cfg.par_elements)
+    # The update is checked before any of it is written: by the bounds carried from the last
+    # step where they hold, else by a read-only pass (``optim``; its cost: README, "Faults and
+    # bad input"): all of it at once, then, only if it fails, layer by layer from the output
+    # to name the layer.
+    if bounds[3] == UNMEASURED:
+        bounds = state_bounds(net.params, net.slots, net.grads.size, h)
+    after, bounded = bounds_after(bounds, from_bits(g_bits, net.grads), step, lr, h,
+                                  np.finfo(net.grads.dtype).max / 2)
+    bad = nonfinite_update_layer(net, ws, m, step, lr, h, cfg.par_elements, bounded)
     if bad >= 0:
         st.status = STATUS_UPDATE
         st.bad_layer = bad
-        return loss
+        return loss, bounds
     st.step = step
     st.status = STATUS_OK
     optimizer_update(net.params, net.slots, net.grads, step, lr, h, cfg.par_elements)
@@ -398,11 +421,14 @@ def _train_step(net, state, ws, X, T, lr, cfg, h):
         if lay.running >= 0:
             run_mean, run_var, stats = running_buffers(net, ws, lay, m)
             batchnorm_update_running(run_mean, run_var, stats, m)
-    return loss
+    if not bounded:  # the exact check passed: no bounds from here on in this call
+        after = (after[0], after[1], after[2], GIVEN_UP)
+    return loss, after
 
 
 @jit(inline="always")
-def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, one_step, cfg, h):
+def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_size, skip_nonfinite, one_step, cfg, h,
+                 bounds):
     """Epoch ``e`` of a chunk: ``X[perm]`` in mini-batches, from batch ``state.batch`` on (0,
     or where an epoch stopped part-way earlier: it goes on there).  True when it finishes;
     then ``losses[e]`` is its sample-weighted mean batch loss and ``skipped[e]`` its count of
@@ -418,7 +444,8 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
     steps the weights have taken.
 
     ``one_step`` (``MLP.train_step``): the first batch only, none of the above bookkeeping;
-    ``losses[e]`` is its loss, and True means it was applied.  The same code as an epoch's
+    ``losses[e]`` is its loss, and True means it was applied.  Also returns the bounds to
+    carry on (``_train_step``).  The same code as an epoch's
     steps rather than an entry point of its own: a first session compiles one training
     step, not two (README, "Start-up").
     """
@@ -436,14 +463,14 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
         tb = matrix_view(ws.tb, 0, m, k)
         gather_batch(xb, tb, X, T, perm, start, cfg.par_elements)
         lr = rates[b] if rates.size > 0 else h.lr
-        loss = _train_step(net, state, ws, xb, tb, lr, cfg, h)
+        loss, bounds = _train_step(net, state, ws, xb, tb, lr, cfg, h, bounds)
         if one_step:
             losses[e] = loss
-            return st.status == STATUS_OK
+            return st.status == STATUS_OK, bounds
         if st.status != STATUS_OK:
             st.bad_batch = b
             if not skip_nonfinite:
-                return False  # stopped at this batch, which the next fit runs again
+                return False, bounds  # stopped at this batch, which the next fit runs again
             st.skipped += 1
         else:
             st.loss_sum += loss * m
@@ -457,7 +484,7 @@ def _train_epoch(losses, skipped, e, net, state, ws, X, T, perm, rates, batch_si
     st.skipped = 0
     st.loss_sum = 0.0
     st.counted = 0
-    return True
+    return True, bounds
 
 
 @jit
@@ -480,9 +507,11 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
                    borrowed(ws.xb), borrowed(ws.tb), ws.rows, borrowed(ws.counts))
     state, X, T, perms, rates = borrowed(state), borrowed(X), borrowed(T), borrowed(perms), borrowed(rates)
     done = perms.shape[0]
+    bounds = (0.0, 0.0, 0.0, UNMEASURED)  # measured at the first step (``_train_step``)
     for e in range(perms.shape[0]):
-        if not _train_epoch(losses, skipped, e, net, state, ws, X, T, perms[e], rates[e], batch_size,
-                            skip_nonfinite, one_step, cfg, h):
+        finished, bounds = _train_epoch(losses, skipped, e, net, state, ws, X, T, perms[e], rates[e], batch_size,
+                                        skip_nonfinite, one_step, cfg, h, bounds)
+        if not finished:
             done = e
             break
     restore_fp_control(fp)

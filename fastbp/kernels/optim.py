@@ -24,7 +24,7 @@ from numba import prange
 
 from .blas import chunks_for
 from .codes import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
-from .common import by_threshold, flush_denormals, jit, restore_fp_control
+from .common import by_threshold, float_from_bits, flush_denormals, jit, restore_fp_control
 
 
 @jit
@@ -295,6 +295,111 @@ def _update_nonfinite_whole(flags, params, slots, grads, lo, hi, t, lr, h, par_e
 
 
 by_threshold(update_nonfinite_split, _update_nonfinite_whole, _update_nonfinite_split)
+
+
+# ------------------------------------------- the check in O(1): bounds carried from step to step
+# Within one compiled call nothing but the optimizer writes the parameters and the state, so
+# bounds on their magnitudes, measured once at the start of the call, can be carried from
+# step to step by the rules' own arithmetic: given the largest gradient entry (measured by
+# the gradient check, which reads the gradient anyway), the largest parameter and state entry
+# after the step are bounded by a few scalar operations.  When those bounds pass the test
+# ``update_bounded`` applies entry by entry (at most half the dtype's largest value), no entry
+# can overflow, and the update check's pass over every parameter, both state rows and the
+# gradient is skipped.  When they do not, the exact check runs, as before, and the call stops
+# carrying bounds.  (README, "Faults and bad input"; measured there.)
+UNMEASURED, MEASURED, GIVEN_UP = 0.0, 1.0, 2.0  # the last field of a bounds tuple
+
+
+@jit
+def _magnitude_bits(b, mask):
+    m = b.dtype.type(mask)
+    largest = b.dtype.type(0)
+    signs = b.dtype.type(0)
+    for i in range(b.size):
+        v = b[i]
+        largest = max(largest, v & m)
+        signs |= v
+    return np.int64(largest), signs < 0
+
+
+@jit
+def magnitude_bits(x):
+    """``(bits, signed)``: the bit pattern of the largest ``|x_i|`` as an integer, and whether
+    any entry has its sign bit set.  Non-negative floats order as their bit patterns do, and
+    NaN / inf lie above every finite number (``inf_bits``), so one integer max (which
+    vectorises, where a float max with NaN would not) both finds the largest magnitude and
+    tells whether any entry is not finite."""
+    if x.itemsize == 4:
+        return _magnitude_bits(x.view(np.int32), 0x7FFFFFFF)
+    return _magnitude_bits(x.view(np.int64), 0x7FFFFFFFFFFFFFFF)
+
+
+@jit
+def inf_bits(x):
+    """The bit pattern of inf in ``x``'s dtype: magnitudes at or above it are not finite."""
+    return np.int64(0x7F800000) if x.itemsize == 4 else np.int64(0x7FF0000000000000)
+
+
+@jit
+def from_bits(bits, x):
+    """The magnitude ``bits`` (``magnitude_bits``) as a float64."""
+    return np.float64(float_from_bits(bits, x.dtype.type(0)))
+
+
+@jit
+def state_bounds(params, slots, n, h):
+    """Bounds to start a call with: ``(max |p|, max |state row 0|, max |state row 1|,
+    MEASURED)`` over the first ``n`` entries; ``GIVEN_UP`` where a state row the rules keep
+    non-negative (RMSprop's and AdaGrad's sums, Adam's second moment) has a negative entry
+    (only a file could bring one: the exact check then decides, every step)."""
+    pb, _ = magnitude_bits(params[:n])
+    s0, s1, neg0, neg1 = np.int64(0), np.int64(0), False, False
+    if slots.shape[0] > 0:
+        s0, neg0 = magnitude_bits(slots[0][:n])
+    if slots.shape[0] > 1:
+        s1, neg1 = magnitude_bits(slots[1][:n])
+    signed = neg0 if (h.code == RMSPROP or h.code == ADAGRAD) else neg1 if (h.code == ADAM or h.code == ADAMW) \
+        else False
+    mode = GIVEN_UP if signed else MEASURED
+    return from_bits(pb, params), from_bits(s0, params), from_bits(s1, params), mode
+
+
+@jit
+def bounds_after(bounds, gmax, t, lr, h, limit):
+    """``(bounds after step t, safe)``: with ``gmax`` the largest gradient magnitude, the
+    bounds on ``|p|`` and the state rows after the update, and whether they pass
+    ``update_bounded``'s test (``limit``: half the dtype's largest value).  Float64
+    arithmetic; an overflow gives inf, which fails the test (then the exact check runs)."""
+    pb, s0b, s1b, mode = bounds
+    if mode != MEASURED:
+        return bounds, False
+    p, s0, s1 = pb, s0b, s1b
+    if h.code == SGD:
+        mu = abs(h.momentum)
+        if h.momentum == 0.0:
+            p = pb + lr * gmax
+        else:
+            s0 = mu * s0b + gmax
+            p = pb + lr * ((gmax + mu * s0) if h.nesterov else s0)
+        safe = p <= limit and s0 <= limit
+    elif h.code == RMSPROP or h.code == ADAGRAD:
+        rho, c = (h.rho, 1.0 - h.rho) if h.code == RMSPROP else (1.0, 1.0)
+        s0 = rho * s0b + c * gmax * gmax
+        p = pb + lr / h.eps * gmax
+        safe = s0 <= limit and p <= limit
+    elif h.code == ADAM or h.code == ADAMW:
+        s0 = h.beta1 * s0b + (1.0 - h.beta1) * gmax
+        s1 = h.beta2 * s1b + (1.0 - h.beta2) * gmax * gmax
+        decay = abs(1.0 - lr * h.weight_decay)
+        p = pb * decay + lr / (1.0 - h.beta1 ** t) / h.eps * s0
+        safe = s1 <= limit and p <= limit
+    else:
+        safe = False
+    # The rules run in the model's dtype: each result may exceed the exact value by a few
+    # roundings (< 2^-21 relative in float32); growing the bounds by 2^-20 a step keeps them
+    # upper bounds however many steps they are carried.
+    grow = 1.0 + 2.0 ** -20
+    return (p * grow, s0 * grow, s1 * grow, MEASURED), safe
 
 
 # ----------------------------------------------------------------- clipping
