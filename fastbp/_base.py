@@ -373,14 +373,17 @@ class BaseMLP:
         largest output is the target's (cross-entropy) or of outputs on the target's side of
         0.5 (binary cross-entropy)."""
         if self.loss == "cross_entropy":
-            return self._accuracy_from_count(int(np.count_nonzero(P.argmax(axis=1) == T.argmax(axis=1))), T.shape[0])
+            return self._accuracy_from_count(int(np.count_nonzero(P.argmax(axis=1) == T.argmax(axis=1))), T)
         if self.loss == "binary_cross_entropy":
-            return self._accuracy_from_count(int(np.count_nonzero((P > 0.5) == (T > 0.5))), T.size)
+            return self._accuracy_from_count(int(np.count_nonzero((P > 0.5) == (T > 0.5))), T)
         return {}
 
-    def _accuracy_from_count(self, correct, total):
-        """``_accuracy`` from its count (as the fast model's kernel counts it)."""
-        return {"accuracy": correct / total} if self.is_classifier else {}
+    def _accuracy_from_count(self, correct, T):
+        """``_accuracy`` from its count of correct rows (cross-entropy) or outputs (binary
+        cross-entropy) against targets ``T`` (as the fast model's kernel counts them)."""
+        if not self.is_classifier:
+            return {}
+        return {"accuracy": correct / (T.size if self.loss == "binary_cross_entropy" else T.shape[0])}
 
     def predict(self, X):
         """Network output: probabilities for softmax / sigmoid outputs, values for linear.

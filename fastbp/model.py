@@ -121,7 +121,7 @@ class MLP(BaseMLP):
         finally:
             if pool is not None:
                 pool.append(ws)
-        return loss, self._accuracy_from_count(correct, T.size if self.loss == "binary_cross_entropy" else T.shape[0])
+        return loss, self._accuracy_from_count(correct, T)
 
     def _loss_and_grads(self, X, T):
         cfg, guard = self._call(X.shape[0])
