@@ -47,12 +47,13 @@ class MLP(BaseMLP):
         self._ws, self._ws_rows = None, 0
         self._widths = workspace_widths(self._layers)
         self._widest = max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))  # multiply-adds per row
+        self._widest_layer = max(self.sizes)  # entries per row of the widest elementwise pass
         self._cfg_split, self._cfg_whole = None, None
         # ``train_step`` runs as a one-step "epoch" (``kernels.train_epochs``): its order (the
         # rows as given), loss and count slots, kept for the next call.
         self._step_orders, self._step_loss, self._step_skipped = {}, np.empty(1), np.zeros(1, dtype=np.int64)
-        self._no_rates, self._no_targets = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
-        self._no_outputs = np.empty((0, 0), dtype=self.dtype)
+        # ``infer`` without targets (``predict``) or without an output array (``evaluate``).
+        self._no_rates, self._empty = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
 
     def _call(self, rows):
@@ -67,7 +68,7 @@ class MLP(BaseMLP):
         if cfg is not self._cfg_split:  # (tests replace the Config)
             self._cfg_split, self._cfg_whole = cfg, cfg[:_PAR_PRODUCT] + (None, None) + cfg[_PAR_ELEMENTS + 1:]
         splits_product = rows * self._widest > cfg[_PAR_PRODUCT]
-        if splits_product or max(rows * max(self.sizes), self._grads.size) >= cfg[_PAR_ELEMENTS]:
+        if splits_product or max(rows * self._widest_layer, self._grads.size) >= cfg[_PAR_ELEMENTS]:
             return cfg, (one_blas_thread() if splits_product else _NO_GUARD)
         return self._cfg_whole, _NO_GUARD
 
@@ -106,7 +107,7 @@ class MLP(BaseMLP):
         try:
             cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
             with guard:
-                _, bad, _ = kernels.infer(P, self._net, ws, X, self._no_targets, cfg)
+                _, bad, _ = kernels.infer(P, self._net, ws, X, self._empty, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
@@ -117,7 +118,7 @@ class MLP(BaseMLP):
         try:
             cfg, guard = self._call(min(X.shape[0], _INFERENCE_CHUNK))
             with guard:  # the accuracy is counted in the kernel: no output array
-                loss, _, correct = kernels.infer(self._no_outputs, self._net, ws, X, T, cfg)
+                loss, _, correct = kernels.infer(self._empty, self._net, ws, X, T, cfg)
         finally:
             if pool is not None:
                 pool.append(ws)
