@@ -40,8 +40,8 @@ from .blas import chunks_for
 from .dense import dense_backward, dense_forward, row_blocks
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .optim import (GIVEN_UP, UNMEASURED, bounds_after, clip_global_norm, from_bits, inf_bits, magnitude_bits, optimizer_update,
-                    state_bounds, sum_squares, update_nonfinite_split)
+from .optim import (GIVEN_UP, UNMEASURED, bounds_after, clip_global_norm, finite_limit, from_bits, inf_bits, magnitude_bits,
+                    optimizer_update, state_bounds, sum_squares, update_nonfinite_split)
 
 # Typed int64 scalars, not literals: a literal argument would compile its own specialisation.
 INFERENCE = np.int64(-1)  # the "step" of a forward pass without dropout
@@ -406,8 +406,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
     # to name the layer.
     if bounds[3] == UNMEASURED:
         bounds = state_bounds(net.params, net.slots, net.grads.size, h)
-    after, bounded = bounds_after(bounds, from_bits(g_bits, net.grads), step, lr, h,
-                                  np.finfo(net.grads.dtype).max / 2)
+    after, bounded = bounds_after(bounds, from_bits(g_bits, net.grads), step, lr, h, finite_limit(net.grads))
     bad = nonfinite_update_layer(net, ws, m, step, lr, h, cfg.par_elements, bounded)
     if bad >= 0:
         st.status = STATUS_UPDATE

@@ -187,6 +187,13 @@ def optimizer_step(params, slots, grads, t, lr, h, par_elements):
 
 # ---------------------------------------------------------- the check loops
 @jit
+def finite_limit(x):
+    """The largest magnitude the update checks let a new parameter or state entry of ``x``'s
+    dtype reach: half the dtype's largest value, room for the rule's few roundings."""
+    return np.finfo(x.dtype).max / 2
+
+
+@jit
 def update_bounded(params, slots, grads, lo, hi, t, lr, h):
     """True if every entry ``lo:hi`` of the update is certainly finite, by a bound that needs
     no square root or division (False: maybe not; ``update_nonfinite`` then runs the rule).
@@ -202,7 +209,7 @@ def update_bounded(params, slots, grads, lo, hi, t, lr, h):
     p, g = params[lo:hi], grads[lo:hi]
     s0, s1 = state_rows(slots, grads, lo, hi)
     dt = p.dtype.type
-    limit = dt(np.finfo(p.dtype).max / 2)
+    limit = dt(finite_limit(p))
     zero = dt(0)
     safe = True
     if h.code == RMSPROP or h.code == ADAGRAD:
@@ -368,7 +375,7 @@ def state_bounds(params, slots, n, h):
 def bounds_after(bounds, gmax, t, lr, h, limit):
     """``(bounds after step t, safe)``: with ``gmax`` the largest gradient magnitude, the
     bounds on ``|p|`` and the state rows after the update, and whether they pass
-    ``update_bounded``'s test (``limit``: half the dtype's largest value).  Float64
+    ``update_bounded``'s test (``limit``: ``finite_limit``).  Float64
     arithmetic; an overflow gives inf, which fails the test (then the exact check runs)."""
     pb, s0b, s1b, mode = bounds
     if mode != MEASURED:
