@@ -21,7 +21,7 @@ import contextlib
 from .kernels.blas import BLOCKS, PRODUCT_SPLIT_ABOVE, one_blas_thread
 from .kernels.codes import PAR_ELEMENTS, Config, Network
 from .layout import make_workspace, workspace_widths
-from .validation import LOSSES
+from .validation import LOSSES, as_float_array, check_X, check_y
 
 __all__ = ["MLP", "load"]
 
@@ -55,6 +55,7 @@ class MLP(BaseMLP):
         # ``infer`` without targets (``predict``) or without an output array (``evaluate``).
         self._no_rates, self._empty = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
+        self._one_hot_labels = self.loss == "cross_entropy"  # labels (n,) are one-hot encoded
 
     def _call(self, rows):
         """``(cfg, guard)`` for a compiled call on batches of ``rows`` rows.
@@ -71,6 +72,28 @@ class MLP(BaseMLP):
         if splits_product or max(rows * self._widest_layer, self._grads.size) >= cfg[_PAR_ELEMENTS]:
             return cfg, (one_blas_thread() if splits_product else _NO_GUARD)
         return self._cfg_whole, _NO_GUARD
+
+    # The data checks of ``fastbp.validation`` with their NumPy passes compiled
+    # (``kernels.data``): the same arrays are accepted and returned; anything else goes to
+    # ``validation``, which raises its usual error (or converts what it alone handles).
+    def _check_X(self, X):
+        A = as_float_array(X, "X", self.dtype)
+        if A.ndim == 2 and A.shape[0] and A.shape[1] == self.sizes[0] and kernels.all_finite(A):
+            return A
+        return check_X(A, self.sizes[0], self.dtype)
+
+    def _check_y(self, y, n):
+        k = self.sizes[-1]
+        if (self._one_hot_labels and type(y) is np.ndarray and y.dtype == np.int64 and y.shape == (n,)
+                and y.flags.c_contiguous):
+            T = np.empty((n, k), dtype=self.dtype)
+            if kernels.one_hot(T, y) < 0:
+                return T
+        return check_y(y, n, k, self.loss, self.dtype)
+
+    def _check_data(self, X, y):
+        X = self._check_X(X)
+        return X, self._check_y(y, X.shape[0])
 
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))

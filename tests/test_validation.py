@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp
 import fastbp.schedules
@@ -481,3 +483,72 @@ def test_predict_warns_when_finite_inputs_overflow(fb):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(np.ones((2, 2), dtype=np.float32))  # finite outputs: no warning
+
+
+# ------------------------------------------- the fast model's compiled data checks
+# ``fastbp.MLP`` checks X for NaN / inf and one-hot encodes class labels in compiled code
+# (``kernels.data``); it must accept, convert and refuse exactly what ``validation`` does.
+SPECIALS = [np.nan, np.inf, -np.inf, -0.0, 5e-324, 1e-45, 3.4e38, 3.5e38, 1.7976931348623157e308, -1e300]
+
+
+def checked_or_error(check, X, y):
+    try:
+        return check(X, y)
+    except (ValueError, TypeError) as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 9), special=st.sampled_from([None] + SPECIALS), where=st.integers(0, 10**6),
+       x_dtype=st.sampled_from(["float32", "float64", "int64"]), label=st.integers(-3, 5),
+       y_dtype=st.sampled_from(["int64", "int32", "float64"]))
+def test_fast_checks_match_validation(dtype, loss, rows, special, where, x_dtype, label, y_dtype):
+    from fastbp import validation
+    model = fastbp.MLP([3, 4, 3], output="softmax" if loss == "ce" else "linear",
+                       loss="cross_entropy" if loss == "ce" else "mse", dtype=dtype, seed=0)
+    X = np.arange(rows * 3, dtype=float).reshape(rows, 3).astype(x_dtype)
+    if special is not None and rows and x_dtype != "int64":
+        X = X.astype("float64")
+        X.flat[where % X.size] = special
+        with np.errstate(over="ignore"):
+            X = X.astype(x_dtype)
+    if loss == "ce":
+        y = (np.arange(rows) % 3).astype(y_dtype)
+        if rows:
+            y[where % rows] = label
+    else:
+        y = np.linspace(-1, 1, rows * 3).reshape(rows, 3).astype(y_dtype)
+    with np.errstate(over="ignore"):  # (validation's cast of 3.5e38 to float32 warns: inf)
+        fast = checked_or_error(model._check_data, X, y)
+        slow = checked_or_error(lambda X, y: validation.check_data(X, y, model.sizes, model.loss, model.dtype), X, y)
+    if isinstance(slow[0], type):
+        assert fast == slow
+    else:
+        for a, b in zip(fast, slow):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.flags.c_contiguous
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))  # bit for bit
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_kernel(dtype):
+    from fastbp.kernels import all_finite
+    with np.errstate(over="ignore"):
+        values = np.array(SPECIALS).astype(dtype)
+    for v in values:
+        for shape in [(1, 1), (3, 5), (40, 7)]:
+            a = np.ones(shape, dtype=dtype)
+            a.flat[a.size // 2] = v
+            assert all_finite(a) == bool(np.isfinite(a).all())
+    assert all_finite(np.zeros((0, 4), dtype=dtype))
+
+
+def test_one_hot_kernel():
+    from fastbp.kernels import one_hot
+    labels = np.array([2, 0, 1, 1, 0])
+    T = np.full((5, 3), 7.0)  # every entry is written
+    assert one_hot(T, labels) == -1
+    assert np.array_equal(T, np.eye(3)[labels])
+    for bad in (-1, 3, 2**62):
+        assert one_hot(np.empty((5, 3)), with_value(labels, 3, bad, np.int64)) == 3

@@ -16,6 +16,7 @@ and record layouts from :mod:`.codes` (``tests/test_codes.py`` keeps it so).
 * :mod:`.losses` — output activation fused with MSE / binary / categorical cross-entropy
 * :mod:`.optim` — fused SGD / momentum / Nesterov / RMSprop / Adam / AdamW / AdaGrad updates, the
   check that an update stays finite, global-norm clipping
+* :mod:`.data` — a call's data checked for NaN / inf and class labels one-hot encoded
 * :mod:`.network` — the whole network over flat buffers: loss + gradients, a training step,
   compiled training epochs, chunked inference (the entry points the model calls)
 """
@@ -23,6 +24,7 @@ and record layouts from :mod:`.codes` (``tests/test_codes.py`` keeps it so).
 from .activations import activation_backward, bias_activation
 from .batchnorm import (batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_update_running,
                         running_nonfinite)
+from .data import all_finite, one_hot
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
@@ -36,5 +38,5 @@ __all__ = [
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running", "running_nonfinite",
     "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_step", "update_bounded", "update_nonfinite",
     "clip_global_norm", "sum_squares", "l2_penalty", "add_l2_gradient",
-    "loss_and_grads", "train_epochs", "infer",
+    "loss_and_grads", "train_epochs", "infer", "all_finite", "one_hot",
 ]
