@@ -12,7 +12,6 @@ NumPy): the hooks below.  Everything a user can get wrong is checked once, befor
 state changes.
 """
 
-import contextlib
 import threading
 import time
 import warnings
@@ -21,14 +20,13 @@ import numpy as np
 
 from . import fileformat
 from .kernels.codes import STATE, STATUS_OK
-from .locking import ReadWriteLock
+from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
 from .training import (
     EarlyStopper,
     EpochLog,
     HeldInterrupts,
     begin_chunk,
-    chunk_start,
     epoch_orders,
     epoch_rates,
     nonfinite_message,
@@ -120,6 +118,8 @@ class BaseMLP:
         self._rng = np.random.default_rng(self.seed)
         self._training = threading.Lock()  # held while any call changes the model
         self._access = ReadWriteLock()  # readers see the state between two writes, never half of one
+        self._changing = Exclusive(self._training, self._access, whole=True)  # (``_exclusive``)
+        self._changing_in_chunks = Exclusive(self._training, self._access, whole=False)
         # step, epochs and batches done, status of the last batch, ... (the kernels update it)
         self._state = np.zeros(1, dtype=STATE)
         # one-element views of the state record's fields, by name (cheap to read on every call)
@@ -262,24 +262,11 @@ class BaseMLP:
         return check_data(X, y, self.sizes, self.loss, self.dtype)
 
     # ----------------------------------------------------------- public API
-    @contextlib.contextmanager
     def _exclusive(self, writes_in_chunks=False):
         """Refuse a second thread that tries to change the model while another one does, and
         keep readers out while this one changes it (``writes_in_chunks``: the caller takes
         ``self._access.writing()`` itself, for each consistent step: ``fit``'s chunks)."""
-        if not self._training.acquire(blocking=False):
-            raise RuntimeError(
-                "this model is being trained or modified in another thread; train a model from one thread "
-                "at a time (predict and evaluate may be called from several threads)"
-            )
-        try:
-            if writes_in_chunks:
-                yield
-            else:
-                with self._access.writing():
-                    yield
-        finally:
-            self._training.release()
+        return self._changing_in_chunks if writes_in_chunks else self._changing
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
             validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
@@ -348,7 +335,7 @@ class BaseMLP:
         while log.done < epochs and not log.history.stopped:
             count = min(chunk, int(epochs) - log.done)
             # the rates first: a schedule that fails is refused before anything moves
-            rates = epoch_rates(lr_schedule, *chunk_start(self, n, batch_size, shuffle), count, log.n_batches)
+            rates = epoch_rates(lr_schedule, self, n, batch_size, shuffle, count, log.n_batches)
             with self._access.writing():  # readers see the model between chunks, never inside one
                 begin_chunk(self, n, batch_size, shuffle)
                 first_epoch, drawn_from = self._epoch, self._rng.bit_generator.state if shuffle else None

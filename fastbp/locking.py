@@ -1,4 +1,5 @@
-"""``ReadWriteLock``: many readers or one writer, and neither side starves.
+"""``ReadWriteLock``: many readers or one writer, and neither side starves; ``Exclusive``:
+one thread at a time changes a model.
 
 The model's readers (``predict``, ``evaluate``, ``get_weights``, ``save``) may run together;
 a writer (a chunk of ``fit``, ``train_step``, ``loss_and_grads``, ``set_weights``) runs alone,
@@ -10,7 +11,7 @@ the write side once per compiled chunk, so a reader waits for at most one chunk)
 
 import threading
 
-__all__ = ["ReadWriteLock"]
+__all__ = ["ReadWriteLock", "Exclusive"]
 
 
 class ReadWriteLock:
@@ -18,7 +19,10 @@ class ReadWriteLock:
     generators: this sits on every ``predict`` and ``train_step`` call)."""
 
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        # ``with self._mutex`` rather than ``with self._cond``: the same lock (the condition's),
+        # taken in C instead of through Condition's Python ``__enter__`` (twice per predict)
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0  # inside
         self._writer = False  # inside
         self._waiting_readers = 0
@@ -33,7 +37,7 @@ class ReadWriteLock:
         return self._writing
 
     def acquire_read(self):
-        with self._cond:
+        with self._mutex:
             if self._writer or self._waiting_writers:
                 self._waiting_readers += 1
                 while self._writer or (self._waiting_writers and not self._readers_first):
@@ -43,13 +47,13 @@ class ReadWriteLock:
             self._readers += 1
 
     def release_read(self):
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
             if not self._readers and self._waiting_writers:
                 self._cond.notify_all()
 
     def acquire_write(self):
-        with self._cond:
+        with self._mutex:
             self._waiting_writers += 1
             while self._writer or self._readers or self._readers_first:
                 self._cond.wait()
@@ -57,7 +61,7 @@ class ReadWriteLock:
             self._writer = True
 
     def release_write(self):
-        with self._cond:
+        with self._mutex:
             self._writer = False
             self._readers_first = self._waiting_readers
             if self._waiting_readers or self._waiting_writers:
@@ -85,3 +89,36 @@ class _Writing(_Reading):
 
     def __exit__(self, *exc):
         self.lock.release_write()
+
+
+class Exclusive:
+    """``with Exclusive(training, access, whole):`` — refuse (``RuntimeError``) a second thread
+    that tries to change a model while another one does (``training``: a ``threading.Lock``
+    held while any call changes the model), and, when ``whole``, hold ``access``'s write side
+    throughout (else the caller takes it for each consistent step itself: ``fit``'s chunks).
+    A plain object, not a generator context manager: it sits on every ``train_step``."""
+
+    __slots__ = ("training", "access", "whole")
+
+    def __init__(self, training, access, whole):
+        self.training, self.access, self.whole = training, access, whole
+
+    def __enter__(self):
+        if not self.training.acquire(blocking=False):
+            raise RuntimeError(
+                "this model is being trained or modified in another thread; train a model from one thread "
+                "at a time (predict and evaluate may be called from several threads)"
+            )
+        if self.whole:
+            try:
+                self.access.acquire_write()
+            except BaseException:
+                self.training.release()
+                raise
+
+    def __exit__(self, *exc):
+        try:
+            if self.whole:
+                self.access.release_write()
+        finally:
+            self.training.release()

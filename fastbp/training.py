@@ -285,22 +285,29 @@ class _Passing:
         self.held.open = False
 
 
-def epoch_rates(lr_schedule, first_epoch, first_step, count, n_batches):
-    """The learning rate of each mini-batch of ``count`` epochs, ``(count, n_batches)``; rows
+def epoch_rates(lr_schedule, model, n, batch_size, shuffle, count, n_batches):
+    """The learning rate of each mini-batch of the next ``count`` epochs of ``model`` over ``n``
+    rows, ``(count, n_batches)``, from the counts at their first batch (``chunk_start``); rows
     of length 0 without a schedule (the optimizer's own rate)."""
     if lr_schedule is None:
         return np.empty((count, 0))
-    return schedules.rates_for_epochs(lr_schedule, first_epoch, first_step, count, n_batches)
+    return schedules.rates_for_epochs(lr_schedule, *chunk_start(model, n, batch_size, shuffle), count, n_batches)
+
+
+_NO_PROGRESS = contextlib.nullcontext()
+
+
+def progress_bar(model, shown, epoch, epochs, n_batches, batch_size):
+    """While the body runs (an epoch in compiled code), redraw a progress bar on stdout, if
+    ``shown``; the bar is gone (its thread joined) when the body ends, however it ends.
+    (Not shown: a shared no-op, since ``fit(epochs=1)`` in a loop pays for every object.)"""
+    if not shown:
+        return _NO_PROGRESS
+    return _progress_shown(_Progress(model, epoch, epochs, n_batches, batch_size, sys.stdout))
 
 
 @contextlib.contextmanager
-def progress_bar(model, shown, epoch, epochs, n_batches, batch_size):
-    """While the body runs (an epoch in compiled code), redraw a progress bar on stdout, if
-    ``shown``; the bar is gone (its thread joined) when the body ends, however it ends."""
-    if not shown:
-        yield
-        return
-    progress = _Progress(model, epoch, epochs, n_batches, batch_size, sys.stdout)
+def _progress_shown(progress):
     progress.start()
     try:
         yield
