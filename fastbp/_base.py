@@ -458,6 +458,15 @@ class BaseMLP:
             arrays = fileformat.snapshot(self)
         fileformat.write(path, arrays)
 
+    def __reduce__(self):
+        """Pickling (``pickle``, ``copy.deepcopy``, joblib, multiprocessing) stores what ``save``
+        writes — weights, optimizer state, counts, the generator's state — as the bytes of a
+        model file, and rebuilds the model as ``load`` does; nothing of its locks, workspaces
+        or compiled code."""
+        with self._access.reading():
+            arrays = fileformat.snapshot(self)
+        return fileformat.from_bytes, (type(self), fileformat.to_bytes(arrays))
+
     @classmethod
     def load(cls, path):
         """Rebuild a model written by ``save`` (by either implementation)."""

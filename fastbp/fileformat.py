@@ -19,6 +19,7 @@ saved model was always between epochs) is read too; version 2 is written, so tha
 fastbp refuses a file it would misread rather than lose the epoch in progress.
 """
 
+import io
 import json
 import os
 import tempfile
@@ -156,7 +157,25 @@ def load(cls, path):
     """
     path = os.fsdecode(os.fspath(path))  # str or bytes paths
     remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
-    arrays = _read_arrays(path)
+    return _load(cls, path, path)
+
+
+def to_bytes(arrays):
+    """The arrays of a ``snapshot`` as the bytes of a model file (what pickling a model
+    stores: ``BaseMLP.__reduce__``)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def from_bytes(cls, data):
+    """A ``cls`` model from the bytes ``to_bytes`` made (checked as ``load`` checks a file)."""
+    return _load(cls, io.BytesIO(data), "pickled fastbp model")
+
+
+def _load(cls, source, path):
+    """``load`` from ``source`` (a path or a binary file object), named ``path`` in errors."""
+    arrays = _read_arrays(source, path)
     header = _read_header(path, arrays)
     try:
         _verify_checksums(header["crc32"], arrays, _REQUIRED[header["version"]])
@@ -179,10 +198,10 @@ def load(cls, path):
     return model
 
 
-def _read_arrays(path):
-    """Every array of the archive, read into memory."""
+def _read_arrays(source, path):
+    """Every array of the archive ``source`` (named ``path``), read into memory."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(source, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise

@@ -1,0 +1,217 @@
+"""``fastbp.sklearn``: scikit-learn's own conformance checks, and the estimators' behaviour
+next to ``sklearn.neural_network`` and ``fastbp.MLP``."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn", reason="scikit-learn is an optional extra: pip install 'fastbp[sklearn]'")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+# Checks expected to fail, with the reason (scikit-learn marks them xfail, so a check that
+# starts passing is reported as XPASS): none.
+EXPECTED_FAILED = {}
+# Checks scikit-learn itself skips (pytest reports them as skipped), 3 of 112 with
+# scikit-learn 1.9.1:
+# - check_array_api_input (both estimators): runs only with SCIPY_ARRAY_API=1, for estimators
+#   that take Array API inputs; these take NumPy arrays (their array_api_support tag is False).
+# - check_classifiers_multilabel_output_format_decision_function: MLPClassifier has no
+#   decision_function (neither has scikit-learn's).
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks([MLPClassifier(random_state=0), MLPRegressor(random_state=0)],
+                         expected_failed_checks=expected_failed_checks)
+def test_scikit_learn_conformance(estimator, check):
+    check(estimator)
+
+
+def test_feature_names_of_a_dataframe_are_checked():
+    pytest.importorskip("pandas", reason="pandas is a test dependency: pip install 'fastbp[test]'")
+    from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency
+    for est in (MLPClassifier(random_state=0, max_iter=5), MLPRegressor(random_state=0, max_iter=5)):
+        check_dataframe_column_names_consistency(type(est).__name__, est)
+
+
+# --------------------------------------------------------------------------- behaviour
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_classification, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+import fastbp  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def classification(n=200, classes=3, seed=0):
+    X, y = make_classification(n_samples=n, n_features=8, n_informative=5, n_classes=classes, random_state=seed)
+    return X, y
+
+
+def test_import_fastbp_does_not_import_scikit_learn():
+    code = "import sys, fastbp; assert 'sklearn' not in sys.modules, 'fastbp imported scikit-learn'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop", "adamw", "adagrad"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_is_fastbp_fit_with_the_mapped_settings(solver, dtype):
+    """With the stopping test out of reach, ``fit`` gives bit for bit the weights of
+    ``fastbp.MLP.fit`` with the documented mapping (l2 = alpha / batch, He init for ReLU,
+    the seed drawn from random_state)."""
+    X, y = classification()
+    est = MLPClassifier((16, 8), solver=solver, alpha=1e-3, batch_size=32, max_iter=7, n_iter_no_change=100,
+                        random_state=3, dtype=dtype).fit(X, y)
+    seed = int(np.random.RandomState(3).randint(0, 2**31 - 1))
+    opt = {"adam": fastbp.Adam(1e-3), "sgd": fastbp.SGD(1e-3, momentum=0.9, nesterov=True),
+           "rmsprop": fastbp.RMSprop(1e-3), "adamw": fastbp.AdamW(1e-3), "adagrad": fastbp.AdaGrad(1e-3)}[solver]
+    model = fastbp.MLP([8, 16, 8, 3], activation="relu", output="softmax", loss="cross_entropy", optimizer=opt,
+                       init="he", dtype=dtype, seed=seed, l2=1e-3 / 32)
+    history = model.fit(X.astype(dtype), y, epochs=7, batch_size=32)
+    assert est.n_iter_ == 7 and est.loss_curve_ == list(history)
+    for (W, b), W_est, b_est in zip(model.get_weights(), est.coefs_, est.intercepts_):
+        assert np.array_equal(W, W_est) and np.array_equal(b, b_est)
+    assert np.array_equal(est.predict_proba(X), model.predict(X.astype(dtype)).astype(np.float64))
+
+
+def replay_stopping(values, tol, patience, higher_is_better=False):
+    """scikit-learn's stopping rule replayed on per-epoch values: the epoch (1-based) it stops
+    after, or None."""
+    best, count = (-np.inf if higher_is_better else np.inf), 0
+    for epoch, v in enumerate(values, 1):
+        v = -v if higher_is_better else v
+        b = -best if higher_is_better else best
+        count = count + 1 if v > b - tol else 0
+        best = max(best, -v) if higher_is_better else min(best, v)
+        if count > patience:
+            return epoch
+    return None
+
+
+@pytest.mark.parametrize("patience", [1, 3, 10])
+def test_training_loss_stopping_follows_scikit_learn(patience):
+    X, y = classification()
+    est = MLPClassifier((8,), learning_rate_init=0.05, tol=1e-3, n_iter_no_change=patience, max_iter=300,
+                        random_state=0).fit(X, y)
+    assert est.n_iter_ < 300, "the rule never stopped: the test shows nothing"
+    assert replay_stopping(est.loss_curve_, 1e-3, patience) == est.n_iter_
+    assert est.best_loss_ == min(est.loss_curve_)
+
+
+class Recording(MLPClassifier):
+    """Keeps a copy of the parameters at each validation score (a test double)."""
+
+    def _validation_score(self, X, y):
+        self.snapshots_ = getattr(self, "snapshots_", []) + [self._model._params_ext.copy()]
+        return super()._validation_score(X, y)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    X, y = classification(400)
+    est = Recording((8,), learning_rate_init=0.05, early_stopping=True, n_iter_no_change=3, tol=0.0,
+                    max_iter=200, random_state=1).fit(X, y)
+    scores = est.validation_scores_
+    assert len(scores) == est.n_iter_ < 200 and est.best_loss_ is None
+    assert replay_stopping(scores, 0.0, 3, higher_is_better=True) == est.n_iter_
+    best = int(np.argmax(scores))  # the first best epoch
+    assert est.best_validation_score_ == scores[best]
+    assert best < len(scores) - 1, "the last epoch was the best: nothing to restore"
+    assert np.array_equal(est._model._params_ext, est.snapshots_[best])
+
+
+def test_partial_fit_is_one_epoch_at_a_time():
+    X, y = classification()
+    a = MLPClassifier((8,), random_state=0, batch_size=50)
+    for _ in range(4):
+        a.partial_fit(X, y, classes=np.unique(y))
+    b = MLPClassifier((8,), random_state=0, batch_size=50, max_iter=4, n_iter_no_change=100).fit(X, y)
+    assert a.n_iter_ == 4 and a.loss_curve_ == b.loss_curve_
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, y)
+
+
+def test_warm_start_continues():
+    X, y = classification()
+    a = MLPClassifier((8,), random_state=0, max_iter=3, n_iter_no_change=100, warm_start=True)
+    a.fit(X, y).fit(X, y)
+    b = MLPClassifier((8,), random_state=0, max_iter=6, n_iter_no_change=100).fit(X, y)
+    assert a.n_iter_ == 6 and np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 7, 11]), np.array([False, True])])
+def test_labels_of_any_kind(labels):
+    X, y = classification(classes=len(labels))
+    y_labels = labels[y]
+    est = MLPClassifier((16,), random_state=0, max_iter=200, learning_rate_init=0.01).fit(X, y_labels)
+    assert list(est.classes_) == sorted(labels)
+    assert set(est.predict(X)) <= set(labels) and est.score(X, y_labels) > 0.7
+    P = est.predict_proba(X)
+    assert P.shape == (len(X), len(labels)) and np.allclose(P.sum(axis=1), 1)
+    assert np.allclose(np.exp(est.predict_log_proba(X)), P)
+    assert est.out_activation_ == ("logistic" if len(labels) == 2 else "softmax")
+
+
+def test_multilabel_and_multioutput():
+    X, y = classification()
+    Y = np.stack([y == 0, y == 1, y >= 1], axis=1).astype(int)
+    est = MLPClassifier((16,), random_state=0, max_iter=80, batch_size=32).fit(X, Y)
+    assert est.predict(X).shape == Y.shape and est.predict_proba(X).shape == Y.shape
+    assert est.out_activation_ == "logistic" and est.score(X, Y) > 0.5
+    X, Y = make_regression(200, 6, n_targets=2, random_state=0)
+    reg = MLPRegressor((32,), random_state=0, max_iter=200, learning_rate_init=0.01).fit(X, Y / 100)
+    assert reg.predict(X).shape == (200, 2) and reg.score(X, Y / 100) > 0.8
+    reg1 = MLPRegressor((32,), random_state=0, max_iter=5).fit(X, Y[:, 0])
+    assert reg1.predict(X).shape == (200,)
+
+
+def test_pipeline_grid_search_cross_validation_clone_pickle():
+    X, y = classification(300)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier((16,), random_state=0, max_iter=30, batch_size=32))
+    assert cross_val_score(pipe, X, y, cv=3).mean() > 0.6
+    grid = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-2], "mlpclassifier__solver": ["adam", "rmsprop"]},
+                        cv=2, n_jobs=2).fit(X, y)
+    assert grid.best_score_ > 0.45  # (chance: 1/3)
+    twin = clone(grid.best_estimator_)
+    assert twin.get_params()["mlpclassifier__alpha"] == grid.best_params_["mlpclassifier__alpha"]
+    restored = pickle.loads(pickle.dumps(grid.best_estimator_))
+    assert np.array_equal(restored.predict_proba(X), grid.best_estimator_.predict_proba(X))
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(solver="lbfgs"), "lbfgs is not supported"),
+    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+    (dict(activation="softplus"), "activation"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(learning_rate_init=0.0), "learning_rate_init"),
+    (dict(early_stopping=True, validation_fraction=1.0), "validation_fraction"),
+    (dict(dtype="float16"), "dtype"),
+])
+def test_bad_parameters_are_named(params, match):
+    X, y = classification()
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**params).fit(X, y)
+
+
+def test_one_class_is_refused_and_unseen_labels_too():
+    X, y = classification()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier().fit(X, np.zeros(len(X), dtype=int))
+    est = MLPClassifier((8,), max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="not seen"):
+        est.partial_fit(X, np.where(y == 2, 5, y))
