@@ -432,3 +432,32 @@ def test_an_unforged_copy_loads(fb, tmp_path):
     """The forging helper itself makes loadable files when it changes nothing."""
     model, path = saved_model(tmp_path, fb)
     assert_bitwise_equal(fb.load(_forge(path, tmp_path)).get_weights(), model.get_weights())
+
+
+# ------------------------------------------------------------------ pickling
+def test_pickle_and_deepcopy_continue_exactly(fb):
+    import copy
+    import pickle
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    model = fb.MLP([5, 8, 3], optimizer=fb.Adam(0.01), dropout=0.1, batch_norm=True, seed=0)
+    model.fit(X, y, epochs=2, batch_size=16)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert type(twin) is type(model) and twin.get_config() == model.get_config()
+        assert np.array_equal(twin.predict(X), model.predict(X))
+    twin = pickle.loads(pickle.dumps(model))
+    assert model.fit(X, y, epochs=2, batch_size=16) == twin.fit(X, y, epochs=2, batch_size=16)
+    for (W, b), (W2, b2) in zip(model.get_weights(), twin.get_weights()):
+        assert np.array_equal(W, W2) and np.array_equal(b, b2)
+
+
+def test_corrupt_pickle_is_refused(fb):
+    import pickle
+    from fastbp import fileformat
+    model = fb.MLP([3, 4, 2], seed=0)
+    func, (cls, data) = model.__reduce__()
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0xFF
+    with pytest.raises(ValueError, match="pickled fastbp model"):
+        func(cls, bytes(bad))
+    assert func is fileformat.from_bytes and pickle.loads(pickle.dumps(model)).sizes == model.sizes
