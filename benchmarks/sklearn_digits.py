@@ -46,7 +46,7 @@ def fits(epochs, dtype):
     def mlp(seed, X, y):
         s = int(np.random.RandomState(seed).randint(0, 2**31 - 1))  # as the estimator draws it
         model = fastbp.MLP([X.shape[1], HIDDEN, 10], activation="relu", output="softmax", loss="cross_entropy",
-                           optimizer=fastbp.Adam(LR), init="he", dtype=dtype, seed=s, l2=ALPHA / BATCH)
+                           optimizer=fastbp.Adam(LR), init="xavier", dtype=dtype, seed=s, l2=ALPHA / BATCH)
         model.fit(X, y, epochs=epochs, batch_size=BATCH)
         return lambda Z: model.predict(Z).argmax(axis=1)
 

@@ -17,8 +17,9 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
 * ``MLPRegressor``'s loss is the mean squared error (scikit-learn: half of it), so
   ``loss_curve_`` is twice scikit-learn's for the same fit, and plain SGD steps are twice
   as long for the same ``learning_rate_init``.
-* Initial weights: He (normal) for ReLU and leaky ReLU, Glorot (normal) otherwise
-  (scikit-learn: Glorot uniform for all).
+* Initial weights: Glorot normal (fastbp's ``"xavier"``), of the same variance as
+  scikit-learn's Glorot uniform (``2 / (fan_in + fan_out)``; scikit-learn uses a third of
+  that for a logistic output layer).
 * ``solver``: ``"adam"``, ``"sgd"`` (constant rate; ``momentum``, ``nesterovs_momentum``) and
   fastbp's ``"rmsprop"``, ``"adamw"``, ``"adagrad"``; no ``"lbfgs"``. ``learning_rate``
   schedules other than constant come as ``lr_schedule`` (``fastbp.schedules``).
@@ -192,7 +193,7 @@ class _BaseMLP(BaseEstimator):
         activation = ACTIVATIONS[self.activation]
         seed = int(self._random_state.randint(0, 2**31 - 1))
         self._model = MLP([n_features, *self._hidden, n_outputs], activation=activation, output=output, loss=loss,
-                          optimizer=_optimizer(self), init="he" if activation in ("relu", "leaky_relu") else "xavier",
+                          optimizer=_optimizer(self), init="xavier",
                           dtype=dtype, seed=seed, l2=self.alpha / batch, clip_norm=self.clip_norm,
                           dropout=self.dropout, batch_norm=self.batch_norm)
         self.n_outputs_ = n_outputs

@@ -71,8 +71,8 @@ def test_import_fastbp_does_not_import_scikit_learn():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fit_is_fastbp_fit_with_the_mapped_settings(solver, dtype):
     """With the stopping test out of reach, ``fit`` gives bit for bit the weights of
-    ``fastbp.MLP.fit`` with the documented mapping (l2 = alpha / batch, He init for ReLU,
-    the seed drawn from random_state)."""
+    ``fastbp.MLP.fit`` with the documented mapping (l2 = alpha / batch, Glorot init, the
+    seed drawn from random_state)."""
     X, y = classification()
     est = MLPClassifier((16, 8), solver=solver, alpha=1e-3, batch_size=32, max_iter=7, n_iter_no_change=100,
                         random_state=3, dtype=dtype).fit(X, y)
@@ -80,7 +80,7 @@ def test_fit_is_fastbp_fit_with_the_mapped_settings(solver, dtype):
     opt = {"adam": fastbp.Adam(1e-3), "sgd": fastbp.SGD(1e-3, momentum=0.9, nesterov=True),
            "rmsprop": fastbp.RMSprop(1e-3), "adamw": fastbp.AdamW(1e-3), "adagrad": fastbp.AdaGrad(1e-3)}[solver]
     model = fastbp.MLP([8, 16, 8, 3], activation="relu", output="softmax", loss="cross_entropy", optimizer=opt,
-                       init="he", dtype=dtype, seed=seed, l2=1e-3 / 32)
+                       init="xavier", dtype=dtype, seed=seed, l2=1e-3 / 32)
     history = model.fit(X.astype(dtype), y, epochs=7, batch_size=32)
     assert est.n_iter_ == 7 and est.loss_curve_ == list(history)
     for (W, b), W_est, b_est in zip(model.get_weights(), est.coefs_, est.intercepts_):
