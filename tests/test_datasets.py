@@ -66,8 +66,8 @@ class _Fake:
         return self.root if name == "data" else self.root / name
 
 
-def test_importing_fastbp_and_loading_digits_never_imports_sklearn():
-    code = ("import sys, fastbp, fastbp.datasets; fastbp.datasets.load_digits(); "
+def test_importing_fastbp_its_cli_and_loading_digits_never_imports_sklearn():
+    code = ("import sys, fastbp, fastbp.datasets, fastbp.cli; fastbp.datasets.load_digits(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas')))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
