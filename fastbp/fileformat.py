@@ -12,7 +12,12 @@ A file is an ``.npz`` archive of plain arrays, nothing pickled:
 * ``rng_state``: the model's generator state, JSON as bytes (at the start of the unfinished
   epoch, if any: its order is drawn again);
 * ``header``: JSON as bytes: ``format`` (``FORMAT_NAME``), ``version`` (``FORMAT_VERSION``),
-  the model's ``config`` and a CRC32 ``crc32`` of each of the other arrays.
+  the model's ``config`` and a CRC32 ``crc32`` of each of the other arrays;
+* optionally, arrays the caller attaches (``save(model, path, extra)``; the command line keeps
+  its scaler and labels there): each stored as ``extra.<name>``, checksummed like the others,
+  their names listed in the header's ``extra``.  ``load`` verifies and ignores them (so a
+  file with extras loads as a plain model, also in a fastbp that predates them);
+  ``load_with_extra`` returns them too.
 
 Either implementation reads the other's files.  Version 1 (before ``unfinished_epoch``: a
 saved model was always between epochs) is read too; version 2 is written, so that an older
@@ -22,6 +27,7 @@ fastbp refuses a file it would misread rather than lose the epoch in progress.
 import io
 import json
 import os
+import re
 import tempfile
 import time
 import zlib
@@ -54,18 +60,58 @@ def write(path, arrays):
     _write_atomically(os.fsdecode(os.fspath(path)), arrays)  # str or bytes paths
 
 
-def snapshot(model):
-    """The arrays of ``model``'s file, copied (the caller holds the model's read lock)."""
+def save(model, path, extra=None):
+    """``model.save(path)``, with the arrays of ``extra`` (a dict: name -> array-like) stored in
+    the file too, read back by ``load_with_extra``.  Names are 1 to 64 letters, digits, ``_``,
+    ``-`` or ``.``; arrays hold numbers, booleans or strings (nothing pickled); both are checked
+    before anything is written."""
+    with model._access.reading():  # a consistent copy; written to disk outside the lock
+        arrays = snapshot(model, extra)
+    write(path, arrays)
+
+
+def snapshot(model, extra=None):
+    """The arrays of ``model``'s file, copied (the caller holds the model's read lock), with
+    the arrays of ``extra`` (name -> array) under their ``extra.`` names."""
     begun = model._field("batch") > 0  # else what the fields say of the last epoch is no state
     arrays = {"params": model._params_ext.copy(), "slots": model._slots.copy(),
               "step": np.array([model._step, model._epoch, model._batches, model._dropout_key], dtype=np.int64),
               "unfinished_epoch": np.array([model._field(k) if begun else 0 for k in _UNFINISHED], dtype=np.int64),
               "unfinished_epoch_loss": np.array([model._fields["loss_sum"][0] if begun else 0.0], dtype=np.float64),
               "rng_state": np.frombuffer(json.dumps(model._rng.bit_generator.state).encode(), dtype=np.uint8)}
+    extra = _extra_arrays(extra)
+    arrays.update({_EXTRA_PREFIX + name: value for name, value in extra.items()})
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.get_config(),
               "crc32": {k: _crc32(v) for k, v in arrays.items()}}
+    if extra:
+        header["extra"] = list(extra)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     return arrays
+
+
+# Attached arrays: stored as "extra.<name>" (no required array's name has a dot).
+_EXTRA_PREFIX = "extra."
+_EXTRA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_EXTRA_KINDS = "biufcSU"  # booleans, integers, floats, complex, bytes, str: no objects
+
+
+def _extra_arrays(extra):
+    """``extra`` (None or a dict: name -> array-like) checked: a dict of contiguous arrays.
+    ``TypeError`` / ``ValueError`` for a bad name or an array that would need pickling."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict of name -> array, got {type(extra).__name__}")
+    checked = {}
+    for name, value in extra.items():
+        if not isinstance(name, str) or not _EXTRA_NAME.fullmatch(name):
+            raise ValueError(f"extra array name {name!r}: use 1 to 64 letters, digits, '_', '-' or '.'")
+        array = np.array(value, order="C")  # a copy, of any shape (0-d too)
+        if array.dtype.kind not in _EXTRA_KINDS:
+            raise TypeError(f"extra array {name!r} has dtype {array.dtype}: only numbers, booleans and strings "
+                            "are stored (nothing is pickled)")
+        checked[name] = array
+    return checked
 
 
 # Temporaries are named ".fastbp-*.tmp"; one untouched for this long belongs to no live writer
@@ -153,8 +199,15 @@ def load(cls, path):
     """Rebuild a model of class ``cls`` from a file written by ``save`` (by either implementation).
 
     Every problem with the file is a ``ValueError`` naming ``path`` (a missing file stays
-    ``FileNotFoundError``); the checksums are verified before anything is built.
+    ``FileNotFoundError``); the checksums are verified before anything is built.  Arrays
+    attached by ``save(model, path, extra)`` are verified and left out (``load_with_extra``).
     """
+    return load_with_extra(cls, path)[0]
+
+
+def load_with_extra(cls, path):
+    """``(model, extra)``: ``load``'s model, and the arrays attached by ``save(model, path,
+    extra)`` (a dict: name -> array; empty for a file without), checksums verified."""
     path = os.fsdecode(os.fspath(path))  # str or bytes paths
     remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     return _load(cls, path, path)
@@ -182,6 +235,7 @@ def _load(cls, source, path):
         if header["version"] == 1:  # saved between epochs
             arrays["unfinished_epoch"] = np.zeros(len(_UNFINISHED), dtype=np.int64)
             arrays["unfinished_epoch_loss"] = np.zeros(1)
+        extra = _read_extra(header, arrays)
         rng_state = _check_contents(header["config"], arrays)  # before anything is allocated
         model = _build(cls, header["config"], arrays)
         model._rng.bit_generator.state = rng_state
@@ -195,7 +249,19 @@ def _load(cls, source, path):
     batch, _, batch_size, _, skipped = (int(v) for v in arrays["unfinished_epoch"])
     model._fields["counted"][0] = (batch - skipped) * batch_size
     model._fields["loss_sum"][0] = arrays["unfinished_epoch_loss"][0]
-    return model
+    return model, extra
+
+
+def _read_extra(header, arrays):
+    """The attached arrays the header lists, each one checksummed (``_verify_checksums``
+    has compared every checksummed array already)."""
+    names = header.get("extra", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and _EXTRA_NAME.fullmatch(n) for n in names):
+        raise ValueError("the header's list of extra arrays is malformed")
+    for name in names:
+        if _EXTRA_PREFIX + name not in header["crc32"]:
+            raise ValueError(f"extra array {name!r} has no checksum")
+    return {name: arrays[_EXTRA_PREFIX + name] for name in names}
 
 
 def _read_arrays(source, path):

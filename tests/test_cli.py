@@ -1,0 +1,546 @@
+"""The ``fastbp`` command (``fastbp.cli``) and the model file's attached arrays it relies on
+(``fastbp.fileformat.save`` / ``load_with_extra``).
+
+The command is driven in subprocesses (``python -m fastbp``, ``PYTHONPATH`` set to this
+checkout): train -> predict -> evaluate round trips on small CSV files (string labels,
+regression), the bundled digits, ``--compare-reference``, the main user mistakes (exit status
+2, one line on stderr, no traceback) and Ctrl-C (status 130).  Every mistake, the pieces the
+command is built from (task decision, label text, CSV reading, R^2) and the file's contents
+are also tested in-process through ``cli.main`` (each subprocess pays ~1 s for importing
+Numba and loading the kernels).
+"""
+
+import concurrent.futures
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.reference
+from fastbp import cli, fileformat
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           PYTHONUNBUFFERED="1")
+
+
+def fastbp_cmd(*args, cwd, timeout=300):
+    """Run ``python -m fastbp *args`` in ``cwd``: the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "fastbp", *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(res):
+    assert res.returncode == 0, f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert "Traceback" not in res.stderr
+    return res.stdout
+
+
+def run_main(*args):
+    """``cli.main`` in-process (the code the subprocess runs, without its start-up): its
+    stdout, after checking that it succeeded."""
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        assert cli.main([str(a) for a in args]) == 0
+    return text.getvalue()
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path_or_text):
+    text = Path(path_or_text).read_text() if isinstance(path_or_text, Path) else path_or_text
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0], rows[1:]
+
+
+def report_value(stdout, row, column):
+    """A number of ``train``'s final table: row ``train`` / ``validation``, column 0 (loss)
+    or 1 (accuracy / R^2)."""
+    match = re.search(rf"^{row}\s+(\S+)\s+(\S+)$", stdout, re.MULTILINE)
+    assert match, stdout
+    return float(match.group(column + 1))
+
+
+# ----------------------------------------------------------------- data sets
+def species_data(n=300, seed=0):
+    """Three string classes decided by the sign pattern of two of four columns (one
+    constant), on very different scales: learnable only once standardised."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    noise = rng.standard_normal(n)
+    labels = np.where(a > 0.3, "virginica", np.where(b > 0, "setosa", "versicolor"))
+    header = ["petal", "sepal", "noise", "const", "species"]
+    rows = [[f"{1000 + 500 * x:.3f}", f"{0.001 * y:.6f}", f"{z:.4f}", "7", lab]
+            for x, y, z, lab in zip(a, b, noise, labels)]
+    return header, rows
+
+
+def price_data(n=300, seed=1):
+    """A regression target far from 0 and of large scale (mean ~5000, std ~1000)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    price = 5000 + 800 * X[:, 0] - 500 * X[:, 1] + 10 * rng.standard_normal(n)
+    header = ["rooms", "age", "floor", "price"]
+    rows = [[f"{x[0]:.5f}", f"{x[1]:.5f}", f"{x[2]:.5f}", f"{p:.2f}"] for x, p in zip(X, price)]
+    return header, rows
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A directory with the small CSV files of the round trips."""
+    d = tmp_path_factory.mktemp("cli")
+    write_csv(d / "species.csv", *species_data())
+    write_csv(d / "prices.csv", *price_data())
+    return d
+
+
+# ============================================ the model file's extra arrays
+EXTRA = {"scale": np.array([1.5, 2.0, 0.25]), "codes": np.arange(4, dtype=np.int32),
+         "names": np.array(["a", "bé", "longer name"]), "flag": np.array(True), "raw": np.frombuffer(b"{}", np.uint8),
+         "matrix": np.arange(6.0).reshape(2, 3), "x.y-z_1": np.float32(0.5)}
+
+
+def small_model(fb):
+    model = fb.MLP([3, 5, 2], seed=3, dtype="float64")
+    rng = np.random.default_rng(0)
+    model.fit(rng.standard_normal((20, 3)), rng.integers(0, 2, 20), epochs=2, batch_size=8)
+    return model
+
+
+@pytest.mark.parametrize("saver", [fastbp, fastbp.reference], ids=["saved-by-fastbp", "saved-by-reference"])
+def test_extra_arrays_round_trip_and_plain_load_ignores_them(saver, tmp_path):
+    model = small_model(saver)
+    fileformat.save(model, tmp_path / "with.npz", EXTRA)
+    model.save(tmp_path / "without.npz")
+    for loader in (fastbp, fastbp.reference):
+        loaded, extra = fileformat.load_with_extra(loader.MLP, tmp_path / "with.npz")
+        assert sorted(extra) == sorted(EXTRA)
+        for name, value in EXTRA.items():
+            assert extra[name].dtype == np.asarray(value).dtype and extra[name].shape == np.shape(value)
+            assert np.array_equal(extra[name], value)
+        plain = loader.load(tmp_path / "with.npz")  # a plain model, the same as one saved without extras
+        for m in (loaded, plain):
+            for (W, b), (W0, b0) in zip(m.get_weights(), model.get_weights()):
+                assert np.array_equal(W, W0) and np.array_equal(b, b0)
+        assert fileformat.load_with_extra(loader.MLP, tmp_path / "without.npz")[1] == {}
+
+
+def test_extra_arrays_keep_the_format_version_and_are_checksummed(tmp_path):
+    fileformat.save(small_model(fastbp), tmp_path / "m.npz", EXTRA)
+    with np.load(tmp_path / "m.npz") as f:
+        header = json.loads(f["header"].tobytes().decode())
+        files = set(f.files)
+    assert header["version"] == 2 and header["extra"] == list(EXTRA)  # an older fastbp still reads the file
+    assert {"extra." + name for name in EXTRA} <= files and all("extra." + n in header["crc32"] for n in EXTRA)
+
+
+def _rewrite(path, edit):
+    """Rewrite the archive at ``path`` with ``edit(arrays)`` applied (the zip stays valid)."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    edit(arrays)
+    np.savez(path, **arrays)
+
+
+def test_a_changed_extra_array_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "m.npz"
+    fileformat.save(small_model(fastbp), path, EXTRA)
+    _rewrite(path, lambda a: a.update({"extra.scale": a["extra.scale"] * 2}))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*checksum mismatch in 'extra.scale'"):
+        fastbp.load(path)  # the plain load verifies them too
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        fileformat.load_with_extra(fastbp.MLP, path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.update(extra=["nothere"]), "has no checksum"),
+    (lambda h: h.update(extra="scale"), "malformed"),
+    (lambda h: h.update(extra=[3]), "malformed"),
+])
+def test_a_bad_list_of_extra_arrays_is_refused(tmp_path, edit, message):
+    path = tmp_path / "m.npz"
+    fileformat.save(small_model(fastbp), path, {"scale": np.ones(3)})
+
+    def forge(arrays):
+        header = json.loads(arrays["header"].tobytes().decode())
+        edit(header)
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    _rewrite(path, forge)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        fileformat.load_with_extra(fastbp.MLP, path)
+
+
+@pytest.mark.parametrize("extra, error", [
+    ({"": np.ones(2)}, ValueError), ({"a/b": np.ones(2)}, ValueError), ({"x" * 65: np.ones(2)}, ValueError),
+    ({3: np.ones(2)}, ValueError), ({"obj": np.array([{}, 1], dtype=object)}, TypeError),
+    ([("a", np.ones(2))], TypeError),
+])
+def test_bad_extra_arrays_are_refused_before_writing(tmp_path, extra, error):
+    with pytest.raises(error):
+        fileformat.save(small_model(fastbp), tmp_path / "m.npz", extra)
+    assert not list(tmp_path.iterdir())
+
+
+# =========================================================== in-process pieces
+def table(text, tmp_path, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return cli.read_csv(str(path))
+
+
+@pytest.mark.parametrize("cells, task, expected, classes", [
+    (["b", "a", "b", "c"], None, "classification", ["a", "b", "c"]),
+    (["3", "1", "1.0", "2"], None, "classification", [1.0, 2.0, 3.0]),  # integer values: 1 and 1.0 are one class
+    (["-1", "1", "1", "-1"], None, "classification", [-1.0, 1.0]),
+    (["0.5", "1", "2", "3"], None, "regression", None),
+    (["1", "2", "3", "2"], "regression", "regression", None),
+    (["0.5", "1.5", "0.5", "0.5"], "classification", "classification", [0.5, 1.5]),
+    (["1", "x", "2", "2"], None, "classification", ["1", "2", "x"]),  # not all numbers: labels as text
+])
+def test_the_task_is_decided_from_the_target(tmp_path, cells, task, expected, classes):
+    t = table("f,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)), tmp_path)
+    got, y, got_classes, reason = cli.decide_task(t, 1, task)
+    assert got == expected and reason
+    if classes is None:
+        assert got_classes is None and np.array_equal(y, [float(c) for c in cells])
+    else:  # codes into the sorted labels, which give each row's label back
+        assert list(got_classes) == classes and y.dtype == np.int64
+        given = cells if got_classes.dtype.kind == "U" else [float(c) for c in cells]
+        assert [cli.label_text(got_classes[k]) for k in y] == [cli.label_text(c) for c in given]
+
+
+def test_label_text():
+    assert [cli.label_text(v) for v in (3.0, -1.0, 0.5, 1e15, 1e20, np.str_("cat"), "1.0")] == \
+        ["3", "-1", "0.5", "1000000000000000", "1e+20", "cat", "1.0"]
+    for v in (3.0, 0.1, 1e20, -2.5e-7):  # read back as the same number
+        assert float(cli.label_text(v)) == v
+
+
+def test_csv_reading_bom_blank_lines_quotes_and_line_numbers(tmp_path):
+    t = table('\ufeffa, b ,"c,d"\n\n1,"2",3\n\n"x\n",5,6\n7,8,9\n', tmp_path)
+    assert t.columns == ["a", "b", "c,d"] and len(t.rows) == 3
+    assert t.lines == [3, 5, 7]  # the second row's quoted field spans lines 5-6
+    assert list(t.numbers(1)) == [2.0, 5.0, 8.0]
+    with pytest.raises(cli.UsageError, match=r"t.csv, line 5 \(data row 2\): feature column 'a' holds 'x\\n'"):
+        t.numbers(0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "the file is empty"), ("\n\n", "the file is empty"), ("a,b\n", "no data rows"),
+    ("a,b\n1,2\n3,4,5\n", "line 3: 3 fields, but the header has 2"), ("a,,c\n1,2,3\n", "column 2 has no name"),
+    ("a,b,a\n1,2,3\n", "the header names 'a' more than once"), ('a,b\n1,"2\n', "line 2: malformed CSV"),
+    ('a,b\n1,2\n3,"4"x\n', "line 3: malformed CSV"),
+])
+def test_csv_mistakes(tmp_path, text, message):
+    with pytest.raises(cli.UsageError, match=message):
+        table(text, tmp_path)
+
+
+def test_r2_score_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    y, pred = rng.standard_normal(50), rng.standard_normal(50)
+    for a, b in ((y, pred), (y, y + 0.1 * pred), (np.ones(5), np.ones(5)), (np.ones(5), np.arange(5.0))):
+        assert cli.r2_score(a, b) == pytest.approx(metrics.r2_score(a, b), abs=1e-12)
+
+
+def test_the_default_run_reaches_95_percent_on_the_digits(tmp_path, capsys):
+    """``fastbp train`` with no argument but --out (in-process, the suite's compiled kernels):
+    the bundled digits, default settings, >= 95 % validation accuracy.  (One Numba thread: the
+    numbers are the same for any thread count, and a busy shared machine cannot stall it.)"""
+    numba.set_num_threads(1)  # restored by conftest
+    assert cli.main(["train", "--quiet", "--out", str(tmp_path / "m.npz")]) == 0
+    out = capsys.readouterr().out
+    assert report_value(out, "validation", 1) >= 0.95, out
+    args = cli.build_parser().parse_args(["train"])
+    assert (args.data, args.layers, args.epochs, args.batch_size, args.optimizer, args.lr, args.val_split,
+            args.dtype, args.out) == (None, [128, 64], 20, 64, "adam", 1e-3, 0.2, "float32", "model.npz")
+
+
+def test_console_script_is_declared():
+    assert 'fastbp = "fastbp.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+# ============================================================ subprocess runs
+def test_classification_round_trip_with_string_labels(workdir, tmp_path):
+    model = tmp_path / "species.npz"
+    out = ok(fastbp_cmd("train", workdir / "species.csv", "--target", "species", "--layers", "16", "--epochs", 40,
+                        "--batch-size", 16, "--lr", 0.01, "--out", model, cwd=tmp_path))
+    assert "classification, 3 classes (setosa, versicolor, virginica)" in out and "epoch 40/40" in out
+    assert "samples/s" in out and f"saved {model}" in out
+    assert report_value(out, "validation", 1) >= 0.85
+
+    header, rows = species_data()
+    truth = [r[-1] for r in rows]
+    # predict: the target column is ignored; columns by name, in any order
+    shuffled = write_csv(tmp_path / "shuffled.csv", ["const", "sepal", "noise", "petal"],
+                         [[r[3], r[1], r[2], r[0]] for r in rows])
+    got_header, got = read_csv(ok(fastbp_cmd("predict", model, workdir / "species.csv", cwd=tmp_path)))
+    assert got_header == ["species"]
+    predicted = [r[0] for r in got]
+    accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
+    assert accuracy >= 0.85 and set(predicted) <= {"setosa", "versicolor", "virginica"}
+
+    # --proba to a file, from the columns in another order: the same labels, a probability
+    # column per class, rows summing to 1, the largest one the label's
+    out = ok(fastbp_cmd("predict", model, shuffled, "--proba", "--out", tmp_path / "p.csv", cwd=tmp_path))
+    assert out == f"wrote 300 predictions to {tmp_path / 'p.csv'}\n"
+    p_header, p_rows = read_csv(tmp_path / "p.csv")
+    assert p_header == ["species", "p_setosa", "p_versicolor", "p_virginica"] and [r[0] for r in p_rows] == predicted
+    P = np.array([[float(v) for v in r[1:]] for r in p_rows])
+    assert np.allclose(P.sum(axis=1), 1, atol=1e-5)
+    assert [p_header[1 + k][2:] for k in P.argmax(axis=1)] == predicted
+
+    out = ok(fastbp_cmd("evaluate", model, workdir / "species.csv", cwd=tmp_path))
+    match = re.search(r"300 rows, loss \(cross-entropy\) (\S+), accuracy (\S+)$", out.strip())
+    assert match and float(match.group(2)) == pytest.approx(accuracy, abs=1e-4)
+
+
+def test_regression_round_trip(workdir, tmp_path):
+    model = tmp_path / "prices.npz"
+    out = ok(fastbp_cmd("train", workdir / "prices.csv", "--layers", "16", "--epochs", 60, "--batch-size", 16,
+                        "--lr", 0.003, "--dtype", "float64", "--out", model, cwd=tmp_path))
+    assert "target 'price': regression" in out and "non-integer numbers" in out
+    assert report_value(out, "validation", 1) >= 0.97  # R^2
+    header, rows = price_data()
+    truth = np.array([float(r[-1]) for r in rows])
+    got_header, got = read_csv(ok(fastbp_cmd("predict", model, workdir / "prices.csv", cwd=tmp_path)))
+    assert got_header == ["price"]
+    pred = np.array([float(r[0]) for r in got])  # in the target's units: the target scaler undone
+    r2 = cli.r2_score(truth, pred)
+    assert r2 >= 0.97 and abs(pred.mean() - 5000) < 200
+    out = ok(fastbp_cmd("evaluate", model, workdir / "prices.csv", cwd=tmp_path))
+    match = re.search(r"loss \(MSE, target units\) (\S+), R\^2 (\S+)$", out.strip())
+    assert match and float(match.group(2)) == pytest.approx(r2, abs=1e-4)
+    assert float(match.group(1)) == pytest.approx(np.mean((pred - truth) ** 2), rel=1e-3)
+
+
+def test_the_model_file_carries_scaler_labels_and_names(workdir, tmp_path):
+    """With no validation split every row is a training row: the stored scaler is the columns'
+    mean and std (the constant column's scale 1), and predictions from the plain model on
+    data scaled with it are the command's."""
+    model = tmp_path / "m.npz"
+    run_main("train", workdir / "species.csv", "--val-split", 0, "--layers", "8", "--epochs", 3, "--dtype", "float64",
+             "--quiet", "--out", model)
+    header, rows = species_data()
+    X = np.array([[float(v) for v in r[:4]] for r in rows])
+    plain, extra = fileformat.load_with_extra(fastbp.MLP, model)
+    meta = json.loads(extra["cli"].tobytes().decode())
+    assert meta["task"] == "classification" and meta["target"] == "species" and meta["features"] == header[:4]
+    assert list(extra["classes"]) == ["setosa", "versicolor", "virginica"]
+    assert np.allclose(extra["x_mean"], X.mean(axis=0)) and extra["x_scale"][3] == 1.0
+    assert np.allclose(extra["x_scale"][:3], X[:, :3].std(axis=0))
+    got = [r[0] for r in read_csv(run_main("predict", model, workdir / "species.csv"))[1]]
+    for impl in (fastbp, fastbp.reference):  # fastbp.load reads it as a plain model
+        P = impl.load(model).predict((X - extra["x_mean"]) / extra["x_scale"])
+        assert got == [str(extra["classes"][k]) for k in P.argmax(axis=1)]
+    assert plain.sizes == [4, 8, 3]
+
+
+def test_integer_targets_are_classes_unless_task_says_regression(tmp_path):
+    rows = [[f"{i * 0.1:.1f}", str(i % 3 * 10)] for i in range(40)]
+    write_csv(tmp_path / "ints.csv", ["x", "level"], rows)
+    run_main("train", tmp_path / "ints.csv", "--epochs", 1, "--layers", "4", "--quiet", "--out", tmp_path / "c.npz")
+    run_main("train", tmp_path / "ints.csv", "--task", "regression", "--val-split", 0, "--epochs", 1, "--layers", "4",
+             "--quiet", "--out", tmp_path / "r.npz")
+    c = fileformat.load_with_extra(fastbp.MLP, tmp_path / "c.npz")[1]
+    r = fileformat.load_with_extra(fastbp.MLP, tmp_path / "r.npz")[1]
+    assert list(c["classes"]) == [0.0, 10.0, 20.0] and "y_mean" not in c
+    levels = np.array([float(v[1]) for v in rows])  # every row a training row: the target's own mean / std
+    assert "classes" not in r and float(r["y_mean"]) == pytest.approx(levels.mean())
+    assert float(r["y_scale"]) == pytest.approx(levels.std())
+    # numeric labels are written back as they were given
+    header, predicted = read_csv(run_main("predict", tmp_path / "c.npz", tmp_path / "ints.csv"))
+    assert header == ["level"] and len(predicted) == 40 and {row[0] for row in predicted} <= {"0", "10", "20"}
+
+
+def test_train_without_data_uses_the_bundled_digits(tmp_path):
+    out = ok(fastbp_cmd("train", "--epochs", 3, cwd=tmp_path))
+    assert "the bundled 8x8 digits" in out and "1,797 rows, 64 features" in out and "10 classes" in out
+    assert "1,438 training / 359 validation rows" in out and "epoch 3/3" in out
+    assert "compiled (or loaded from Numba's cache)" in out and "saved model.npz" in out
+    assert report_value(out, "validation", 1) >= 0.85
+    assert (tmp_path / "model.npz").exists()  # the default --out, in the working directory
+    assert json.loads(fileformat.load_with_extra(fastbp.MLP, tmp_path / "model.npz")[1]["cli"].tobytes()
+                      )["features"][:2] == ["pixel_0_0", "pixel_0_1"]
+
+
+def test_compare_reference(workdir, tmp_path):
+    out = ok(fastbp_cmd("train", workdir / "species.csv", "--compare-reference", "--epochs", 4, "--layers", "8",
+                        "--dtype", "float64", "--out", "m.npz", cwd=tmp_path))
+    assert "fastbp.reference (plain NumPy), the same data, settings and seed:" in out
+    assert len(re.findall(r"^epoch 4/4 - loss", out, re.MULTILINE)) == 2  # both progress displays
+    fast = re.search(r"^fastbp:\s+(\S+) s, validation accuracy (\S+) \(a warm-up fit compiled", out, re.MULTILINE)
+    ref = re.search(r"^fastbp.reference:\s+(\S+) s, validation accuracy (\S+)", out, re.MULTILINE)
+    speed = re.search(r"^speed-up: (\S+)x \(the same 4 epochs", out, re.MULTILINE)
+    assert fast and ref and speed, out
+    assert fast.group(2) == ref.group(2)  # the same numbers: the same predictions
+    assert float(fast.group(1)) > 0 and float(ref.group(1)) > 0 and float(speed.group(1)) > 0
+
+
+# ------------------------------------------------------------------ mistakes
+def _error_files(d):
+    """The CSV and model files of the error cases, in ``d``."""
+    (d / "empty.csv").write_text("")
+    (d / "header_only.csv").write_text("a,b,y\n")
+    (d / "ragged.csv").write_text("a,b,y\n1,2,x\n3,4\n5,6,y\n")
+    (d / "text_cell.csv").write_text("a,b,y\n1,2,x\n3,4,y\n5,five,x\n")
+    (d / "empty_cell.csv").write_text("a,b,y\n1,2,x\n3,,y\n")
+    (d / "nan_cell.csv").write_text("a,b,y\n1,2,x\n3,inf,y\n")
+    (d / "one_class.csv").write_text("a,b,y\n1,2,x\n3,4,x\n")
+    (d / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe\xfd")
+    header, rows = species_data(60)
+    write_csv(d / "train.csv", header, rows)
+    write_csv(d / "unknown_label.csv", header, rows[:5] + [rows[5][:4] + ["daisy"]])
+    write_csv(d / "other_features.csv", ["petal", "sepal", "noise", "colour"], [r[:4] for r in rows])
+    write_csv(d / "extra_column.csv", header[:4] + ["id"], [r[:4] + ["1"] for r in rows])
+    write_csv(d / "no_target.csv", header[:4], [r[:4] for r in rows])
+    np.savez(d / "foreign.npz", weights=np.ones(3))
+    small_model(fastbp).save(d / "plain.npz")  # a fastbp model, but without the command's extras
+
+
+# (name, arguments, what the one line must say); "model.npz" is trained from train.csv first
+ERRORS = [
+    ("missing file", ["train", "nope.csv"], "nope.csv: no such file"),
+    ("missing target", ["train", "train.csv", "--target", "colour"],
+     "no column 'colour' for --target; the file has 'petal', 'sepal', 'noise', 'const', 'species'"),
+    ("non-numeric cell", ["train", "text_cell.csv"], "text_cell.csv, line 4 (data row 3): feature column 'b' holds "
+                                                     "'five', which is not a number"),
+    ("empty cell", ["train", "empty_cell.csv"], "empty_cell.csv, line 3 (data row 2): feature column 'b' is empty"),
+    ("infinite cell", ["train", "nan_cell.csv"], "nan_cell.csv, line 3 (data row 2): feature column 'b' holds 'inf'"),
+    ("empty file", ["train", "empty.csv"], "empty.csv: the file is empty"),
+    ("header only", ["train", "header_only.csv"], "header_only.csv: the header row is followed by no data rows"),
+    ("ragged row", ["train", "ragged.csv"], "ragged.csv, line 3: 2 fields, but the header has 3"),
+    ("binary file", ["train", "binary.csv"], "binary.csv: not a UTF-8 text file"),
+    ("one class", ["train", "one_class.csv"], "holds one class only (x)"),
+    ("regression of labels", ["train", "train.csv", "--task", "regression"],
+     "train.csv, line 2 (data row 1): target column 'species' holds"),
+    ("bad option", ["train", "train.csv", "--layers", "64,x"], "argument --layers: '64,x' is not a comma-separated"),
+    ("unknown command", ["fit"], "invalid choice: 'fit'"),
+    ("output directory missing", ["train", "train.csv", "--out", "no/such/dir/m.npz"], "does not exist"),
+    ("unknown label", ["evaluate", "model.npz", "unknown_label.csv"],
+     "unknown_label.csv, line 7 (data row 6): label 'daisy' in 'species' was not seen in training (the model knows "
+     "'setosa', 'versicolor', 'virginica')"),
+    ("evaluate without target", ["evaluate", "model.npz", "no_target.csv"],
+     "no_target.csv: no target column 'species' (the model's target); the file has 'petal', 'sepal'"),
+    ("features differ", ["predict", "model.npz", "other_features.csv"],
+     "other_features.csv: the model's feature column 'const' is missing"),
+    ("extra feature column", ["predict", "model.npz", "extra_column.csv"],
+     "extra_column.csv: column 'id' is not among the model's features"),
+    ("CSV as model", ["predict", "train.csv", "train.csv"], "train.csv: not a fastbp model file"),
+    ("foreign npz as model", ["predict", "foreign.npz", "train.csv"], "foreign.npz: not a fastbp model file"),
+    ("plain model", ["predict", "plain.npz", "train.csv"], "plain.npz: a fastbp model, but not one written by"),
+    ("missing model", ["evaluate", "nope.npz", "train.csv"], "nope.npz: no such file"),
+]
+
+
+# The mistakes the command must report in a subprocess too (the rest in-process: each
+# process pays for importing Numba and loading the kernels).
+IN_A_SUBPROCESS = ["missing file", "missing target", "non-numeric cell", "empty file", "ragged row", "unknown label",
+                   "CSV as model", "features differ", "bad option"]
+
+
+@pytest.fixture(scope="module")
+def error_dir(tmp_path_factory):
+    """The files of ``ERRORS``, with ``model.npz`` trained on ``train.csv`` (in-process)."""
+    d = tmp_path_factory.mktemp("errors")
+    _error_files(d)
+    run_main("train", d / "train.csv", "--epochs", 2, "--layers", 4, "--quiet", "--out", d / "model.npz")
+    return d
+
+
+@pytest.fixture(scope="module")
+def error_runs(error_dir):
+    """The cases of ``IN_A_SUBPROCESS`` run once, four processes at a time: name -> CompletedProcess."""
+    cases = {name: args for name, args, _ in ERRORS if name in IN_A_SUBPROCESS}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = {name: pool.submit(fastbp_cmd, *args, cwd=error_dir) for name, args in cases.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def check_one_line_error(returncode, stdout, stderr, message):
+    assert returncode == 2, (stdout, stderr)
+    assert "Traceback" not in stderr and stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(("fastbp: error: ", "fastbp train: error: ")), stderr
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize("name, args, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_a_mistake_is_one_line_on_stderr_and_exit_status_2(error_dir, monkeypatch, capsys, name, args, message):
+    monkeypatch.chdir(error_dir)
+    try:
+        status = cli.main(args)
+    except SystemExit as exc:  # argparse's own exit (after our one-line message)
+        status = exc.code
+    captured = capsys.readouterr()
+    check_one_line_error(status, captured.out, captured.err, message)
+
+
+@pytest.mark.parametrize("name", IN_A_SUBPROCESS)
+def test_a_mistake_in_a_subprocess(error_runs, name):
+    res = error_runs[name]
+    check_one_line_error(res.returncode, res.stdout, res.stderr, next(m for n, _, m in ERRORS if n == name))
+
+
+def test_divergence_is_one_line_and_exit_status_1(workdir, tmp_path, capsys):
+    status = cli.main(["train", str(workdir / "species.csv"), "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3",
+                       "--quiet", "--out", str(tmp_path / "m.npz")])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("fastbp: error: training diverged: ") and "Lower the learning rate" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_warning_is_one_line(workdir, tmp_path, capsys):
+    """predict's warning about outputs that overflow (raw inputs near float32's largest value)."""
+    model = str(tmp_path / "m.npz")
+    assert cli.main(["train", str(workdir / "species.csv"), "--no-standardize", "--epochs", "1", "--layers", "4",
+                     "--quiet", "--out", model]) == 0
+    write_csv(tmp_path / "huge.csv", ["petal", "sepal", "noise", "const"], [["3e38", "3e38", "3e38", "3e38"]] * 3)
+    capsys.readouterr()
+    assert cli.main(["predict", model, str(tmp_path / "huge.csv")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"fastbp: warning: predict: \d+ outputs are NaN or inf: the inputs' "
+                                            r"scale overflows float32 inside the network; scale the inputs", lines[0])
+    assert captured.out.startswith("species\n")
+
+
+def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", str(workdir / "species.csv"), "--epochs",
+                             "1000000", "--layers", "8", "--out", "m.npz"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        while "compiled" not in seen:  # the warm-up is over: training has started
+            line = proc.stdout.readline()
+            assert line, proc.communicate(timeout=60)
+            seen += line
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines() == ["fastbp: interrupted"]
+    assert "epoch" in stdout and not (tmp_path / "m.npz").exists()
