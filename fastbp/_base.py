@@ -66,8 +66,12 @@ class BaseMLP:
     activation : str or list of str
         Hidden activation(s): ``linear``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``;
         one name for all hidden layers or one per hidden layer.
-    output : str
-        Output activation: ``linear``, ``sigmoid`` or ``softmax``.
+    output : str or None
+        Output activation: ``linear``, ``sigmoid`` or ``softmax`` (softmax needs at least 2
+        output units: a one-unit softmax is the constant 1.0).  ``None`` (the default): the
+        one the loss implies — ``linear`` for ``mse``, ``sigmoid`` for
+        ``binary_cross_entropy``, ``softmax`` for ``cross_entropy``.  ``get_config`` and saved
+        files record the resolved name.
     loss : str
         ``mse`` (mean over all elements), ``binary_cross_entropy`` (needs ``sigmoid``
         output) or ``cross_entropy`` (needs ``softmax`` output; targets are integer labels
@@ -107,7 +111,7 @@ class BaseMLP:
         numbers end").
     """
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
+    def __init__(self, sizes, activation="relu", output=None, loss="cross_entropy",
                  optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
                  clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
         config = check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, l2, clip_norm,

@@ -42,6 +42,8 @@ LOSS_ALIASES = {
 }
 # Which output activation each loss may be paired with.
 LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
+# The output activation a loss implies when ``output`` is not given (``output=None``).
+DEFAULT_OUTPUTS = {"mse": "linear", "binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
 # The losses whose targets are classes (or class probabilities), with an accuracy.
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
 
@@ -174,18 +176,23 @@ def _check_activations(activation, n_hidden):
 
 
 def _check_output_and_loss(output, loss, n_outputs):
-    """The output activation and the loss (aliases resolved), checked to fit each other."""
-    output = _lookup("output activation", output, OUTPUT_ACTIVATIONS)
+    """The output activation and the loss (aliases resolved), checked to fit each other.
+
+    ``output=None`` is the loss's own output activation (``DEFAULT_OUTPUTS``).  A softmax of
+    one unit is refused with any loss: it is the constant 1.0, whose gradient is 0, so such a
+    model would train to nothing, silently."""
     if isinstance(loss, str):
         loss = LOSS_ALIASES.get(loss.lower(), loss)
     loss = _lookup("loss", loss, LOSSES)
+    output = DEFAULT_OUTPUTS[loss] if output is None else _lookup("output activation", output, OUTPUT_ACTIVATIONS)
     if output not in LOSS_OUTPUTS[LOSSES[loss]]:
         raise ValueError(
             f"loss {loss!r} needs output activation {' or '.join(LOSS_OUTPUTS[LOSSES[loss]])}, got {output!r}"
         )
-    if output == "softmax" and n_outputs < 2 and loss == "cross_entropy":
-        raise ValueError("softmax + cross_entropy needs at least 2 output units; "
-                         "for two classes with one unit use output='sigmoid', loss='binary_cross_entropy'")
+    if output == "softmax" and n_outputs < 2:
+        raise ValueError("a softmax output needs at least 2 output units: a one-unit softmax is always 1.0 and "
+                         "never trains; with one output unit use output='linear' for regression (loss='mse') "
+                         "or output='sigmoid' for two classes (loss='binary_cross_entropy')")
     return output, loss
 
 
