@@ -84,10 +84,10 @@ class MLP(BaseMLP):
 
     def _check_y(self, y, n):
         k = self.sizes[-1]
-        if (self._one_hot_labels and type(y) is np.ndarray and y.dtype == np.int64 and y.shape == (n,)
-                and y.flags.c_contiguous):
+        if (self._one_hot_labels and type(y) is np.ndarray and y.dtype == np.int64
+                and (y.shape == (n,) or y.shape == (n, 1)) and y.flags.c_contiguous):  # labels, or a column of them
             T = np.empty((n, k), dtype=self.dtype)
-            if kernels.one_hot(T, y) < 0:
+            if kernels.one_hot(T, y if y.ndim == 1 else y.reshape(n)) < 0:
                 return T
         return check_y(y, n, k, self.loss, self.dtype)
 

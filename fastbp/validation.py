@@ -253,7 +253,11 @@ def check_X(X, n_features, dtype):
 
 
 def check_y(y, n, k, loss, dtype):
-    """Targets as a dense float matrix T of shape (n, k) in ``dtype``, for ``loss``."""
+    """Targets as a dense float matrix T of shape (n, k) in ``dtype``, for ``loss``.
+
+    Accepted shapes (``accepted_y_shapes``): for ``cross_entropy``, integer class labels of
+    shape (n,) or (n, 1) (one-hot encoded here) or one-hot / probability rows (n, k); for
+    the other losses (n, k), and (n,) too when k == 1."""
     try:
         y_arr = np.asarray(y)
     except Exception as exc:
@@ -264,13 +268,12 @@ def check_y(y, n, k, loss, dtype):
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
     if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():  # (integers always are)
         raise ValueError("y contains NaN or inf")
-    if loss == "cross_entropy" and y_arr.ndim == 1:
-        return _one_hot(y_arr, n, k, dtype)
+    if loss == "cross_entropy" and (y_arr.ndim == 1 or y_arr.shape == (n, 1)):  # (k > 1: one-hot rows are wider)
+        return _one_hot(y_arr.reshape(n), n, k, dtype)
     if y_arr.ndim == 1 and k == 1:
         y_arr = y_arr.reshape(n, 1)
     if y_arr.ndim != 2 or y_arr.shape[1] != k:
-        raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
-                         f"with {k} outputs, got {y_arr.shape}")
+        raise ValueError(_y_shape_message(y_arr, n, k, loss))
     T = np.ascontiguousarray(y_arr, dtype=dtype)
     if not np.isfinite(T).all():
         raise ValueError(f"y has values too large for the model's dtype {np.dtype(dtype).name} "
@@ -282,10 +285,30 @@ def check_y(y, n, k, loss, dtype):
     return T
 
 
+def accepted_y_shapes(n, k, loss):
+    """The shapes of ``y`` a model with ``k`` outputs and ``loss`` accepts for ``n`` samples, in words."""
+    if loss == "cross_entropy":
+        return f"class labels of shape ({n},) or ({n}, 1), or one-hot / probability rows of shape ({n}, {k})"
+    if k == 1:
+        return f"of shape ({n}, 1) or ({n},)"
+    return f"of shape ({n}, {k}) (one target per output)"
+
+
+def _y_shape_message(y, n, k, loss):
+    """Why ``y`` (n rows) has the wrong shape for the model, and what it accepts."""
+    message = (f"y for a model with {k} output{'s' if k > 1 else ''} and loss {loss!r} must be "
+               f"{accepted_y_shapes(n, k, loss)}; got shape {y.shape}")
+    if loss != "cross_entropy" and y.dtype.kind in "biu" and y.shape in ((n,), (n, 1)):
+        # one integer per row for several outputs: class labels, a classification habit
+        message += (f"; for class labels use loss='cross_entropy' (softmax output), which takes labels of shape "
+                    f"({n},) or ({n}, 1)")
+    return message
+
+
 def _one_hot(labels, n, k, dtype):
     """Integer class labels of shape (n,) as one-hot rows (n, k) of ``dtype``."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
+        raise ValueError("cross_entropy labels of shape (n,) or (n, 1) must be integer class indices")
     if labels.min() < 0 or labels.max() >= k:  # reported as given (a huge float label would wrap as an int64)
         bad = labels[(labels < 0) | (labels >= k)][0].item()
         raise ValueError(f"class label {bad!r} is outside [0, {k}) for a model with {k} outputs")

@@ -60,3 +60,71 @@ def test_a_saved_one_unit_softmax_is_refused_on_load(tmp_path):
     np.savez(tmp_path / "old.npz", **arrays)
     with pytest.raises(ValueError, match="old.npz.*at least 2 output units"):
         fastbp.load(tmp_path / "old.npz")
+
+
+# ------------------------------------------------------------ the shapes of y
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+X6 = np.linspace(-1, 1, 18).reshape(6, 3)
+
+
+def everything(model, X, y):
+    """What each call computes from (X, y): evaluate, loss_and_grads, then train_step and fit
+    (which change the model: the caller passes a fresh one)."""
+    loss, grads = model.loss_and_grads(X, y)
+    out = [model.evaluate(X, y), loss, [g.tolist() for pair in grads for g in pair]]
+    out += [model.train_step(X, y), list(model.fit(X, y, epochs=2, batch_size=4))]
+    return out + [[w.tolist() for pair in model.get_weights() for w in pair]]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "float64", "float32"])
+def test_a_column_of_class_labels_is_accepted(fb, dtype):
+    """Labels of shape (n, 1) are labels of shape (n,) for a cross-entropy model with k > 1 outputs."""
+    make = lambda: fb.MLP([3, 4, 3], dtype="float64", seed=0)  # noqa: E731
+    column = LABELS.astype(dtype).reshape(-1, 1)
+    assert everything(make(), X6, column) == everything(make(), X6, LABELS)
+    assert everything(make(), X6, np.asfortranarray(column)) == everything(make(), X6, LABELS)
+
+
+CE_ACCEPTS = "class labels of shape (6,) or (6, 1), or one-hot / probability rows of shape (6, 3)"
+
+
+@pytest.mark.parametrize("kind,y,accepted", [
+    ("ce", np.zeros((6, 4)), CE_ACCEPTS),
+    ("ce", np.zeros((6, 3, 1)), CE_ACCEPTS),
+    ("ce", np.zeros((6, 2), int), CE_ACCEPTS),
+    ("mse", np.zeros((6, 1)), "of shape (6, 3) (one target per output)"),
+    ("mse", np.zeros((6, 2)), "of shape (6, 3) (one target per output)"),
+    ("bce", np.zeros((6, 2)), "of shape (6, 3) (one target per output)"),
+    ("mse-1", np.zeros((6, 2)), "of shape (6, 1) or (6,)"),
+    ("bce-1", np.zeros((6, 3)), "of shape (6, 1) or (6,)"),
+    ("mse-1", np.zeros((6, 1, 1)), "of shape (6, 1) or (6,)"),
+])
+def test_a_shape_error_says_which_shapes_the_model_accepts(fb, kind, y, accepted):
+    loss = {"ce": "cross_entropy", "mse": "mse", "bce": "binary_cross_entropy"}[kind.split("-")[0]]
+    k = 1 if kind.endswith("-1") else 3
+    model = fb.MLP([3, 4, k], loss=loss, seed=0)
+    good = LABELS if loss == "cross_entropy" else np.zeros((6, k))
+    message = (f"y for a model with {k} output{'s' if k > 1 else ''} and loss {loss!r} must be {accepted}; "
+               f"got shape {y.shape}")
+    for call in (lambda: model.fit(X6, y), lambda: model.evaluate(X6, y), lambda: model.train_step(X6, y),
+                 lambda: model.loss_and_grads(X6, y), lambda: model.fit(X6, good, validation_data=(X6, y))):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert model._step == 0
+
+
+@pytest.mark.parametrize("y", [LABELS, LABELS.reshape(-1, 1), LABELS.astype(np.int32), LABELS.astype(bool)])
+def test_mse_with_class_labels_suggests_cross_entropy(fb, y):
+    model = fb.MLP([3, 4, 3], loss="mse", seed=0)
+    with pytest.raises(ValueError, match=r"mse' must be of shape \(6, 3\) .*for class labels use "
+                                         r"loss='cross_entropy' \(softmax output\), which takes labels of shape "
+                                         r"\(6,\) or \(6, 1\)"):
+        model.fit(X6, y)
+
+
+def test_regression_targets_of_the_wrong_width_get_no_class_label_hint(fb):
+    model = fb.MLP([3, 4, 3], loss="mse", seed=0)
+    with pytest.raises(ValueError) as info:
+        model.fit(X6, np.linspace(0, 1, 6))
+    assert "cross_entropy" not in str(info.value)
