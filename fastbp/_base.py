@@ -274,31 +274,58 @@ class BaseMLP:
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
             validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
-        """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
+        """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``; returns a
+        :class:`History`.
 
-        Each epoch draws a permutation from the model's seeded generator (when
-        ``shuffle``) and runs the whole pass; the last batch may be smaller.
-        Returns a :class:`History`: the list of per-epoch mean training losses, with
-        ``history.history`` holding every recorded metric per epoch.
+        **One epoch by default**: ``fit(X, y)`` makes a single pass over the data, which rarely
+        trains a network far; ask for more with ``fit(X, y, epochs=20)``.  Each call goes on
+        from where the last one stopped (optimizer state, schedule counts and the shuffle
+        order carry on), so ``fit`` may also be called in a loop of your own.
 
-        lr_schedule
-            A schedule from :mod:`fastbp.schedules` (or any callable of the epoch / step
-            count): the optimizer's learning rate for each epoch or mini-batch.
-        validation_data, validation_split
-            ``(X_val, y_val)``, or the fraction of the data (its last rows, before any
-            shuffling) held out; ``val_loss`` (and ``val_accuracy``) are recorded per epoch.
-        early_stopping
-            An :class:`EarlyStopping`: stop when the monitored metric has not improved for
-            ``patience`` epochs, and (``restore_best``) go back to the best epoch's weights.
-        verbose
-            0 silent; 1 one line per epoch with the loss, validation metrics and samples/s.
-        on_nonfinite
+        Parameters
+        ----------
+        X : array-like, shape (n, n_features)
+            Inputs; any numeric dtype or layout, converted once to the model's dtype.
+        y : array-like
+            Targets: for ``cross_entropy``, integer class labels of shape (n,) or (n, 1), or
+            one-hot / probability rows (n, k); otherwise one target per output (n, k), or (n,)
+            when k == 1.
+        epochs : int, default 1
+            Passes over the data (0 trains nothing).
+        batch_size : int, default 32
+            Rows per mini-batch (the last one of an epoch may be smaller; a batch size above n
+            is one batch of n).
+        shuffle : bool, default True
+            Draw each epoch's order from the model's seeded generator; else the rows' order.
+        on_nonfinite : {"raise", "stop", "skip_batch"}, default "raise"
             A batch whose loss or gradient is NaN or inf, or whose update would make a
             parameter or the optimizer's state NaN or inf, is never applied (checked inside
-            the compiled epoch, before any of the update is written). ``"raise"`` (default): ``FloatingPointError`` naming the
-            epoch, batch and layer; ``"stop"``: a ``RuntimeWarning`` and training stops
-            (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
-            training goes on (``history.history["skipped_batches"]`` counts them).
+            the compiled epoch, before any of the update is written). ``"raise"``:
+            ``FloatingPointError`` naming the epoch, batch and layer; ``"stop"``: a
+            ``RuntimeWarning`` and training stops (``history.stopped`` says why);
+            ``"skip_batch"``: the batch is skipped and training goes on
+            (``history.history["skipped_batches"]`` counts them).
+        lr_schedule : callable, optional
+            A schedule from :mod:`fastbp.schedules` (or any callable of the epoch / step
+            count): the optimizer's learning rate for each epoch or mini-batch.
+        validation_data : (X_val, y_val), optional
+            Held-out data evaluated after every epoch: ``val_loss`` (and ``val_accuracy`` for
+            classifiers) are recorded.
+        validation_split : float, default 0.0
+            Instead of ``validation_data``: the fraction of the data (its last rows, before
+            any shuffling) held out.
+        early_stopping : EarlyStopping, optional
+            Stop when the monitored metric has not improved for ``patience`` epochs, and
+            (``restore_best``) go back to the best epoch's weights.
+        verbose : int, default 0
+            0 silent; 1 a progress bar and one line per epoch with the loss, validation
+            metrics and samples/s.
+
+        Returns
+        -------
+        History
+            The list of per-epoch mean training losses; ``history.history`` holds every
+            recorded metric per epoch.
 
         Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
         chunks) or stopped by a non-finite batch, the model is one that trained the batches it

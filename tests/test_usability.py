@@ -2,7 +2,11 @@
 arguments, errors that say what is accepted, and an API that describes itself.  Both
 implementations."""
 
+import inspect
 import json
+import re
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +132,23 @@ def test_regression_targets_of_the_wrong_width_get_no_class_label_hint(fb):
     with pytest.raises(ValueError) as info:
         model.fit(X6, np.linspace(0, 1, 6))
     assert "cross_entropy" not in str(info.value)
+
+
+# ------------------------------------------------------------ fit's default
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_fit_says_it_trains_one_epoch_by_default(fb):
+    assert inspect.signature(fb.MLP.fit).parameters["epochs"].default == 1
+    doc = " ".join(fb.MLP.fit.__doc__.split())
+    assert "One epoch by default" in doc and "epochs : int, default 1" in doc
+    quick_start = README[README.index("## Quick start"):README.index("## API")]
+    assert re.search(r"`fit` trains for \*\*one epoch\*\* unless told otherwise", quick_start)
+
+
+def test_fit_with_the_default_epochs_trains_one_epoch_without_a_warning(fb):
+    model = fb.MLP([3, 4, 3], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = model.fit(X6, LABELS)
+    assert len(history) == 1 and model._epoch == 1
