@@ -12,6 +12,8 @@ NumPy): the hooks below.  Everything a user can get wrong is checked once, befor
 state changes.
 """
 
+import inspect
+import sys
 import threading
 import time
 import warnings
@@ -33,8 +35,10 @@ from .training import (
     progress_bar,
     rewind_generator,
 )
+from .optimizers import get_optimizer
 from .validation import (
     CLASSIFICATION_LOSSES,
+    DEFAULT_OUTPUTS,
     check_config,
     check_data,
     check_fit_counts,
@@ -48,6 +52,8 @@ from .validation import (
 
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
+# The modules whose classes users reach as ``fastbp.X`` (or ``fastbp.reference.X``).
+_PUBLIC_MODULES = ("fastbp.model", "fastbp.reference", "fastbp.optimizers")
 
 
 def _state_count(name, doc):
@@ -496,6 +502,92 @@ class BaseMLP:
         """Rebuild a model written by ``save`` (by either implementation)."""
         return fileformat.load(cls, path)
 
+    # ------------------------------------------------------------ describing the model
+    def _public_name(self, cls):
+        """``cls`` as a user reaches it: ``fastbp.MLP`` (defined in ``fastbp.model``),
+        ``fastbp.reference.MLP``, ``fastbp.Adam`` (``fastbp.optimizers``), or a user's own
+        ``module.Class``."""
+        module = cls.__module__
+        if module in _PUBLIC_MODULES:
+            module = "fastbp.reference" if type(self).__module__ == "fastbp.reference" else "fastbp"
+        return f"{module}.{cls.__qualname__}"
+
+    def _arguments(self):
+        """The constructor arguments that differ from their defaults, as ``(name, value)``,
+        in the signature's order: the values that rebuild this configuration."""
+        per_layer = {"activation": self.activations, "dropout": self.dropout, "batch_norm": self.batch_norm}
+        values = {"output": self.output, "loss": self.loss, "optimizer": self.optimizer, "init": self.init,
+                  "dtype": self.dtype.name, "seed": self.seed, "l2": self.l2, "clip_norm": self.clip_norm,
+                  "leaky_slope": self.leaky_slope}
+        for name, values_per_layer in per_layer.items():  # one value when all layers share it
+            values[name] = values_per_layer[0] if len(set(values_per_layer)) == 1 else list(values_per_layer)
+        defaults = {"output": DEFAULT_OUTPUTS[self.loss], "optimizer": get_optimizer(_DEFAULTS["optimizer"])}
+        changed = []
+        for name in _DEFAULTS:
+            if name == "sizes" or name not in values:
+                continue
+            default = defaults.get(name, _DEFAULTS[name])
+            if name in per_layer and not per_layer[name]:  # no hidden layer: nothing to say
+                continue
+            if values[name] != default:
+                changed.append((name, values[name]))
+        return changed
+
     def __repr__(self):
-        return (f"{type(self).__module__.split('.')[-1]}.MLP({self.sizes}, activation={self.activations}, "
-                f"output={self.output!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, dtype={self.dtype.name!r})")
+        """``fastbp.MLP([sizes], ...)`` with every argument that differs from its default;
+        ``eval`` of it (with ``fastbp`` imported) builds a model of the same configuration
+        (not its trained weights: see ``get_state`` / ``save``)."""
+        args = [repr(self.sizes)]
+        for name, value in self._arguments():
+            if name == "optimizer":
+                settings = ", ".join(f"{k}={v!r}" for k, v in value.get_config().items())
+                args.append(f"optimizer={self._public_name(type(value))}({settings})")
+            else:
+                args.append(f"{name}={value!r}")
+        return f"{self._public_name(type(self))}({', '.join(args)})"
+
+    def summary(self, file=None):
+        """Print a table of the model to ``file`` (default ``sys.stdout``) and return it as a
+        string: per layer its weight shape ``(n_in, n_out)``, activation, parameter count,
+        batch norm and dropout rate; the totals (trained parameters, and batch norm's running
+        statistics, which are not trained); the dtype, loss, optimizer with its settings, and
+        ``l2`` / ``clip_norm`` when set.
+
+        A layer's parameters are its entries in the trained parameter buffer: ``W`` and ``b``,
+        and for a batch-normalised layer its scale and shift too (its bias is stored, and
+        held at 0: batch norm's shift replaces it).
+        """
+        rows = [("layer", "shape", "activation", "parameters", "batch norm", "dropout")]
+        for l, lay in enumerate(self._layers):
+            hidden = l < self.n_layers - 1
+            rows.append((str(l), f"({int(lay['n_in'])}, {int(lay['n_out'])})",
+                         self.activations[l] if hidden else self.output, f"{int(lay['end'] - lay['w']):,}",
+                         "yes" if hidden and self.batch_norm[l] else "-",
+                         f"{self.dropout[l]:g}" if hidden and self.dropout[l] else "-"))
+        n_running = self._params_ext.size - self.n_params
+        rows.append(("total", "", "", f"{self.n_params:,}", f"+ {n_running:,} running statistics (not trained)"
+                     if n_running else "", ""))
+        widths = [max(len(row[i]) for row in rows[:-1] if row) for i in range(len(rows[0]))]
+        widths[3] = max(widths[3], len(rows[-1][3]))
+
+        def line(row):
+            cells = [cell.rjust(width) if i == 3 else cell.ljust(width) for i, (cell, width) in
+                     enumerate(zip(row, widths))]
+            return "  ".join(cells).rstrip()
+
+        table = [f"{self._public_name(type(self))}: {' -> '.join(map(str, self.sizes))}", line(rows[0]),
+                 "  ".join("-" * w for w in widths)]
+        table += [line(row) for row in rows[1:-1]]
+        table += ["  ".join("-" * w for w in widths), line(rows[-1])]
+        settings = f"dtype {self.dtype.name}, loss {self.loss}, optimizer {self.optimizer!r}"
+        extras = [f"l2 {self.l2:g}" if self.l2 else "", f"clip_norm {self.clip_norm:g}" if self.clip_norm else "",
+                  f"seed {self.seed}" if self.seed is not None else ""]
+        table.append(", ".join([settings] + [e for e in extras if e]))
+        text = "\n".join(table)
+        print(text, file=sys.stdout if file is None else file)
+        return text
+
+
+# The constructor's defaults, by argument name (for ``__repr__``).
+_DEFAULTS = {name: p.default for name, p in inspect.signature(BaseMLP.__init__).parameters.items()
+             if name != "self"}

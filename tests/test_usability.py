@@ -3,6 +3,7 @@ arguments, errors that say what is accepted, and an API that describes itself.  
 implementations."""
 
 import inspect
+import io
 import json
 import re
 import warnings
@@ -152,3 +153,57 @@ def test_fit_with_the_default_epochs_trains_one_epoch_without_a_warning(fb):
         warnings.simplefilter("error")
         history = model.fit(X6, LABELS)
     assert len(history) == 1 and model._epoch == 1
+
+
+# ------------------------------------------------------------ repr and summary
+CONFIGS = {
+    "defaults": ([3, 4, 3], dict()),
+    "no-hidden": ([3, 2], dict(loss="mse")),
+    "everything": ([4, 16, 8, 1], dict(activation=["relu", "tanh"], output="sigmoid", loss="mse",
+                                       optimizer="sgd", init="xavier", dtype="float64", seed=3, l2=1e-3,
+                                       clip_norm=1.0, leaky_slope=0.1, dropout=[0.2, 0.0],
+                                       batch_norm=[True, False])),
+    "shared-values": ([4, 8, 8, 3], dict(activation="tanh", dropout=0.25, batch_norm=True, seed=0,
+                                         optimizer=fastbp.AdamW(0.01, weight_decay=0.1))),
+    "momentum": ([4, 8, 2], dict(loss="bce", optimizer=fastbp.SGD(0.05, momentum=0.9, nesterov=True))),
+}
+
+
+def test_repr_names_the_public_class_and_only_what_differs_from_the_defaults(fb):
+    prefix = "fastbp.MLP" if fb is fastbp else "fastbp.reference.MLP"
+    assert repr(fb.MLP([3, 4, 3])) == f"{prefix}([3, 4, 3])"
+    assert repr(fb.MLP([3, 4, 1], loss="mse")) == f"{prefix}([3, 4, 1], loss='mse')"  # output: the loss's own
+    assert repr(fb.MLP([3, 4, 1], loss="mse", output="sigmoid")) == f"{prefix}([3, 4, 1], output='sigmoid', loss='mse')"
+    model = fb.MLP([3, 4, 4, 3], seed=7, l2=0.01, dropout=0.1, batch_norm=[True, False], optimizer=fb.Adam(0.01))
+    assert repr(model) == (f"{prefix}([3, 4, 4, 3], optimizer={prefix[:-4]}.Adam(lr=0.01, beta1=0.9, beta2=0.999, "
+                           f"eps=1e-08), seed=7, l2=0.01, dropout=0.1, batch_norm=[True, False])")
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_repr_evaluates_to_the_same_configuration(fb, config):
+    import fastbp.reference  # noqa: F401  (eval's namespace: fastbp and fastbp.reference)
+    sizes, kw = CONFIGS[config]
+    model = fb.MLP(sizes, **kw)
+    rebuilt = eval(repr(model), {"fastbp": fastbp})
+    assert type(rebuilt) is type(model)
+    assert rebuilt.get_config() == model.get_config()
+    assert repr(rebuilt) == repr(model)
+
+
+def test_summary_prints_and_returns_a_table_of_the_layers(fb, capsys):
+    model = fb.MLP([4, 16, 8, 3], activation=["relu", "tanh"], dropout=[0.2, 0.0], batch_norm=[True, False],
+                   optimizer=fb.SGD(0.1, momentum=0.9), l2=1e-3, dtype="float64")
+    text = model.summary()
+    assert capsys.readouterr().out == text + "\n"
+    lines = text.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line[:1].isdigit()}
+    assert rows["0"][:6] == ["0", "(4,", "16)", "relu", "112", "yes"] and rows["0"][6] == "0.2"  # 64 + 16 + 2 x 16
+    assert rows["1"] == ["1", "(16,", "8)", "tanh", "136", "-", "-"]
+    assert rows["2"] == ["2", "(8,", "3)", "softmax", "27", "-", "-"]
+    total = next(line for line in lines if line.startswith("total")).split()
+    assert total[1] == f"{model.n_params}" == "275" and "+ 32 running statistics" in " ".join(total)
+    assert lines[-1] == ("dtype float64, loss cross_entropy, optimizer SGD(lr=0.1, momentum=0.9, nesterov=False), "
+                         "l2 0.001")
+    stream = io.StringIO()
+    assert model.summary(file=stream) == text and stream.getvalue() == text + "\n"
+    assert capsys.readouterr().out == ""
