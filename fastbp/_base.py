@@ -81,8 +81,12 @@ class BaseMLP:
     loss : str
         ``mse`` (mean over all elements), ``binary_cross_entropy`` (needs ``sigmoid``
         output) or ``cross_entropy`` (needs ``softmax`` output; targets are integer labels
-        of shape (n,) or one-hot / probability rows of shape (n, k)).  PyTorch's
+        of shape (n,) or (n, 1), or one-hot / probability rows of shape (n, k)).  PyTorch's
         definitions, mean reduction; the cross-entropies are computed from the logits.
+        Names are case-insensitive, and these aliases are accepted (``validation.LOSS_ALIASES``):
+        ``mean_squared_error`` for ``mse``; ``bce``, ``binary_crossentropy`` for
+        ``binary_cross_entropy``; ``ce``, ``categorical_cross_entropy``,
+        ``categorical_crossentropy`` for ``cross_entropy``.
     optimizer : Optimizer or str
         ``fastbp.SGD/RMSprop/Adam/AdamW/AdaGrad`` instance, or a name for its defaults.
     init : str
@@ -254,10 +258,14 @@ class BaseMLP:
 
     @property
     def n_layers(self):
+        """The number of weight layers (``len(sizes) - 1``: hidden layers and the output layer)."""
         return len(self.sizes) - 1
 
     @property
     def is_classifier(self):
+        """Whether the loss is a classification loss (``cross_entropy`` or
+        ``binary_cross_entropy``): ``evaluate`` then reports an accuracy and
+        ``predict_classes`` works."""
         return self.loss in CLASSIFICATION_LOSSES
 
     # --------------------------------------------------------------- data checks
@@ -343,7 +351,7 @@ class BaseMLP:
         X, T = self._check_data(X, y)
         check_fit_counts(epochs, batch_size)
         X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
-        monitor = early_stopping_monitor(early_stopping, val is not None)
+        monitor = early_stopping_monitor(early_stopping, val is not None, self.is_classifier)
         stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
         batch_size = int(min(batch_size, X.shape[0]))
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
@@ -476,6 +484,15 @@ class BaseMLP:
 
     # -------------------------------------------------------- save and load
     def get_config(self):
+        """The model's configuration as a JSON-serialisable dict (what ``save`` records).
+
+        The constructor's arguments as checked and normalised: ``sizes``; ``activation`` (one
+        name per hidden layer), ``output`` (resolved: the loss's own when not given), ``loss``
+        (aliases resolved), ``init``, ``dtype`` (a name), ``seed``, ``l2``, ``clip_norm``,
+        ``leaky_slope``, ``dropout`` and ``batch_norm`` (one value per hidden layer); the
+        optimizer as ``optimizer`` (its class name) and ``optimizer_config`` (its arguments).
+        The weights and training state are not part of it (``get_weights``, ``save``).
+        """
         return {
             "sizes": self.sizes, "activation": self.activations, "output": self.output,
             "loss": self.loss, "init": self.init, "dtype": self.dtype.name, "seed": self.seed,
@@ -536,7 +553,7 @@ class BaseMLP:
     def __repr__(self):
         """``fastbp.MLP([sizes], ...)`` with every argument that differs from its default;
         ``eval`` of it (with ``fastbp`` imported) builds a model of the same configuration
-        (not its trained weights: see ``get_state`` / ``save``)."""
+        (not its trained weights: see ``get_weights`` / ``save``)."""
         args = [repr(self.sizes)]
         for name, value in self._arguments():
             if name == "optimizer":

@@ -398,12 +398,16 @@ def split_validation(X, T, validation_data, validation_split, sizes, loss, dtype
     return X, T, None
 
 
-def early_stopping_monitor(early_stopping, has_validation):
+def early_stopping_monitor(early_stopping, has_validation, is_classifier):
     """The metric ``early_stopping`` watches (None without early stopping): its ``monitor``,
-    else ``val_loss`` when there is validation data and ``loss`` when there is not."""
+    else ``val_loss`` when there is validation data and ``loss`` when there is not; checked
+    to be one this fit records."""
     if early_stopping is None:
         return None
     monitor = early_stopping.monitor or ("val_loss" if has_validation else "loss")
     if monitor.startswith("val_") and not has_validation:
         raise ValueError(f"early_stopping monitors {monitor!r} but no validation data was given")
+    if monitor.endswith("accuracy") and not is_classifier:
+        raise ValueError(f"early_stopping monitors {monitor!r}, but a model with loss 'mse' records no accuracy; "
+                         "monitor 'val_loss' or 'loss'")
     return monitor

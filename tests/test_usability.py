@@ -5,6 +5,7 @@ implementations."""
 import inspect
 import io
 import json
+import pydoc
 import re
 import warnings
 from pathlib import Path
@@ -207,3 +208,64 @@ def test_summary_prints_and_returns_a_table_of_the_layers(fb, capsys):
     stream = io.StringIO()
     assert model.summary(file=stream) == text and stream.getvalue() == text + "\n"
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------ what the API says of itself
+def documented_names(doc):
+    """The names a numpy-style docstring documents (``name : type`` lines)."""
+    return set(re.findall(r"^\s*(\w+) : ", doc, flags=re.M))
+
+
+def test_every_constructor_argument_is_documented(fb):
+    parameters = [p for p in inspect.signature(fb.MLP).parameters]
+    assert "batch_norm" in parameters
+    assert set(parameters) <= documented_names(fb.MLP.__doc__)
+    assert "batch_norm : bool or list of bool" in pydoc.render_doc(fb.MLP, renderer=pydoc.plaintext)
+
+
+def test_every_fit_argument_is_documented(fb):
+    assert set(inspect.signature(fb.MLP.fit).parameters) - {"self"} <= documented_names(fb.MLP.fit.__doc__)
+
+
+def test_every_public_method_and_property_has_a_docstring(fb):
+    names = [name for name in dir(fb.MLP) if not name.startswith("_")]
+    assert {"fit", "get_config", "summary", "n_layers", "is_classifier"} <= set(names)
+    undocumented = [name for name in names if not (getattr(fb.MLP, name).__doc__ or "").strip()]
+    assert undocumented == []
+
+
+def test_get_config_documents_its_keys(fb):
+    doc = fb.MLP.get_config.__doc__
+    for key in fb.MLP([3, 4, 3]).get_config():
+        assert f"``{key}``" in doc, key
+
+
+def test_every_loss_alias_is_documented_and_works(fb):
+    from fastbp.validation import LOSS_ALIASES
+    doc = " ".join(fb.MLP.__doc__.split())
+    api = README[README.index("## API"):README.index("## Training features")]
+    for alias, loss in LOSS_ALIASES.items():
+        assert f"``{alias}``" in doc and f"`{alias}`" in api, alias
+        assert fb.MLP([3, 4, 2], loss=alias.upper()).loss == loss
+
+
+def readme_signature(call):
+    """The signature README's API table gives for ``call(...)``."""
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{call}("))
+    return row.split("`")[1]
+
+
+@pytest.mark.parametrize("call", ["MLP", "fit"])
+def test_readme_gives_the_codes_signatures(call):
+    function = fastbp.MLP if call == "MLP" else fastbp.MLP.fit
+    params = [p.replace(annotation=inspect.Parameter.empty)  # README gives no types
+              for name, p in inspect.signature(function).parameters.items() if name != "self"]
+    assert readme_signature(call) == f"{call}({', '.join(str(p) for p in params)})".replace("'", '"')
+
+
+def test_early_stopping_documents_its_arguments_and_directions():
+    doc = " ".join(fastbp.EarlyStopping.__doc__.split())
+    assert set(inspect.signature(fastbp.EarlyStopping).parameters) <= documented_names(fastbp.EarlyStopping.__doc__)
+    for monitor in fastbp.EarlyStopping.MONITORS:
+        assert f'"{monitor}"' in doc
+    assert "maximised" in doc and "minimised" in doc and "min_delta" in doc
