@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from . import fileformat
+from .compile_notice import stderr_notices
 from .kernels.codes import STATE, STATUS_OK
 from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
@@ -333,13 +334,19 @@ class BaseMLP:
             (``restore_best``) go back to the best epoch's weights.
         verbose : int, default 0
             0 silent; 1 a progress bar and one line per epoch with the loss, validation
-            metrics and samples/s.
+            metrics and samples/s, and on stderr the notice of a cold compile (below).
 
         Returns
         -------
         History
             The list of per-epoch mean training losses; ``history.history`` holds every
             recorded metric per epoch.
+
+        The first ``fit`` of each dtype in a fresh installation compiles the kernels (~30 s
+        on a 2-core machine; cached on disk afterwards, for every later process).  A compile
+        about to start is announced on the ``logging`` logger ``"fastbp"`` (level INFO), and
+        on stderr when ``verbose``: "fastbp: compiling the training kernels for float32 (first
+        use; ...)".
 
         Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
         chunks) or stopped by a non-finite batch, the model is one that trained the batches it
@@ -357,7 +364,7 @@ class BaseMLP:
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
         # Ctrl-C stops fit only where the model is whole (HeldInterrupts), with the lock released
-        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True):
+        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True), stderr_notices(verbose):
             self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
             self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log, interrupts)
         return log.history

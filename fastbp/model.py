@@ -14,7 +14,7 @@ Python here only hands buffers to compiled code:
 
 import numpy as np
 
-from . import kernels
+from . import compile_notice, kernels
 from ._base import BaseMLP
 import contextlib
 
@@ -32,6 +32,12 @@ _NO_GUARD = contextlib.nullcontext()
 _INFERENCE_CHUNK = 1024
 # Inference workspaces up to this many rows are kept for reuse (W4's largest: 4 MB in float32).
 _POOLED_ROWS = 256
+
+# A cold compile of an entry point is announced (logger "fastbp", INFO; on stderr in fit(verbose=1)),
+# with its time on this project's 2-core machine (README, "Start-up").
+compile_notice.watch(kernels.train_epochs, "the training kernels", "~30 s")
+compile_notice.watch(kernels.infer, "the inference kernel", "~5 s")
+compile_notice.watch(kernels.loss_and_grads, "the gradient kernel", "~20 s")
 
 
 class MLP(BaseMLP):
