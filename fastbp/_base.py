@@ -44,6 +44,7 @@ from .validation import (
     check_data,
     check_fit_counts,
     check_fit_options,
+    check_state,
     check_weights,
     check_X,
     check_y,
@@ -477,7 +478,8 @@ class BaseMLP:
         return float(loss)
 
     def get_weights(self):
-        """Copies of the parameters: a list of ``(W, b)``, W shaped ``(n_in, n_out)``."""
+        """Copies of the weights and biases: a list of ``(W, b)``, W shaped ``(n_in, n_out)``.
+        (Batch norm's scale, shift and running averages too: ``get_state``.)"""
         with self._access.reading():
             return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
 
@@ -489,6 +491,49 @@ class BaseMLP:
                 self._W[l][...] = W
                 self._b[l][...] = b
 
+    def _state_views(self):
+        """The model's state as views into the parameter buffer, by name, layer by layer:
+        ``W{l}``, ``b{l}``, and for a batch-normalised layer ``gamma{l}``, ``beta{l}``,
+        ``running_mean{l}``, ``running_var{l}``."""
+        views = {}
+        for l in range(self.n_layers):
+            views[f"W{l}"], views[f"b{l}"] = self._W[l], self._b[l]
+            if self._gamma[l] is not None:
+                views[f"gamma{l}"], views[f"beta{l}"] = self._gamma[l], self._beta[l]
+                views[f"running_mean{l}"], views[f"running_var{l}"] = self._run_mean[l], self._run_var[l]
+        return views
+
+    def get_state(self):
+        """Copies of everything that makes the model's predictions: a dict of named arrays,
+        layer by layer (0-based, as in ``get_weights``):
+
+        * ``"W0"``, ``"b0"``, ``"W1"``, ...: weights ``(n_in, n_out)`` and biases ``(n_out,)``;
+        * for a batch-normalised layer ``l`` also ``"gamma{l}"``, ``"beta{l}"`` (its trained
+          scale and shift) and ``"running_mean{l}"``, ``"running_var{l}"`` (the running
+          averages inference uses, not trained).  Its bias ``b{l}`` is stored but unused.
+
+        ``set_state`` puts such a dict into a model of the same configuration, which then
+        predicts exactly what this one does.  Not included: the optimizer's state, the step
+        counts and the random generator (``save`` / ``load`` carry those, to resume training).
+        """
+        with self._access.reading():
+            return {name: view.copy() for name, view in self._state_views().items()}
+
+    def set_state(self, state):
+        """Replace the model's state with ``state``, a dict like ``get_state``'s (arrays or
+        array-likes, converted to the model's dtype).
+
+        All or nothing: the names must be exactly this model's, every array of its shape and
+        finite, every running variance >= 0; otherwise ``ValueError`` (``TypeError`` for what
+        is not a dict or not numeric) and nothing changes.  The optimizer's state and counts
+        are left as they are.
+        """
+        views = self._state_views()
+        checked = check_state(state, {name: view.shape for name, view in views.items()}, self.dtype)
+        with self._exclusive():
+            for name, value in checked.items():
+                views[name][...] = value
+
     # -------------------------------------------------------- save and load
     def get_config(self):
         """The model's configuration as a JSON-serialisable dict (what ``save`` records).
@@ -498,7 +543,7 @@ class BaseMLP:
         (aliases resolved), ``init``, ``dtype`` (a name), ``seed``, ``l2``, ``clip_norm``,
         ``leaky_slope``, ``dropout`` and ``batch_norm`` (one value per hidden layer); the
         optimizer as ``optimizer`` (its class name) and ``optimizer_config`` (its arguments).
-        The weights and training state are not part of it (``get_weights``, ``save``).
+        The weights and training state are not part of it (``get_state``, ``save``).
         """
         return {
             "sizes": self.sizes, "activation": self.activations, "output": self.output,
@@ -560,7 +605,7 @@ class BaseMLP:
     def __repr__(self):
         """``fastbp.MLP([sizes], ...)`` with every argument that differs from its default;
         ``eval`` of it (with ``fastbp`` imported) builds a model of the same configuration
-        (not its trained weights: see ``get_weights`` / ``save``)."""
+        (not its trained weights: see ``get_state`` / ``save``)."""
         args = [repr(self.sizes)]
         for name, value in self._arguments():
             if name == "optimizer":

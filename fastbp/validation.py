@@ -8,6 +8,7 @@ The integer codes the names map to are the kernels' (``fastbp.kernels.codes``).
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -347,6 +348,34 @@ def check_weights(weights, shapes, dtype):
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ValueError(f"layer {l}: weights contain NaN or inf")
         checked.append((W, b))
+    return checked
+
+
+def check_state(state, shapes, dtype):
+    """``state`` (a mapping of names to arrays, as ``get_state`` returns) as arrays of
+    ``dtype``, checked all at once against the model's ``shapes`` (name -> shape): exactly
+    these names, these shapes, finite values, and running variances >= 0."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict of named arrays (as get_state returns), got {type(state).__name__}")
+    missing = [name for name in shapes if name not in state]
+    unknown = [name for name in state if name not in shapes]
+    if missing or unknown:
+        problems = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + \
+                   ([f"unknown {', '.join(map(repr, unknown))}"] if unknown else [])
+        raise ValueError(f"state does not fit this model ({'; '.join(problems)}); it needs exactly "
+                         f"{', '.join(shapes)}")
+    checked = {}
+    for name, shape in shapes.items():
+        with np.errstate(over="ignore"):  # a value too large for dtype becomes inf: refused below
+            value = as_float_array(state[name], f"state[{name!r}]", dtype)
+        if value.shape != shape:
+            raise ValueError(f"state[{name!r}] has shape {value.shape}; this model needs {shape}")
+        if not _all_finite(value):
+            raise ValueError(f"state[{name!r}] contains NaN or inf (or values too large for "
+                             f"{np.dtype(dtype).name})")
+        if name.startswith("running_var") and (value < 0).any():
+            raise ValueError(f"state[{name!r}] holds a negative variance")
+        checked[name] = value
     return checked
 
 
