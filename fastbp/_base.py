@@ -12,13 +12,19 @@ NumPy): the hooks below.  Everything a user can get wrong is checked once, befor
 state changes.
 """
 
+from __future__ import annotations
+
 import inspect
+import os
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TextIO, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import fileformat
 from .compile_notice import stderr_notices
@@ -27,8 +33,10 @@ from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
 from .training import (
     EarlyStopper,
+    EarlyStopping,
     EpochLog,
     HeldInterrupts,
+    History,
     begin_chunk,
     epoch_orders,
     epoch_rates,
@@ -36,7 +44,7 @@ from .training import (
     progress_bar,
     rewind_generator,
 )
-from .optimizers import get_optimizer
+from .optimizers import Optimizer, get_optimizer
 from .validation import (
     CLASSIFICATION_LOSSES,
     DEFAULT_OUTPUTS,
@@ -54,6 +62,10 @@ from .validation import (
 
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
+# ``save`` and ``load`` take a path as ``open`` does.
+PathLike = str | bytes | os.PathLike
+# ``load`` returns an instance of the class it is called on.
+_Model = TypeVar("_Model", bound="BaseMLP")
 # The modules whose classes users reach as ``fastbp.X`` (or ``fastbp.reference.X``).
 _PUBLIC_MODULES = ("fastbp.model", "fastbp.reference", "fastbp.optimizers")
 
@@ -93,8 +105,9 @@ class BaseMLP:
         ``fastbp.SGD/RMSprop/Adam/AdamW/AdaGrad`` instance, or a name for its defaults.
     init : str
         ``he``, ``xavier`` or ``normal`` (std 0.01).  Biases start at zero.
-    dtype : str
-        ``float32`` or ``float64``; inputs are converted once at the API boundary.
+    dtype : str or numpy dtype
+        ``float32`` or ``float64`` (or ``np.float32``, ``np.dtype("float64")``); inputs are
+        converted once at the API boundary.
     seed : int or None
         Seeds the one NumPy ``Generator`` that draws the initial weights and then each
         epoch's shuffle order (identically in ``fastbp`` and ``fastbp.reference``).
@@ -123,9 +136,27 @@ class BaseMLP:
         numbers end").
     """
 
-    def __init__(self, sizes, activation="relu", output=None, loss="cross_entropy",
-                 optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
-                 clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
+    # The checked, normalised configuration (``validation.check_config``), set by ``__init__``.
+    sizes: list[int]
+    activations: list[str]
+    output: str
+    loss: str
+    optimizer: Optimizer
+    init: str
+    dtype: np.dtype
+    seed: int | None
+    l2: float
+    clip_norm: float | None
+    leaky_slope: float
+    dropout: list[float]
+    batch_norm: list[bool]
+    n_params: int  # trainable parameters (the entries of the parameter buffer the optimizer updates)
+
+    def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu", output: str | None = None,
+                 loss: str = "cross_entropy", optimizer: Optimizer | str = "adam", init: str = "he",
+                 dtype: str | type | np.dtype = "float32", seed: int | None = None, l2: float = 0.0,
+                 clip_norm: float | None = None, leaky_slope: float = 0.01, dropout: float | Sequence[float] = 0.0,
+                 batch_norm: bool | Sequence[bool] = False) -> None:
         config = check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
                               leaky_slope, dropout, batch_norm)
         # sizes, activations, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
@@ -259,12 +290,12 @@ class BaseMLP:
         return Ws, bs
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
         """The number of weight layers (``len(sizes) - 1``: hidden layers and the output layer)."""
         return len(self.sizes) - 1
 
     @property
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
         """Whether the loss is a classification loss (``cross_entropy`` or
         ``binary_cross_entropy``): ``evaluate`` then reports an accuracy and
         ``predict_classes`` works."""
@@ -288,8 +319,11 @@ class BaseMLP:
         ``self._access.writing()`` itself, for each consistent step: ``fit``'s chunks)."""
         return self._changing_in_chunks if writes_in_chunks else self._changing
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-            validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            on_nonfinite: Literal["raise", "stop", "skip_batch"] = "raise",
+            lr_schedule: Callable[[int], float] | None = None,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None, validation_split: float = 0.0,
+            early_stopping: EarlyStopping | None = None, verbose: int = 0) -> History:
         """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``; returns a
         :class:`History`.
 
@@ -425,7 +459,7 @@ class BaseMLP:
             return {}
         return {"accuracy": correct / (T.size if self.loss == "binary_cross_entropy" else T.shape[0])}
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.floating]:
         """Network output: probabilities for softmax / sigmoid outputs, values for linear.
 
         Warns (``RuntimeWarning``) when an output is NaN or inf: finite inputs whose scale
@@ -440,7 +474,7 @@ class BaseMLP:
                           RuntimeWarning, stacklevel=2)
         return P
 
-    def predict_classes(self, X):
+    def predict_classes(self, X: ArrayLike) -> NDArray[np.int64]:
         """Class labels: argmax for softmax, ``p > 0.5`` for sigmoid (per output)."""
         if not self.is_classifier:
             raise ValueError(f"predict_classes needs a classification loss; this model uses {self.loss!r}")
@@ -450,21 +484,22 @@ class BaseMLP:
         labels = (P > 0.5).astype(np.int64)
         return labels[:, 0] if labels.shape[1] == 1 else labels
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
         """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
         X, T = self._check_data(X, y)
         with self._access.reading():
             loss, metrics = self._evaluate(X, T)
         return {"loss": float(loss), **metrics}
 
-    def loss_and_grads(self, X, y):
+    def loss_and_grads(self, X: ArrayLike, y: ArrayLike) -> tuple[float, list[tuple[NDArray[np.floating],
+                                                                                  NDArray[np.floating]]]]:
         """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""
         X, T = self._check_data(X, y)
         with self._exclusive():
             loss = self._loss_and_grads(X, T)
         return float(loss), [(dW.copy(), db.copy()) for dW, db in zip(self._gW, self._gb)]
 
-    def train_step(self, X, y):
+    def train_step(self, X: ArrayLike, y: ArrayLike) -> float:
         """One forward + backward + optimizer update on this batch; returns its loss.
 
         Raises ``FloatingPointError`` (and updates nothing) if the loss or a gradient is
@@ -477,13 +512,13 @@ class BaseMLP:
             raise FloatingPointError(self._nonfinite_message(status, layer, f"step {self._step + 1}"))
         return float(loss)
 
-    def get_weights(self):
+    def get_weights(self) -> list[tuple[NDArray[np.floating], NDArray[np.floating]]]:
         """Copies of the weights and biases: a list of ``(W, b)``, W shaped ``(n_in, n_out)``.
         (Batch norm's scale, shift and running averages too: ``get_state``.)"""
         with self._access.reading():
             return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Iterable[tuple[ArrayLike, ArrayLike]]) -> None:
         """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
         checked = check_weights(weights, [(W.shape, b.shape) for W, b in zip(self._W, self._b)], self.dtype)
         with self._exclusive():
@@ -503,7 +538,7 @@ class BaseMLP:
                 views[f"running_mean{l}"], views[f"running_var{l}"] = self._run_mean[l], self._run_var[l]
         return views
 
-    def get_state(self):
+    def get_state(self) -> dict[str, NDArray[np.floating]]:
         """Copies of everything that makes the model's predictions: a dict of named arrays,
         layer by layer (0-based, as in ``get_weights``):
 
@@ -519,7 +554,7 @@ class BaseMLP:
         with self._access.reading():
             return {name: view.copy() for name, view in self._state_views().items()}
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, ArrayLike]) -> None:
         """Replace the model's state with ``state``, a dict like ``get_state``'s (arrays or
         array-likes, converted to the model's dtype).
 
@@ -535,7 +570,7 @@ class BaseMLP:
                 views[name][...] = value
 
     # -------------------------------------------------------- save and load
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The model's configuration as a JSON-serialisable dict (what ``save`` records).
 
         The constructor's arguments as checked and normalised: ``sizes``; ``activation`` (one
@@ -553,7 +588,7 @@ class BaseMLP:
             "optimizer": type(self.optimizer).__name__, "optimizer_config": self.optimizer.get_config(),
         }
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the model (config, weights, optimizer state and step) to an ``.npz`` file.
 
         The file is written to a temporary file in the same directory, flushed, fsynced
@@ -567,7 +602,7 @@ class BaseMLP:
         fileformat.write(path, arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls: type[_Model], path: PathLike) -> _Model:
         """Rebuild a model written by ``save`` (by either implementation)."""
         return fileformat.load(cls, path)
 
@@ -602,7 +637,7 @@ class BaseMLP:
                 changed.append((name, values[name]))
         return changed
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         """``fastbp.MLP([sizes], ...)`` with every argument that differs from its default;
         ``eval`` of it (with ``fastbp`` imported) builds a model of the same configuration
         (not its trained weights: see ``get_state`` / ``save``)."""
@@ -615,7 +650,7 @@ class BaseMLP:
                 args.append(f"{name}={value!r}")
         return f"{self._public_name(type(self))}({', '.join(args)})"
 
-    def summary(self, file=None):
+    def summary(self, file: TextIO | None = None) -> str:
         """Print a table of the model to ``file`` (default ``sys.stdout``) and return it as a
         string: per layer its weight shape ``(n_in, n_out)``, activation, parameter count,
         batch norm and dropout rate; the totals (trained parameters, and batch norm's running

@@ -12,6 +12,10 @@ Python here only hands buffers to compiled code:
   every mini-batch of every epoch), so nothing is allocated and no Python runs per step.
 """
 
+from __future__ import annotations
+
+import os
+
 import numpy as np
 
 from . import compile_notice, kernels
@@ -41,7 +45,7 @@ compile_notice.watch(kernels.loss_and_grads, "the gradient kernel", "~20 s")
 
 
 class MLP(BaseMLP):
-    __doc__ = "The fast (Numba) MLP. " + BaseMLP.__doc__
+    __doc__ = "The fast (Numba) MLP. " + (BaseMLP.__doc__ or "")
 
     def _setup(self):
         self._net = tuple(Network(self._params_ext, self._grads, self._slots_buf, self._layers))
@@ -181,6 +185,6 @@ class MLP(BaseMLP):
         return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")
 
 
-def load(path):
+def load(path: str | bytes | os.PathLike) -> MLP:
     """Load a model saved by ``MLP.save`` (from either implementation) as a fast MLP."""
     return MLP.load(path)

@@ -7,13 +7,17 @@ non-finite batch does (``on_nonfinite``) and where Ctrl-C may stop training
 (:class:`HeldInterrupts`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +89,8 @@ class EarlyStopping:
     # The metrics fit records per epoch that may be monitored (not "lr" or "skipped_batches").
     MONITORS = ("loss", "val_loss", "val_accuracy")
 
-    def __init__(self, patience=5, min_delta=0.0, restore_best=True, monitor=None):
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True,
+                 monitor: str | None = None) -> None:
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
         if isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, (int, float, np.integer, np.floating)) \
@@ -98,12 +103,12 @@ class EarlyStopping:
             bool(restore_best), monitor
 
     @staticmethod
-    def mode_of(metric):
+    def mode_of(metric: str) -> str:
         """``"max"`` for a metric whose name ends in ``accuracy``, else ``"min"`` (a loss)."""
         return "max" if metric.endswith("accuracy") else "min"
 
     @property
-    def mode(self):
+    def mode(self) -> str:
         """Which way ``monitor`` improves: ``"max"`` (accuracies) or ``"min"`` (losses; also
         the default monitor, a loss, when ``monitor`` is None)."""
         return self.mode_of(self.monitor or "loss")
@@ -116,13 +121,13 @@ class EarlyStopping:
 class History(list):
     """Per-epoch training losses (a list), plus ``history`` — a dict of metric name -> list."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.history = {"loss": []}
-        self.stopped = None  # why training stopped early, if it did
-        self.best_epoch = None  # with early stopping: the (1-based) epoch that was best
+        self.history: dict[str, list[float]] = {"loss": []}
+        self.stopped: str | None = None  # why training stopped early, if it did
+        self.best_epoch: int | None = None  # with early stopping: the (1-based) epoch that was best
 
-    def plot(self, path=None, show=False):
+    def plot(self, path: str | os.PathLike | None = None, show: bool = False) -> Any:
         """Draw the loss (and accuracy, when recorded) per epoch with matplotlib (an optional
         extra: ``pip install "fastbp[plot]"``); save to ``path`` and/or show.  Returns the figure."""
         try:
@@ -166,7 +171,8 @@ class History(list):
         self.append(metrics["loss"])
 
     @property
-    def loss(self):
+    def loss(self) -> list[float]:
+        """The per-epoch mean training losses (``history["loss"]``)."""
         return self.history["loss"]
 
 

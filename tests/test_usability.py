@@ -7,6 +7,7 @@ import io
 import json
 import pydoc
 import re
+import typing
 import warnings
 from pathlib import Path
 
@@ -269,3 +270,51 @@ def test_early_stopping_documents_its_arguments_and_directions():
     for monitor in fastbp.EarlyStopping.MONITORS:
         assert f'"{monitor}"' in doc
     assert "maximised" in doc and "minimised" in doc and "min_delta" in doc
+
+
+# ------------------------------------------------------------ type hints
+def public_callables():
+    import fastbp.reference
+    from fastbp import schedules
+    out = {"fastbp.load": fastbp.load, "fastbp.reference.load": fastbp.reference.load,
+           "fastbp.gradcheck": fastbp.gradcheck, "fastbp.show_config": fastbp.show_config,
+           "History.plot": fastbp.History.plot, "EarlyStopping": fastbp.EarlyStopping.__init__,
+           "schedules.rates_for_epochs": schedules.rates_for_epochs}
+    for cls in (fastbp.MLP, fastbp.reference.MLP):
+        out[f"{cls.__module__}.MLP"] = cls.__init__
+        for name in dir(cls):
+            member = inspect.getattr_static(cls, name)
+            if name.startswith("_") and name not in ("__repr__",):
+                continue
+            if isinstance(member, property):
+                out[f"{cls.__module__}.MLP.{name}"] = member.fget
+            elif callable(getattr(cls, name)):
+                out[f"{cls.__module__}.MLP.{name}"] = getattr(cls, name)
+    for cls in (fastbp.Optimizer, fastbp.SGD, fastbp.RMSprop, fastbp.Adam, fastbp.AdamW, fastbp.AdaGrad):
+        out[cls.__name__] = cls.__init__ if cls is not fastbp.Optimizer else cls.get_config
+    for cls in (schedules.Constant, schedules.StepDecay, schedules.Exponential, schedules.Cosine, schedules.Warmup):
+        out[f"schedules.{cls.__name__}"] = cls.__init__
+        out[f"schedules.{cls.__name__}.__call__"] = cls.__call__
+    return out
+
+
+@pytest.mark.parametrize("name", list(public_callables()))
+def test_the_public_api_is_fully_annotated(name):
+    function = public_callables()[name]
+    hints = typing.get_type_hints(function)  # every annotation resolves
+    params = [p for p in inspect.signature(function).parameters if p not in ("self", "cls")]
+    assert set(params) | {"return"} <= set(hints), set(params) | {"return"} - set(hints)
+
+
+def test_the_package_is_marked_typed():
+    import tomllib
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "fastbp" / "py.typed").is_file()
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["fastbp"]
+
+
+def test_help_shows_the_annotated_signatures():
+    text = pydoc.render_doc(fastbp.MLP, renderer=pydoc.plaintext)
+    assert "MLP(sizes: 'Sequence[int]', activation: 'str | Sequence[str]' = 'relu', output: 'str | None' = None" in text
+    assert "fit(self, X: 'ArrayLike', y: 'ArrayLike', epochs: 'int' = 1" in text
