@@ -4,6 +4,10 @@
 the same numbers; ``fastbp`` is the fast one.
 """
 
+from __future__ import annotations
+
+from typing import Any as _Any, TextIO as _TextIO
+
 from . import schedules
 from .gradcheck import gradcheck
 from .training import EarlyStopping, History
@@ -13,7 +17,7 @@ from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 __version__ = "0.1.0"
 
 
-def show_config(file=None):
+def show_config(file: _TextIO | None = None) -> dict[str, _Any]:
     """Print what fastbp runs on: versions, Numba's threading layer and threads, where matrix
     products go, and from what size each phase runs on all threads.  Returns the same as a dict."""
     import sys

@@ -12,20 +12,31 @@ NumPy): the hooks below.  Everything a user can get wrong is checked once, befor
 state changes.
 """
 
+from __future__ import annotations
+
+import inspect
+import os
+import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TextIO, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import fileformat
+from .compile_notice import stderr_notices
 from .kernels.codes import STATE, STATUS_OK
 from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
 from .training import (
     EarlyStopper,
+    EarlyStopping,
     EpochLog,
     HeldInterrupts,
+    History,
     begin_chunk,
     epoch_orders,
     epoch_rates,
@@ -33,12 +44,15 @@ from .training import (
     progress_bar,
     rewind_generator,
 )
+from .optimizers import Optimizer, get_optimizer
 from .validation import (
     CLASSIFICATION_LOSSES,
+    DEFAULT_OUTPUTS,
     check_config,
     check_data,
     check_fit_counts,
     check_fit_options,
+    check_state,
     check_weights,
     check_X,
     check_y,
@@ -48,6 +62,12 @@ from .validation import (
 
 # fit hands the compiled code up to this many samples' worth of epochs per call.
 _EPOCH_CHUNK_SAMPLES = 1 << 16
+# ``save`` and ``load`` take a path as ``open`` does.
+PathLike = str | bytes | os.PathLike
+# ``load`` returns an instance of the class it is called on.
+_Model = TypeVar("_Model", bound="BaseMLP")
+# The modules whose classes users reach as ``fastbp.X`` (or ``fastbp.reference.X``).
+_PUBLIC_MODULES = ("fastbp.model", "fastbp.reference", "fastbp.optimizers")
 
 
 def _state_count(name, doc):
@@ -66,19 +86,28 @@ class BaseMLP:
     activation : str or list of str
         Hidden activation(s): ``linear``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``;
         one name for all hidden layers or one per hidden layer.
-    output : str
-        Output activation: ``linear``, ``sigmoid`` or ``softmax``.
+    output : str or None
+        Output activation: ``linear``, ``sigmoid`` or ``softmax`` (softmax needs at least 2
+        output units: a one-unit softmax is the constant 1.0).  ``None`` (the default): the
+        one the loss implies — ``linear`` for ``mse``, ``sigmoid`` for
+        ``binary_cross_entropy``, ``softmax`` for ``cross_entropy``.  ``get_config`` and saved
+        files record the resolved name.
     loss : str
         ``mse`` (mean over all elements), ``binary_cross_entropy`` (needs ``sigmoid``
         output) or ``cross_entropy`` (needs ``softmax`` output; targets are integer labels
-        of shape (n,) or one-hot / probability rows of shape (n, k)).  PyTorch's
+        of shape (n,) or (n, 1), or one-hot / probability rows of shape (n, k)).  PyTorch's
         definitions, mean reduction; the cross-entropies are computed from the logits.
+        Names are case-insensitive, and these aliases are accepted (``validation.LOSS_ALIASES``):
+        ``mean_squared_error`` for ``mse``; ``bce``, ``binary_crossentropy`` for
+        ``binary_cross_entropy``; ``ce``, ``categorical_cross_entropy``,
+        ``categorical_crossentropy`` for ``cross_entropy``.
     optimizer : Optimizer or str
         ``fastbp.SGD/RMSprop/Adam/AdamW/AdaGrad`` instance, or a name for its defaults.
     init : str
         ``he``, ``xavier`` or ``normal`` (std 0.01).  Biases start at zero.
-    dtype : str
-        ``float32`` or ``float64``; inputs are converted once at the API boundary.
+    dtype : str or numpy dtype
+        ``float32`` or ``float64`` (or ``np.float32``, ``np.dtype("float64")``); inputs are
+        converted once at the API boundary.
     seed : int or None
         Seeds the one NumPy ``Generator`` that draws the initial weights and then each
         epoch's shuffle order (identically in ``fastbp`` and ``fastbp.reference``).
@@ -107,9 +136,27 @@ class BaseMLP:
         numbers end").
     """
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
-                 optimizer="adam", init="he", dtype="float32", seed=None, l2=0.0,
-                 clip_norm=None, leaky_slope=0.01, dropout=0.0, batch_norm=False):
+    # The checked, normalised configuration (``validation.check_config``), set by ``__init__``.
+    sizes: list[int]
+    activations: list[str]
+    output: str
+    loss: str
+    optimizer: Optimizer
+    init: str
+    dtype: np.dtype
+    seed: int | None
+    l2: float
+    clip_norm: float | None
+    leaky_slope: float
+    dropout: list[float]
+    batch_norm: list[bool]
+    n_params: int  # trainable parameters (the entries of the parameter buffer the optimizer updates)
+
+    def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu", output: str | None = None,
+                 loss: str = "cross_entropy", optimizer: Optimizer | str = "adam", init: str = "he",
+                 dtype: str | type | np.dtype = "float32", seed: int | None = None, l2: float = 0.0,
+                 clip_norm: float | None = None, leaky_slope: float = 0.01, dropout: float | Sequence[float] = 0.0,
+                 batch_norm: bool | Sequence[bool] = False) -> None:
         config = check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
                               leaky_slope, dropout, batch_norm)
         # sizes, activations, output, loss, optimizer, init, dtype, seed, l2, clip_norm,
@@ -243,11 +290,15 @@ class BaseMLP:
         return Ws, bs
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
+        """The number of weight layers (``len(sizes) - 1``: hidden layers and the output layer)."""
         return len(self.sizes) - 1
 
     @property
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
+        """Whether the loss is a classification loss (``cross_entropy`` or
+        ``binary_cross_entropy``): ``evaluate`` then reports an accuracy and
+        ``predict_classes`` works."""
         return self.loss in CLASSIFICATION_LOSSES
 
     # --------------------------------------------------------------- data checks
@@ -268,33 +319,69 @@ class BaseMLP:
         ``self._access.writing()`` itself, for each consistent step: ``fit``'s chunks)."""
         return self._changing_in_chunks if writes_in_chunks else self._changing
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-            validation_data=None, validation_split=0.0, early_stopping=None, verbose=0):
-        """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``.
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            on_nonfinite: Literal["raise", "stop", "skip_batch"] = "raise",
+            lr_schedule: Callable[[int], float] | None = None,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None, validation_split: float = 0.0,
+            early_stopping: EarlyStopping | None = None, verbose: int = 0) -> History:
+        """Train on (X, y) for ``epochs`` passes in mini-batches of ``batch_size``; returns a
+        :class:`History`.
 
-        Each epoch draws a permutation from the model's seeded generator (when
-        ``shuffle``) and runs the whole pass; the last batch may be smaller.
-        Returns a :class:`History`: the list of per-epoch mean training losses, with
-        ``history.history`` holding every recorded metric per epoch.
+        **One epoch by default**: ``fit(X, y)`` makes a single pass over the data, which rarely
+        trains a network far; ask for more with ``fit(X, y, epochs=20)``.  Each call goes on
+        from where the last one stopped (optimizer state, schedule counts and the shuffle
+        order carry on), so ``fit`` may also be called in a loop of your own.
 
-        lr_schedule
-            A schedule from :mod:`fastbp.schedules` (or any callable of the epoch / step
-            count): the optimizer's learning rate for each epoch or mini-batch.
-        validation_data, validation_split
-            ``(X_val, y_val)``, or the fraction of the data (its last rows, before any
-            shuffling) held out; ``val_loss`` (and ``val_accuracy``) are recorded per epoch.
-        early_stopping
-            An :class:`EarlyStopping`: stop when the monitored metric has not improved for
-            ``patience`` epochs, and (``restore_best``) go back to the best epoch's weights.
-        verbose
-            0 silent; 1 one line per epoch with the loss, validation metrics and samples/s.
-        on_nonfinite
+        Parameters
+        ----------
+        X : array-like, shape (n, n_features)
+            Inputs; any numeric dtype or layout, converted once to the model's dtype.
+        y : array-like
+            Targets: for ``cross_entropy``, integer class labels of shape (n,) or (n, 1), or
+            one-hot / probability rows (n, k); otherwise one target per output (n, k), or (n,)
+            when k == 1.
+        epochs : int, default 1
+            Passes over the data (0 trains nothing).
+        batch_size : int, default 32
+            Rows per mini-batch (the last one of an epoch may be smaller; a batch size above n
+            is one batch of n).
+        shuffle : bool, default True
+            Draw each epoch's order from the model's seeded generator; else the rows' order.
+        on_nonfinite : {"raise", "stop", "skip_batch"}, default "raise"
             A batch whose loss or gradient is NaN or inf, or whose update would make a
             parameter or the optimizer's state NaN or inf, is never applied (checked inside
-            the compiled epoch, before any of the update is written). ``"raise"`` (default): ``FloatingPointError`` naming the
-            epoch, batch and layer; ``"stop"``: a ``RuntimeWarning`` and training stops
-            (``history.stopped`` says why); ``"skip_batch"``: the batch is skipped and
-            training goes on (``history.history["skipped_batches"]`` counts them).
+            the compiled epoch, before any of the update is written). ``"raise"``:
+            ``FloatingPointError`` naming the epoch, batch and layer; ``"stop"``: a
+            ``RuntimeWarning`` and training stops (``history.stopped`` says why);
+            ``"skip_batch"``: the batch is skipped and training goes on
+            (``history.history["skipped_batches"]`` counts them).
+        lr_schedule : callable, optional
+            A schedule from :mod:`fastbp.schedules` (or any callable of the epoch / step
+            count): the optimizer's learning rate for each epoch or mini-batch.
+        validation_data : (X_val, y_val), optional
+            Held-out data evaluated after every epoch: ``val_loss`` (and ``val_accuracy`` for
+            classifiers) are recorded.
+        validation_split : float, default 0.0
+            Instead of ``validation_data``: the fraction of the data (its last rows, before
+            any shuffling) held out.
+        early_stopping : EarlyStopping, optional
+            Stop when the monitored metric has not improved for ``patience`` epochs, and
+            (``restore_best``) go back to the best epoch's weights.
+        verbose : int, default 0
+            0 silent; 1 a progress bar and one line per epoch with the loss, validation
+            metrics and samples/s, and on stderr the notice of a cold compile (below).
+
+        Returns
+        -------
+        History
+            The list of per-epoch mean training losses; ``history.history`` holds every
+            recorded metric per epoch.
+
+        The first ``fit`` of each dtype in a fresh installation compiles the kernels (~30 s
+        on a 2-core machine; cached on disk afterwards, for every later process).  A compile
+        about to start is announced on the ``logging`` logger ``"fastbp"`` (level INFO), and
+        on stderr when ``verbose``: "fastbp: compiling the training kernels for float32 (first
+        use; ...)".
 
         Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
         chunks) or stopped by a non-finite batch, the model is one that trained the batches it
@@ -306,13 +393,13 @@ class BaseMLP:
         X, T = self._check_data(X, y)
         check_fit_counts(epochs, batch_size)
         X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
-        monitor = early_stopping_monitor(early_stopping, val is not None)
+        monitor = early_stopping_monitor(early_stopping, val is not None, self.is_classifier)
         stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
         batch_size = int(min(batch_size, X.shape[0]))
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
         # Ctrl-C stops fit only where the model is whole (HeldInterrupts), with the lock released
-        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True):
+        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True), stderr_notices(verbose):
             self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
             self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log, interrupts)
         return log.history
@@ -372,7 +459,7 @@ class BaseMLP:
             return {}
         return {"accuracy": correct / (T.size if self.loss == "binary_cross_entropy" else T.shape[0])}
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.floating]:
         """Network output: probabilities for softmax / sigmoid outputs, values for linear.
 
         Warns (``RuntimeWarning``) when an output is NaN or inf: finite inputs whose scale
@@ -387,7 +474,7 @@ class BaseMLP:
                           RuntimeWarning, stacklevel=2)
         return P
 
-    def predict_classes(self, X):
+    def predict_classes(self, X: ArrayLike) -> NDArray[np.int64]:
         """Class labels: argmax for softmax, ``p > 0.5`` for sigmoid (per output)."""
         if not self.is_classifier:
             raise ValueError(f"predict_classes needs a classification loss; this model uses {self.loss!r}")
@@ -397,21 +484,22 @@ class BaseMLP:
         labels = (P > 0.5).astype(np.int64)
         return labels[:, 0] if labels.shape[1] == 1 else labels
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
         """``{"loss": mean loss (with the L2 term), "accuracy": ...}`` (accuracy for classifiers)."""
         X, T = self._check_data(X, y)
         with self._access.reading():
             loss, metrics = self._evaluate(X, T)
         return {"loss": float(loss), **metrics}
 
-    def loss_and_grads(self, X, y):
+    def loss_and_grads(self, X: ArrayLike, y: ArrayLike) -> tuple[float, list[tuple[NDArray[np.floating],
+                                                                                  NDArray[np.floating]]]]:
         """Loss on (X, y) and its gradient, without updating: ``(loss, [(dW, db), ...])``."""
         X, T = self._check_data(X, y)
         with self._exclusive():
             loss = self._loss_and_grads(X, T)
         return float(loss), [(dW.copy(), db.copy()) for dW, db in zip(self._gW, self._gb)]
 
-    def train_step(self, X, y):
+    def train_step(self, X: ArrayLike, y: ArrayLike) -> float:
         """One forward + backward + optimizer update on this batch; returns its loss.
 
         Raises ``FloatingPointError`` (and updates nothing) if the loss or a gradient is
@@ -424,12 +512,13 @@ class BaseMLP:
             raise FloatingPointError(self._nonfinite_message(status, layer, f"step {self._step + 1}"))
         return float(loss)
 
-    def get_weights(self):
-        """Copies of the parameters: a list of ``(W, b)``, W shaped ``(n_in, n_out)``."""
+    def get_weights(self) -> list[tuple[NDArray[np.floating], NDArray[np.floating]]]:
+        """Copies of the weights and biases: a list of ``(W, b)``, W shaped ``(n_in, n_out)``.
+        (Batch norm's scale, shift and running averages too: ``get_state``.)"""
         with self._access.reading():
             return [(W.copy(), b.copy()) for W, b in zip(self._W, self._b)]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Iterable[tuple[ArrayLike, ArrayLike]]) -> None:
         """Replace the parameters with a list of ``(W, b)`` of the right shapes (checked first)."""
         checked = check_weights(weights, [(W.shape, b.shape) for W, b in zip(self._W, self._b)], self.dtype)
         with self._exclusive():
@@ -437,8 +526,60 @@ class BaseMLP:
                 self._W[l][...] = W
                 self._b[l][...] = b
 
+    def _state_views(self):
+        """The model's state as views into the parameter buffer, by name, layer by layer:
+        ``W{l}``, ``b{l}``, and for a batch-normalised layer ``gamma{l}``, ``beta{l}``,
+        ``running_mean{l}``, ``running_var{l}``."""
+        views = {}
+        for l in range(self.n_layers):
+            views[f"W{l}"], views[f"b{l}"] = self._W[l], self._b[l]
+            if self._gamma[l] is not None:
+                views[f"gamma{l}"], views[f"beta{l}"] = self._gamma[l], self._beta[l]
+                views[f"running_mean{l}"], views[f"running_var{l}"] = self._run_mean[l], self._run_var[l]
+        return views
+
+    def get_state(self) -> dict[str, NDArray[np.floating]]:
+        """Copies of everything that makes the model's predictions: a dict of named arrays,
+        layer by layer (0-based, as in ``get_weights``):
+
+        * ``"W0"``, ``"b0"``, ``"W1"``, ...: weights ``(n_in, n_out)`` and biases ``(n_out,)``;
+        * for a batch-normalised layer ``l`` also ``"gamma{l}"``, ``"beta{l}"`` (its trained
+          scale and shift) and ``"running_mean{l}"``, ``"running_var{l}"`` (the running
+          averages inference uses, not trained).  Its bias ``b{l}`` is stored but unused.
+
+        ``set_state`` puts such a dict into a model of the same configuration, which then
+        predicts exactly what this one does.  Not included: the optimizer's state, the step
+        counts and the random generator (``save`` / ``load`` carry those, to resume training).
+        """
+        with self._access.reading():
+            return {name: view.copy() for name, view in self._state_views().items()}
+
+    def set_state(self, state: Mapping[str, ArrayLike]) -> None:
+        """Replace the model's state with ``state``, a dict like ``get_state``'s (arrays or
+        array-likes, converted to the model's dtype).
+
+        All or nothing: the names must be exactly this model's, every array of its shape and
+        finite, every running variance >= 0; otherwise ``ValueError`` (``TypeError`` for what
+        is not a dict or not numeric) and nothing changes.  The optimizer's state and counts
+        are left as they are.
+        """
+        views = self._state_views()
+        checked = check_state(state, {name: view.shape for name, view in views.items()}, self.dtype)
+        with self._exclusive():
+            for name, value in checked.items():
+                views[name][...] = value
+
     # -------------------------------------------------------- save and load
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The model's configuration as a JSON-serialisable dict (what ``save`` records).
+
+        The constructor's arguments as checked and normalised: ``sizes``; ``activation`` (one
+        name per hidden layer), ``output`` (resolved: the loss's own when not given), ``loss``
+        (aliases resolved), ``init``, ``dtype`` (a name), ``seed``, ``l2``, ``clip_norm``,
+        ``leaky_slope``, ``dropout`` and ``batch_norm`` (one value per hidden layer); the
+        optimizer as ``optimizer`` (its class name) and ``optimizer_config`` (its arguments).
+        The weights and training state are not part of it (``get_state``, ``save``).
+        """
         return {
             "sizes": self.sizes, "activation": self.activations, "output": self.output,
             "loss": self.loss, "init": self.init, "dtype": self.dtype.name, "seed": self.seed,
@@ -447,11 +588,13 @@ class BaseMLP:
             "optimizer": type(self.optimizer).__name__, "optimizer_config": self.optimizer.get_config(),
         }
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the model (config, weights, optimizer state and step) to an ``.npz`` file.
 
         The file is written to a temporary file in the same directory, flushed, fsynced
         and renamed over ``path``, so an interrupted save never destroys an older file.
+        Its permissions are those ``np.savez`` would give it (``0o666 & ~umask`` for a new
+        file; a file replaced keeps its permission bits).
         Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
         with self._access.reading():  # a consistent copy; written to disk outside the lock
@@ -468,10 +611,96 @@ class BaseMLP:
         return fileformat.from_bytes, (type(self), fileformat.to_bytes(arrays))
 
     @classmethod
-    def load(cls, path):
+    def load(cls: type[_Model], path: PathLike) -> _Model:
         """Rebuild a model written by ``save`` (by either implementation)."""
         return fileformat.load(cls, path)
 
-    def __repr__(self):
-        return (f"{type(self).__module__.split('.')[-1]}.MLP({self.sizes}, activation={self.activations}, "
-                f"output={self.output!r}, loss={self.loss!r}, optimizer={self.optimizer!r}, dtype={self.dtype.name!r})")
+    # ------------------------------------------------------------ describing the model
+    def _public_name(self, cls):
+        """``cls`` as a user reaches it: ``fastbp.MLP`` (defined in ``fastbp.model``),
+        ``fastbp.reference.MLP``, ``fastbp.Adam`` (``fastbp.optimizers``), or a user's own
+        ``module.Class``."""
+        module = cls.__module__
+        if module in _PUBLIC_MODULES:
+            module = "fastbp.reference" if type(self).__module__ == "fastbp.reference" else "fastbp"
+        return f"{module}.{cls.__qualname__}"
+
+    def _arguments(self):
+        """The constructor arguments that differ from their defaults, as ``(name, value)``,
+        in the signature's order: the values that rebuild this configuration."""
+        per_layer = {"activation": self.activations, "dropout": self.dropout, "batch_norm": self.batch_norm}
+        values = {"output": self.output, "loss": self.loss, "optimizer": self.optimizer, "init": self.init,
+                  "dtype": self.dtype.name, "seed": self.seed, "l2": self.l2, "clip_norm": self.clip_norm,
+                  "leaky_slope": self.leaky_slope}
+        for name, values_per_layer in per_layer.items():  # one value when all layers share it
+            values[name] = values_per_layer[0] if len(set(values_per_layer)) == 1 else list(values_per_layer)
+        defaults = {"output": DEFAULT_OUTPUTS[self.loss], "optimizer": get_optimizer(_DEFAULTS["optimizer"])}
+        changed = []
+        for name in _DEFAULTS:
+            if name == "sizes" or name not in values:
+                continue
+            default = defaults.get(name, _DEFAULTS[name])
+            if name in per_layer and not per_layer[name]:  # no hidden layer: nothing to say
+                continue
+            if values[name] != default:
+                changed.append((name, values[name]))
+        return changed
+
+    def __repr__(self) -> str:
+        """``fastbp.MLP([sizes], ...)`` with every argument that differs from its default;
+        ``eval`` of it (with ``fastbp`` imported) builds a model of the same configuration
+        (not its trained weights: see ``get_state`` / ``save``)."""
+        args = [repr(self.sizes)]
+        for name, value in self._arguments():
+            if name == "optimizer":
+                settings = ", ".join(f"{k}={v!r}" for k, v in value.get_config().items())
+                args.append(f"optimizer={self._public_name(type(value))}({settings})")
+            else:
+                args.append(f"{name}={value!r}")
+        return f"{self._public_name(type(self))}({', '.join(args)})"
+
+    def summary(self, file: TextIO | None = None) -> str:
+        """Print a table of the model to ``file`` (default ``sys.stdout``) and return it as a
+        string: per layer its weight shape ``(n_in, n_out)``, activation, parameter count,
+        batch norm and dropout rate; the totals (trained parameters, and batch norm's running
+        statistics, which are not trained); the dtype, loss, optimizer with its settings, and
+        ``l2`` / ``clip_norm`` when set.
+
+        A layer's parameters are its entries in the trained parameter buffer: ``W`` and ``b``,
+        and for a batch-normalised layer its scale and shift too (its bias is stored, and
+        held at 0: batch norm's shift replaces it).
+        """
+        rows = [("layer", "shape", "activation", "parameters", "batch norm", "dropout")]
+        for l, lay in enumerate(self._layers):
+            hidden = l < self.n_layers - 1
+            rows.append((str(l), f"({int(lay['n_in'])}, {int(lay['n_out'])})",
+                         self.activations[l] if hidden else self.output, f"{int(lay['end'] - lay['w']):,}",
+                         "yes" if hidden and self.batch_norm[l] else "-",
+                         f"{self.dropout[l]:g}" if hidden and self.dropout[l] else "-"))
+        n_running = self._params_ext.size - self.n_params
+        rows.append(("total", "", "", f"{self.n_params:,}", f"+ {n_running:,} running statistics (not trained)"
+                     if n_running else "", ""))
+        widths = [max(len(row[i]) for row in rows[:-1] if row) for i in range(len(rows[0]))]
+        widths[3] = max(widths[3], len(rows[-1][3]))
+
+        def line(row):
+            cells = [cell.rjust(width) if i == 3 else cell.ljust(width) for i, (cell, width) in
+                     enumerate(zip(row, widths))]
+            return "  ".join(cells).rstrip()
+
+        table = [f"{self._public_name(type(self))}: {' -> '.join(map(str, self.sizes))}", line(rows[0]),
+                 "  ".join("-" * w for w in widths)]
+        table += [line(row) for row in rows[1:-1]]
+        table += ["  ".join("-" * w for w in widths), line(rows[-1])]
+        settings = f"dtype {self.dtype.name}, loss {self.loss}, optimizer {self.optimizer!r}"
+        extras = [f"l2 {self.l2:g}" if self.l2 else "", f"clip_norm {self.clip_norm:g}" if self.clip_norm else "",
+                  f"seed {self.seed}" if self.seed is not None else ""]
+        table.append(", ".join([settings] + [e for e in extras if e]))
+        text = "\n".join(table)
+        print(text, file=sys.stdout if file is None else file)
+        return text
+
+
+# The constructor's defaults, by argument name (for ``__repr__``).
+_DEFAULTS = {name: p.default for name, p in inspect.signature(BaseMLP.__init__).parameters.items()
+             if name != "self"}

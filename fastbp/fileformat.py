@@ -28,7 +28,7 @@ import io
 import json
 import os
 import re
-import tempfile
+import stat
 import time
 import zlib
 
@@ -128,14 +128,21 @@ def _write_atomically(path, arrays):
     written and is linked into the directory only to be renamed over ``path``: a process
     killed while writing leaves nothing behind.  Stale named temporaries of earlier, killed
     writers are swept away first (``remove_stale_temporaries``).
+
+    The file's permissions are those ``np.savez(path)`` would give it: a new file gets
+    ``0o666 & ~umask`` (the temporary is created with mode 0o666, which the system masks
+    with the umask, as ``open`` does), a file replaced keeps its permission bits.
     """
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(directory)
+    mode = _replaced_mode(path)
     fd, tmp = _unnamed_temporary(directory)
     if fd is None:
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=directory)
+        fd, tmp = _named_temporary(directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None and os.chmod in os.supports_fd:
+                os.chmod(f.fileno(), mode)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -148,16 +155,43 @@ def _write_atomically(path, arrays):
         raise
 
 
+def _replaced_mode(path):
+    """The permission bits of the regular file at ``path`` (which the save replaces), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else None
+
+
+def _temporary_name():
+    return f"{_TMP_PREFIX}{os.urandom(6).hex()}{_TMP_SUFFIX}"
+
+
 def _unnamed_temporary(directory):
-    """``(fd, None)`` of an unnamed file in ``directory`` (``O_TMPFILE``), or ``(None, None)``
-    where the platform or the file system has none."""
+    """``(fd, None)`` of an unnamed file in ``directory`` (``O_TMPFILE``, mode 0o666 less the
+    umask), or ``(None, None)`` where the platform or the file system has none."""
     flag = getattr(os, "O_TMPFILE", None)
     if flag is None or not os.path.isdir("/proc/self/fd"):  # linking it needs /proc
         return None, None
     try:
-        return os.open(directory, flag | os.O_WRONLY, 0o600), None
+        return os.open(directory, flag | os.O_WRONLY, 0o666), None
     except OSError:  # e.g. a file system without O_TMPFILE support
         return None, None
+
+
+def _named_temporary(directory):
+    """``(fd, path)`` of a new temporary file in ``directory``, created exclusively with mode
+    0o666 less the umask (``tempfile.mkstemp`` would make it 0o600, and the rename keeps it)."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    for _ in range(100):
+        tmp = os.path.join(directory, _temporary_name())
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: could not name a temporary file")
 
 
 def _link_temporary(fd, directory):
@@ -166,7 +200,7 @@ def _link_temporary(fd, directory):
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         for _ in range(100):
-            name = f"{_TMP_PREFIX}{os.urandom(6).hex()}{_TMP_SUFFIX}"
+            name = _temporary_name()
             try:
                 os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=True)
                 return os.path.join(directory, name)

@@ -1,14 +1,19 @@
 """``gradcheck``: a model's analytic gradient against central finite differences of its loss
 (both implementations; ``fastbp.gradcheck`` and ``fastbp.reference.gradcheck``)."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from ._base import BaseMLP
 
 __all__ = ["gradcheck"]
 
 
-def gradcheck(model, X, y, eps=1e-6):
+def gradcheck(model: BaseMLP, X: ArrayLike, y: ArrayLike, eps: float = 1e-6) -> list[dict[str, float]]:
     """Compare ``model.loss_and_grads`` with central finite differences of the loss.
 
     Returns one dict per layer, ``{"W": max relative error, "b": ...}`` (and ``gamma``,

@@ -12,9 +12,13 @@ Python here only hands buffers to compiled code:
   every mini-batch of every epoch), so nothing is allocated and no Python runs per step.
 """
 
+from __future__ import annotations
+
+import os
+
 import numpy as np
 
-from . import kernels
+from . import compile_notice, kernels
 from ._base import BaseMLP
 import contextlib
 
@@ -33,9 +37,15 @@ _INFERENCE_CHUNK = 1024
 # Inference workspaces up to this many rows are kept for reuse (W4's largest: 4 MB in float32).
 _POOLED_ROWS = 256
 
+# A cold compile of an entry point is announced (logger "fastbp", INFO; on stderr in fit(verbose=1)),
+# with its time on this project's 2-core machine (README, "Start-up").
+compile_notice.watch(kernels.train_epochs, "the training kernels", "~30 s")
+compile_notice.watch(kernels.infer, "the inference kernel", "~5 s")
+compile_notice.watch(kernels.loss_and_grads, "the gradient kernel", "~20 s")
+
 
 class MLP(BaseMLP):
-    __doc__ = "The fast (Numba) MLP. " + BaseMLP.__doc__
+    __doc__ = "The fast (Numba) MLP. " + (BaseMLP.__doc__ or "")
 
     def _setup(self):
         self._net = tuple(Network(self._params_ext, self._grads, self._slots_buf, self._layers))
@@ -84,10 +94,10 @@ class MLP(BaseMLP):
 
     def _check_y(self, y, n):
         k = self.sizes[-1]
-        if (self._one_hot_labels and type(y) is np.ndarray and y.dtype == np.int64 and y.shape == (n,)
-                and y.flags.c_contiguous):
+        if (self._one_hot_labels and type(y) is np.ndarray and y.dtype == np.int64
+                and (y.shape == (n,) or y.shape == (n, 1)) and y.flags.c_contiguous):  # labels, or a column of them
             T = np.empty((n, k), dtype=self.dtype)
-            if kernels.one_hot(T, y) < 0:
+            if kernels.one_hot(T, y if y.ndim == 1 else y.reshape(n)) < 0:
                 return T
         return check_y(y, n, k, self.loss, self.dtype)
 
@@ -175,6 +185,6 @@ class MLP(BaseMLP):
         return losses[:done], skipped[:done], self._field("status"), self._field("bad_layer"), self._field("bad_batch")
 
 
-def load(path):
+def load(path: str | bytes | os.PathLike) -> MLP:
     """Load a model saved by ``MLP.save`` (from either implementation) as a fast MLP."""
     return MLP.load(path)

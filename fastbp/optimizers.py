@@ -8,6 +8,8 @@ to one fused Numba update kernel;
 are those of PyTorch's ``torch.optim`` (see each class).
 """
 
+from __future__ import annotations
+
 import math
 
 from .kernels import codes
@@ -35,27 +37,29 @@ class Optimizer:
 
     code = -1
     n_slots = 0
+    lr: float
+    _config: dict
 
     @property
-    def hyper(self):
+    def hyper(self) -> Hyper:
         """The optimizer as the kernels see it: a ``codes.Hyper``, 0 for what it does not use."""
         return Hyper(code=self.code, lr=self.lr, momentum=float(getattr(self, "momentum", 0.0)),
                      nesterov=bool(getattr(self, "nesterov", False)),
                      **{name: float(getattr(self, name, 0.0))
                         for name in ("rho", "beta1", "beta2", "eps", "weight_decay")})
 
-    def get_config(self):
+    def get_config(self) -> dict[str, float | bool]:
         """The constructor arguments, as a JSON-serialisable dict."""
         return dict(self._config)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
         return f"{type(self).__name__}({args})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self._config == other._config
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self._config.items()))))
 
 
@@ -68,7 +72,7 @@ class SGD(Optimizer):
 
     code = codes.SGD
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.momentum = _check("momentum", momentum, 0.0, 1.0)
         if not isinstance(nesterov, bool):
@@ -87,7 +91,7 @@ class RMSprop(Optimizer):
     code = codes.RMSPROP
     n_slots = 1
 
-    def __init__(self, lr=0.001, rho=0.9, eps=1e-8):
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.rho = _check("rho", rho, 0.0, 1.0)
         self.eps = _check("eps", eps, 0.0, low_open=True)
@@ -105,7 +109,7 @@ class Adam(Optimizer):
     code = codes.ADAM
     n_slots = 2
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.beta1 = _check("beta1", beta1, 0.0, 1.0)
         self.beta2 = _check("beta2", beta2, 0.0, 1.0)
@@ -123,7 +127,8 @@ class AdamW(Adam):
 
     code = codes.ADAMW
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
         super().__init__(lr, beta1, beta2, eps)
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self._config["weight_decay"] = self.weight_decay
@@ -136,7 +141,7 @@ class AdaGrad(Optimizer):
     code = codes.ADAGRAD
     n_slots = 1
 
-    def __init__(self, lr=0.01, eps=1e-10):
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "eps": self.eps}
@@ -152,7 +157,7 @@ _BY_NAME = {
 }
 
 
-def get_optimizer(spec):
+def get_optimizer(spec: Optimizer | str) -> Optimizer:
     """An :class:`Optimizer` from an instance, or from a name with default settings."""
     if isinstance(spec, Optimizer):
         return spec
@@ -167,7 +172,7 @@ def get_optimizer(spec):
     raise TypeError(f"optimizer must be a name or an Optimizer instance, got {type(spec).__name__}")
 
 
-def optimizer_from_config(name, config):
+def optimizer_from_config(name: str, config: dict) -> Optimizer:
     """Rebuild an optimizer saved by ``get_config`` (used by ``load``)."""
     cls = {c.__name__: c for c in (SGD, RMSprop, Adam, AdamW, AdaGrad)}.get(name)
     if cls is None:

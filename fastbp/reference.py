@@ -11,8 +11,11 @@ Configuration, validation, initialisation, storage and save/load are shared with
 ``fastbp`` (``fastbp/_base.py``); the arithmetic below is independent of the kernels.
 """
 
+from __future__ import annotations
+
 import copy
 import math
+import os
 
 import numpy as np
 
@@ -187,7 +190,7 @@ def running_averages(run_mean, run_var, mean, var, m):
 
 # --------------------------------------------------------------------- model
 class MLP(BaseMLP):
-    __doc__ = "The NumPy reference MLP. " + BaseMLP.__doc__
+    __doc__ = "The NumPy reference MLP. " + (BaseMLP.__doc__ or "")
 
     _epochs_per_call = False  # a Python loop gains nothing from chunks; readers wait one epoch at most
 
@@ -326,6 +329,6 @@ class MLP(BaseMLP):
         return np.array(losses), np.array(skipped, dtype=np.int64), status, layer, batch
 
 
-def load(path):
+def load(path: str | bytes | os.PathLike) -> MLP:
     """Load a model saved by ``MLP.save`` (from either implementation) as a reference MLP."""
     return MLP.load(path)

@@ -14,7 +14,12 @@ Any callable ``f(t) -> float`` works too (``unit`` defaults to ``"epoch"``; set 
 ``unit`` attribute on it to change that).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+
+import numpy as np
 
 __all__ = ["Schedule", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "rates_for_epochs"]
 
@@ -53,12 +58,15 @@ def _unit(unit):
 
 
 class Schedule:
+    """Base class: a learning rate for each count ``t`` (0-based) of ``unit``s (``"epoch"``
+    or ``"step"``) trained before."""
+
     unit = "epoch"
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
 
@@ -66,43 +74,43 @@ class Schedule:
 class Constant(Schedule):
     """``lr`` for every ``t``."""
 
-    def __init__(self, lr, unit="epoch"):
+    def __init__(self, lr: float, unit: str = "epoch") -> None:
         self.lr = _positive("lr", lr)
         self.unit = _unit(unit)
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         return self.lr
 
 
 class StepDecay(Schedule):
     """``initial * rate ** (t // step_size)``."""
 
-    def __init__(self, initial, rate=0.5, step_size=10, unit="epoch"):
+    def __init__(self, initial: float, rate: float = 0.5, step_size: int = 10, unit: str = "epoch") -> None:
         self.initial = _positive("initial", initial)
         self.rate = _positive("rate", rate)
         self.step_size = _count("step_size", step_size)
         self.unit = _unit(unit)
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         return self.initial * self.rate ** (t // self.step_size)
 
 
 class Exponential(Schedule):
     """``initial * exp(-rate * t)``."""
 
-    def __init__(self, initial, rate=0.1, unit="epoch"):
+    def __init__(self, initial: float, rate: float = 0.1, unit: str = "epoch") -> None:
         self.initial = _positive("initial", initial)
         self.rate = _positive("rate", rate, allow_zero=True)
         self.unit = _unit(unit)
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         return self.initial * math.exp(-self.rate * t)
 
 
 class Cosine(Schedule):
     """Cosine annealing: ``min + 0.5 * (max - min) * (1 + cos(pi * t / period))``, then ``min``."""
 
-    def __init__(self, max_lr, min_lr=0.0, period=100, unit="epoch"):
+    def __init__(self, max_lr: float, min_lr: float = 0.0, period: int = 100, unit: str = "epoch") -> None:
         self.max_lr = _positive("max_lr", max_lr)
         self.min_lr = _positive("min_lr", min_lr, allow_zero=True)
         if self.min_lr > self.max_lr:
@@ -110,7 +118,7 @@ class Cosine(Schedule):
         self.period = _count("period", period)
         self.unit = _unit(unit)
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         t = min(t, self.period)
         return self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1 + math.cos(math.pi * t / self.period))
 
@@ -119,23 +127,22 @@ class Warmup(Schedule):
     """Linear warm-up over the first ``warmup`` counts, composed with any schedule:
     ``schedule(t) * (t + 1) / warmup`` for ``t < warmup``, then ``schedule(t)``."""
 
-    def __init__(self, schedule, warmup=5):
+    def __init__(self, schedule: Callable[[int], float], warmup: int = 5) -> None:
         if not callable(schedule):
             raise TypeError("Warmup wraps a schedule (a callable of t)")
         self.schedule = schedule
         self.warmup = _count("warmup", warmup)
         self.unit = getattr(schedule, "unit", "epoch")
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         lr = self.schedule(t)
         return lr * (t + 1) / self.warmup if t < self.warmup else lr
 
 
-def rates_for_epochs(schedule, first_epoch, first_step, n_epochs, n_batches):
+def rates_for_epochs(schedule: Callable[[int], float], first_epoch: int, first_step: int, n_epochs: int,
+                     n_batches: int) -> np.ndarray:
     """Per-batch learning rates, shape ``(n_epochs, n_batches)``, for epochs starting at
     ``first_epoch`` whose first mini-batch is number ``first_step``; checked finite and > 0."""
-    import numpy as np
-
     unit = getattr(schedule, "unit", "epoch")
     _unit(unit)
     rates = np.empty((n_epochs, n_batches))

@@ -7,13 +7,17 @@ non-finite batch does (``on_nonfinite``) and where Ctrl-C may stop training
 (:class:`HeldInterrupts`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -62,23 +66,52 @@ class _Progress(threading.Thread):
 
 
 class EarlyStopping:
-    """Stop ``fit`` when ``monitor`` has not improved by more than ``min_delta`` for
-    ``patience`` epochs; with ``restore_best`` the model ends with the best epoch's weights.
+    """Stop ``fit`` when the monitored metric has not improved for ``patience`` epochs.
 
-    ``monitor`` defaults to ``"val_loss"`` when there is validation data, else ``"loss"``;
-    any recorded metric that decreases as it improves may be named.
+    Parameters
+    ----------
+    patience : int, default 5
+        Epochs without improvement after which training stops.
+    min_delta : float, default 0.0
+        The smallest change that counts as an improvement, in the improving direction: a
+        loss improves when it falls below ``best - min_delta``, an accuracy when it rises
+        above ``best + min_delta``.
+    restore_best : bool, default True
+        End ``fit`` with the parameters (and batch norm's running averages) of the best epoch.
+    monitor : str or None, default None
+        The metric watched, one of those ``fit`` records per epoch (``MONITORS``):
+        ``"loss"`` and ``"val_loss"`` are minimised; ``"val_accuracy"`` (classifiers, with
+        validation data) is maximised — a metric whose name ends in ``accuracy`` is maximised,
+        a loss minimised (``mode`` says which).  ``None``: ``"val_loss"`` when ``fit`` has
+        validation data, else ``"loss"``.
     """
 
-    def __init__(self, patience=5, min_delta=0.0, restore_best=True, monitor=None):
+    # The metrics fit records per epoch that may be monitored (not "lr" or "skipped_batches").
+    MONITORS = ("loss", "val_loss", "val_accuracy")
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True,
+                 monitor: str | None = None) -> None:
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
         if isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        if monitor is not None and monitor not in ("loss", "val_loss"):
-            raise ValueError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}")
+        if monitor is not None and monitor not in self.MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(map(repr, self.MONITORS))} (or None), "
+                             f"got {monitor!r}")
         self.patience, self.min_delta, self.restore_best, self.monitor = int(patience), float(min_delta), \
             bool(restore_best), monitor
+
+    @staticmethod
+    def mode_of(metric: str) -> str:
+        """``"max"`` for a metric whose name ends in ``accuracy``, else ``"min"`` (a loss)."""
+        return "max" if metric.endswith("accuracy") else "min"
+
+    @property
+    def mode(self) -> str:
+        """Which way ``monitor`` improves: ``"max"`` (accuracies) or ``"min"`` (losses; also
+        the default monitor, a loss, when ``monitor`` is None)."""
+        return self.mode_of(self.monitor or "loss")
 
     def __repr__(self):
         return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
@@ -88,13 +121,13 @@ class EarlyStopping:
 class History(list):
     """Per-epoch training losses (a list), plus ``history`` — a dict of metric name -> list."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.history = {"loss": []}
-        self.stopped = None  # why training stopped early, if it did
-        self.best_epoch = None  # with early stopping: the (1-based) epoch that was best
+        self.history: dict[str, list[float]] = {"loss": []}
+        self.stopped: str | None = None  # why training stopped early, if it did
+        self.best_epoch: int | None = None  # with early stopping: the (1-based) epoch that was best
 
-    def plot(self, path=None, show=False):
+    def plot(self, path: str | os.PathLike | None = None, show: bool = False) -> Any:
         """Draw the loss (and accuracy, when recorded) per epoch with matplotlib (an optional
         extra: ``pip install "fastbp[plot]"``); save to ``path`` and/or show.  Returns the figure."""
         try:
@@ -138,7 +171,8 @@ class History(list):
         self.append(metrics["loss"])
 
     @property
-    def loss(self):
+    def loss(self) -> list[float]:
+        """The per-epoch mean training losses (``history["loss"]``)."""
         return self.history["loss"]
 
 
@@ -323,14 +357,22 @@ class EarlyStopper:
 
     def __init__(self, rule, monitor):
         self.rule, self.monitor = rule, monitor
-        self.best, self.waited, self.best_params = math.inf, 0, None
+        self.maximise = EarlyStopping.mode_of(monitor) == "max"
+        self.best, self.waited, self.best_params = -math.inf if self.maximise else math.inf, 0, None
+
+    def improved(self, value):
+        """Whether ``value`` of the monitored metric improves on the best so far by more than
+        ``min_delta`` (upwards for an accuracy, downwards for a loss)."""
+        if self.maximise:
+            return value > self.best + self.rule.min_delta
+        return value < self.best - self.rule.min_delta
 
     def should_stop(self, metrics, epoch, params, history):
         """Take in the metrics of (1-based) ``epoch``, ``params`` being the model's parameters
         after it; True once ``patience`` epochs went by without improvement (then
         ``history.stopped`` says so)."""
         value = metrics[self.monitor]
-        if value < self.best - self.rule.min_delta:
+        if self.improved(value):
             self.best, self.waited = value, 0
             history.best_epoch = epoch
             if self.rule.restore_best:

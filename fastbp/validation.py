@@ -8,6 +8,7 @@ The integer codes the names map to are the kernels' (``fastbp.kernels.codes``).
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -42,6 +43,8 @@ LOSS_ALIASES = {
 }
 # Which output activation each loss may be paired with.
 LOSS_OUTPUTS = {MSE: ("linear", "sigmoid", "softmax"), BINARY_CROSS_ENTROPY: ("sigmoid",), CROSS_ENTROPY: ("softmax",)}
+# The output activation a loss implies when ``output`` is not given (``output=None``).
+DEFAULT_OUTPUTS = {"mse": "linear", "binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
 # The losses whose targets are classes (or class probabilities), with an accuracy.
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
 
@@ -174,18 +177,23 @@ def _check_activations(activation, n_hidden):
 
 
 def _check_output_and_loss(output, loss, n_outputs):
-    """The output activation and the loss (aliases resolved), checked to fit each other."""
-    output = _lookup("output activation", output, OUTPUT_ACTIVATIONS)
+    """The output activation and the loss (aliases resolved), checked to fit each other.
+
+    ``output=None`` is the loss's own output activation (``DEFAULT_OUTPUTS``).  A softmax of
+    one unit is refused with any loss: it is the constant 1.0, whose gradient is 0, so such a
+    model would train to nothing, silently."""
     if isinstance(loss, str):
         loss = LOSS_ALIASES.get(loss.lower(), loss)
     loss = _lookup("loss", loss, LOSSES)
+    output = DEFAULT_OUTPUTS[loss] if output is None else _lookup("output activation", output, OUTPUT_ACTIVATIONS)
     if output not in LOSS_OUTPUTS[LOSSES[loss]]:
         raise ValueError(
             f"loss {loss!r} needs output activation {' or '.join(LOSS_OUTPUTS[LOSSES[loss]])}, got {output!r}"
         )
-    if output == "softmax" and n_outputs < 2 and loss == "cross_entropy":
-        raise ValueError("softmax + cross_entropy needs at least 2 output units; "
-                         "for two classes with one unit use output='sigmoid', loss='binary_cross_entropy'")
+    if output == "softmax" and n_outputs < 2:
+        raise ValueError("a softmax output needs at least 2 output units: a one-unit softmax is always 1.0 and "
+                         "never trains; with one output unit use output='linear' for regression (loss='mse') "
+                         "or output='sigmoid' for two classes (loss='binary_cross_entropy')")
     return output, loss
 
 
@@ -246,7 +254,11 @@ def check_X(X, n_features, dtype):
 
 
 def check_y(y, n, k, loss, dtype):
-    """Targets as a dense float matrix T of shape (n, k) in ``dtype``, for ``loss``."""
+    """Targets as a dense float matrix T of shape (n, k) in ``dtype``, for ``loss``.
+
+    Accepted shapes (``accepted_y_shapes``): for ``cross_entropy``, integer class labels of
+    shape (n,) or (n, 1) (one-hot encoded here) or one-hot / probability rows (n, k); for
+    the other losses (n, k), and (n,) too when k == 1."""
     try:
         y_arr = np.asarray(y)
     except Exception as exc:
@@ -257,13 +269,12 @@ def check_y(y, n, k, loss, dtype):
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
     if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():  # (integers always are)
         raise ValueError("y contains NaN or inf")
-    if loss == "cross_entropy" and y_arr.ndim == 1:
-        return _one_hot(y_arr, n, k, dtype)
+    if loss == "cross_entropy" and (y_arr.ndim == 1 or y_arr.shape == (n, 1)):  # (k > 1: one-hot rows are wider)
+        return _one_hot(y_arr.reshape(n), n, k, dtype)
     if y_arr.ndim == 1 and k == 1:
         y_arr = y_arr.reshape(n, 1)
     if y_arr.ndim != 2 or y_arr.shape[1] != k:
-        raise ValueError(f"y must have shape ({n}, {k}){' or (n,)' if k == 1 else ''} for a model "
-                         f"with {k} outputs, got {y_arr.shape}")
+        raise ValueError(_y_shape_message(y_arr, n, k, loss))
     T = np.ascontiguousarray(y_arr, dtype=dtype)
     if not np.isfinite(T).all():
         raise ValueError(f"y has values too large for the model's dtype {np.dtype(dtype).name} "
@@ -275,10 +286,30 @@ def check_y(y, n, k, loss, dtype):
     return T
 
 
+def accepted_y_shapes(n, k, loss):
+    """The shapes of ``y`` a model with ``k`` outputs and ``loss`` accepts for ``n`` samples, in words."""
+    if loss == "cross_entropy":
+        return f"class labels of shape ({n},) or ({n}, 1), or one-hot / probability rows of shape ({n}, {k})"
+    if k == 1:
+        return f"of shape ({n}, 1) or ({n},)"
+    return f"of shape ({n}, {k}) (one target per output)"
+
+
+def _y_shape_message(y, n, k, loss):
+    """Why ``y`` (n rows) has the wrong shape for the model, and what it accepts."""
+    message = (f"y for a model with {k} output{'s' if k > 1 else ''} and loss {loss!r} must be "
+               f"{accepted_y_shapes(n, k, loss)}; got shape {y.shape}")
+    if loss != "cross_entropy" and y.dtype.kind in "biu" and y.shape in ((n,), (n, 1)):
+        # one integer per row for several outputs: class labels, a classification habit
+        message += (f"; for class labels use loss='cross_entropy' (softmax output), which takes labels of shape "
+                    f"({n},) or ({n}, 1)")
+    return message
+
+
 def _one_hot(labels, n, k, dtype):
     """Integer class labels of shape (n,) as one-hot rows (n, k) of ``dtype``."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        raise ValueError("cross_entropy labels of shape (n,) must be integer class indices")
+        raise ValueError("cross_entropy labels of shape (n,) or (n, 1) must be integer class indices")
     if labels.min() < 0 or labels.max() >= k:  # reported as given (a huge float label would wrap as an int64)
         bad = labels[(labels < 0) | (labels >= k)][0].item()
         raise ValueError(f"class label {bad!r} is outside [0, {k}) for a model with {k} outputs")
@@ -317,6 +348,34 @@ def check_weights(weights, shapes, dtype):
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ValueError(f"layer {l}: weights contain NaN or inf")
         checked.append((W, b))
+    return checked
+
+
+def check_state(state, shapes, dtype):
+    """``state`` (a mapping of names to arrays, as ``get_state`` returns) as arrays of
+    ``dtype``, checked all at once against the model's ``shapes`` (name -> shape): exactly
+    these names, these shapes, finite values, and running variances >= 0."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict of named arrays (as get_state returns), got {type(state).__name__}")
+    missing = [name for name in shapes if name not in state]
+    unknown = [name for name in state if name not in shapes]
+    if missing or unknown:
+        problems = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + \
+                   ([f"unknown {', '.join(map(repr, unknown))}"] if unknown else [])
+        raise ValueError(f"state does not fit this model ({'; '.join(problems)}); it needs exactly "
+                         f"{', '.join(shapes)}")
+    checked = {}
+    for name, shape in shapes.items():
+        with np.errstate(over="ignore"):  # a value too large for dtype becomes inf: refused below
+            value = as_float_array(state[name], f"state[{name!r}]", dtype)
+        if value.shape != shape:
+            raise ValueError(f"state[{name!r}] has shape {value.shape}; this model needs {shape}")
+        if not _all_finite(value):
+            raise ValueError(f"state[{name!r}] contains NaN or inf (or values too large for "
+                             f"{np.dtype(dtype).name})")
+        if name.startswith("running_var") and (value < 0).any():
+            raise ValueError(f"state[{name!r}] holds a negative variance")
+        checked[name] = value
     return checked
 
 
@@ -368,12 +427,16 @@ def split_validation(X, T, validation_data, validation_split, sizes, loss, dtype
     return X, T, None
 
 
-def early_stopping_monitor(early_stopping, has_validation):
+def early_stopping_monitor(early_stopping, has_validation, is_classifier):
     """The metric ``early_stopping`` watches (None without early stopping): its ``monitor``,
-    else ``val_loss`` when there is validation data and ``loss`` when there is not."""
+    else ``val_loss`` when there is validation data and ``loss`` when there is not; checked
+    to be one this fit records."""
     if early_stopping is None:
         return None
     monitor = early_stopping.monitor or ("val_loss" if has_validation else "loss")
     if monitor.startswith("val_") and not has_validation:
         raise ValueError(f"early_stopping monitors {monitor!r} but no validation data was given")
+    if monitor.endswith("accuracy") and not is_classifier:
+        raise ValueError(f"early_stopping monitors {monitor!r}, but a model with loss 'mse' records no accuracy; "
+                         "monitor 'val_loss' or 'loss'")
     return monitor

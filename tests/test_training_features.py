@@ -137,6 +137,68 @@ def test_early_stopping_restores_the_best_epoch_exactly(fb):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
 
 
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+@pytest.mark.parametrize("min_delta", [0.0, 0.02])
+def test_early_stopping_on_val_accuracy_maximises_it(fb, min_delta):
+    """``monitor="val_accuracy"``: the best epoch is the one whose validation accuracy rose
+    highest (by more than ``min_delta`` over the best before it), and its weights come back."""
+    X, y = data(200)
+    Xv, yv = data(60, seed=1)
+    reference_run = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    weights_per_epoch, accuracies = [], []
+    for _ in range(30):
+        reference_run.fit(X, y, epochs=1, batch_size=16)
+        weights_per_epoch.append(reference_run.get_weights())
+        accuracies.append(reference_run.evaluate(Xv, yv)["accuracy"])
+
+    model = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    rule = fb.EarlyStopping(patience=3, monitor="val_accuracy", min_delta=min_delta)
+    assert rule.mode == "max"
+    h = model.fit(X, y, epochs=30, batch_size=16, validation_data=(Xv, yv), early_stopping=rule)
+    assert h.history["val_accuracy"] == accuracies[:len(h)]
+    best, waited = 0, 0  # the rule, by hand: improve upwards by more than min_delta
+    for epoch, accuracy in enumerate(accuracies[1:len(h)], start=1):
+        if accuracy > accuracies[best] + min_delta:
+            best, waited = epoch, 0
+        else:
+            waited += 1
+    assert h.best_epoch == best + 1 and h.stopped and len(h) == best + 1 + 3 and waited == 3
+    assert accuracies[best] >= max(accuracies[:len(h)]) - min_delta
+    for (Wa, ba), (Wb, bb) in zip(model.get_weights(), weights_per_epoch[best]):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+
+
+@pytest.mark.parametrize("monitor,values,best_epochs", [
+    # a loss improves when it falls by more than min_delta (0.125), an accuracy when it rises by more
+    ("val_loss", [1.0, 0.75, 0.7, 0.6, 0.7], [1, 2, 2, 4, 4]),
+    ("loss", [1.0, 1.5, 0.875, 0.85], [1, 1, 1, 4]),
+    ("val_accuracy", [0.5, 0.75, 0.8, 0.9, 0.95], [1, 2, 2, 4, 4]),
+    ("val_accuracy", [0.5, 0.25, 0.625, 0.6], [1, 1, 1, 1]),
+])
+def test_early_stopping_improves_in_the_metrics_direction(monitor, values, best_epochs):
+    from fastbp.training import EarlyStopper, History
+    rule = fastbp.EarlyStopping(patience=10, min_delta=0.125, monitor=monitor)
+    assert rule.mode == ("max" if monitor.endswith("accuracy") else "min")
+    stopper, history = EarlyStopper(rule, monitor), History()
+    for epoch, (value, best) in enumerate(zip(values, best_epochs), start=1):
+        assert not stopper.should_stop({monitor: value}, epoch, np.zeros(1), history)
+        assert history.best_epoch == best
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_early_stopping_refuses_a_metric_fit_does_not_record(fb):
+    X, y = data()
+    for monitor in ("accuracy", "lr", "skipped_batches", "val_acc", "VAL_LOSS"):
+        with pytest.raises(ValueError, match="monitor must be one of 'loss', 'val_loss', 'val_accuracy'"):
+            fb.EarlyStopping(monitor=monitor)
+    regressor, twin = (fb.MLP([4, 1], loss="mse", seed=0) for _ in range(2))
+    with pytest.raises(ValueError, match="records no accuracy"):
+        regressor.fit(X, y, validation_split=0.2, early_stopping=fb.EarlyStopping(monitor="val_accuracy"))
+    with pytest.raises(ValueError, match="no validation data"):
+        fb.MLP([4, 3], seed=0).fit(X, y, early_stopping=fb.EarlyStopping(monitor="val_accuracy"))
+    assert regressor.fit(X, y, epochs=2) == twin.fit(X, y, epochs=2)  # the refused fit changed nothing
+
+
 def test_early_stopping_without_restore_keeps_the_last_weights():
     X, y = data(200)
     model = fastbp.MLP([4, 16, 3], optimizer=fastbp.SGD(0.8, momentum=0.9), dtype="float64", seed=3)

@@ -111,7 +111,15 @@ BAD_Y = {
     "label-strings": ("ce", LABELS.astype(str), TypeError, "y must be numeric"),
     "label-object": ("ce", LABELS.astype(object), TypeError, "y must be numeric"),
     "label-complex": ("ce", LABELS.astype(complex), TypeError, "y must be numeric"),
-    "one-hot-too-wide": ("ce", np.eye(4)[LABELS], ValueError, r"y must have shape \(6, 3\)"),
+    "one-hot-too-wide": ("ce", np.eye(4)[LABELS], ValueError,
+                         re.escape("class labels of shape (6,) or (6, 1), or one-hot / probability rows of shape "
+                                   "(6, 3); got shape (6, 4)")),
+    "label-column-fraction": ("ce", with_value(LABELS, 2, 0.5).reshape(N, 1), ValueError, "integer class indices"),
+    "label-column-too-big": ("ce", with_value(LABELS, 1, 3, int).reshape(N, 1), ValueError,
+                             r"class label 3 is outside \[0, 3\)"),
+    "mse-class-labels": ("mse", LABELS % 2, ValueError,
+                         re.escape("loss 'mse' must be of shape (6, 2) (one target per output); got shape (6,); "
+                                   "for class labels use loss='cross_entropy'")),
     "one-hot-3-D": ("ce", ONE_HOT[:, :, None], ValueError, "shape"),
     "one-hot-not-summing-to-1": ("ce", ONE_HOT * 0.5, ValueError, "summing to 1"),
     "one-hot-negative": ("ce", ONE_HOT * 2 - 0.5, ValueError, re.escape("[0, 1]")),
@@ -503,8 +511,8 @@ def checked_or_error(check, X, y):
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(0, 9), special=st.sampled_from([None] + SPECIALS), where=st.integers(0, 10**6),
        x_dtype=st.sampled_from(["float32", "float64", "int64"]), label=st.integers(-3, 5),
-       y_dtype=st.sampled_from(["int64", "int32", "float64"]))
-def test_fast_checks_match_validation(dtype, loss, rows, special, where, x_dtype, label, y_dtype):
+       y_dtype=st.sampled_from(["int64", "int32", "float64"]), column=st.booleans())
+def test_fast_checks_match_validation(dtype, loss, rows, special, where, x_dtype, label, y_dtype, column):
     from fastbp import validation
     model = fastbp.MLP([3, 4, 3], output="softmax" if loss == "ce" else "linear",
                        loss="cross_entropy" if loss == "ce" else "mse", dtype=dtype, seed=0)
@@ -518,6 +526,8 @@ def test_fast_checks_match_validation(dtype, loss, rows, special, where, x_dtype
         y = (np.arange(rows) % 3).astype(y_dtype)
         if rows:
             y[where % rows] = label
+        if column:  # a column of labels, (n, 1)
+            y = y.reshape(rows, 1)
     else:
         y = np.linspace(-1, 1, rows * 3).reshape(rows, 3).astype(y_dtype)
     with np.errstate(over="ignore"):  # (validation's cast of 3.5e38 to float32 warns: inf)
