@@ -50,6 +50,7 @@ from .validation import (
     DEFAULT_OUTPUTS,
     check_config,
     check_data,
+    check_representable,
     check_fit_counts,
     check_fit_options,
     check_state,
@@ -163,6 +164,7 @@ class BaseMLP:
         # leaky_slope, dropout, batch_norm: the checked, normalised arguments
         vars(self).update(config)
         self._rng = np.random.default_rng(self.seed)
+        self._lr = self.optimizer.lr  # the rate last checked against the dtype (``_check_optimizer``)
         self._training = threading.Lock()  # held while any call changes the model
         self._access = ReadWriteLock()  # readers see the state between two writes, never half of one
         self._changing = Exclusive(self._training, self._access, whole=True)  # (``_exclusive``)
@@ -219,6 +221,19 @@ class BaseMLP:
     # Whether ``_run_epochs`` gains from several epochs per call (compiled code does); each call
     # holds the write lock, so readers wait for at most one call.
     _epochs_per_call = True
+
+    def _check_optimizer(self):
+        """The optimizer's ``lr`` (the one setting that may change after it is made) changed
+        since the last training call: checked against the model's dtype before anything moves
+        (as the constructor checks it), then ``_optimizer_changed``."""
+        lr = self.optimizer.lr
+        if lr != self._lr:
+            check_representable(self.optimizer, self.l2, self.leaky_slope, self.dtype)
+            self._lr = lr
+            self._optimizer_changed()
+
+    def _optimizer_changed(self):
+        """Subclass hook: the optimizer's ``lr`` changed (the reference reads it at each step)."""
 
     def _setup(self):
         """Subclass hook: called once the buffers exist."""
@@ -390,6 +405,7 @@ class BaseMLP:
         as one of that fit's ``epochs``.
         """
         check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
+        self._check_optimizer()
         X, T = self._check_data(X, y)
         check_fit_counts(epochs, batch_size)
         X, T, val = split_validation(X, T, validation_data, validation_split, self.sizes, self.loss, self.dtype)
@@ -505,6 +521,7 @@ class BaseMLP:
         Raises ``FloatingPointError`` (and updates nothing) if the loss or a gradient is
         NaN or inf, or if the update would make a parameter or the optimizer's state NaN or inf.
         """
+        self._check_optimizer()
         X, T = self._check_data(X, y)
         with self._exclusive():
             loss, status, layer = self._train_step(X, T)

@@ -67,6 +67,9 @@ class MLP(BaseMLP):
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
         self._one_hot_labels = self.loss == "cross_entropy"  # labels (n,) are one-hot encoded
 
+    def _optimizer_changed(self):
+        self._hyper = tuple(self.optimizer.hyper)
+
     def _call(self, rows):
         """``(cfg, guard)`` for a compiled call on batches of ``rows`` rows.
 

@@ -10,6 +10,7 @@ are those of PyTorch's ``torch.optim`` (see each class).
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .kernels import codes
@@ -33,12 +34,40 @@ def _check(name, value, low, high=math.inf, low_open=False, high_open=True):
 
 class Optimizer:
     """Base class. Subclasses set ``code``, ``n_slots`` and their hyper-parameters as
-    attributes named as in ``codes.Hyper`` (``lr``, ``momentum``, ``beta1``, ...)."""
+    attributes named as in ``codes.Hyper`` (``lr``, ``momentum``, ``beta1``, ...).
+
+    Once made, an optimizer's settings are fixed except ``lr``, which may be changed between
+    calls (a user's own schedule in a ``train_step`` loop): the new rate is checked here, and
+    by each model it was given to (against the model's dtype) before its next training call;
+    it applies to every such model. The others are refused with an ``AttributeError``: the
+    optimizer state's layout (``n_slots``) and saved configurations depend on them."""
 
     code = -1
     n_slots = 0
     lr: float
     _config: dict
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kw):
+            init(self, *args, **kw)
+            if type(self) is cls:  # the most derived constructor has finished
+                object.__setattr__(self, "_made", True)
+
+        cls.__init__ = __init__
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_made", False):
+            if name != "lr":
+                raise AttributeError(
+                    f"{type(self).__name__}.{name} is fixed once the optimizer is made (the optimizer state's "
+                    f"layout and saved configurations depend on it); make a new optimizer. Only lr may be changed")
+            value = _check("lr", value, 0.0, low_open=True)
+            object.__setattr__(self, "_config", {**self._config, "lr": value})  # (a copy's own: copy.copy)
+        object.__setattr__(self, name, value)
 
     @property
     def hyper(self) -> Hyper:

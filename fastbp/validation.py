@@ -111,7 +111,7 @@ def check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, 
     leaky_slope = _check_float("leaky_slope", leaky_slope, allow_zero=True)
     rates = _check_dropout(dropout, n_hidden)
     bn = _check_batch_norm(batch_norm, n_hidden)
-    _check_representable(optimizer, l2, leaky_slope, np.dtype(DTYPES[dtype]))
+    check_representable(optimizer, l2, leaky_slope, np.dtype(DTYPES[dtype]))
     return {
         "sizes": sizes, "activations": activations, "output": output, "loss": loss, "optimizer": optimizer,
         "init": init, "dtype": np.dtype(DTYPES[dtype]), "seed": None if seed is None else int(seed),
@@ -125,7 +125,7 @@ def check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, 
 _CAST_HYPER = ("lr", "momentum", "rho", "beta1", "beta2", "eps")
 
 
-def _check_representable(optimizer, l2, leaky_slope, dtype):
+def check_representable(optimizer, l2, leaky_slope, dtype):
     """Refuse a setting that is not 0 but would be 0 or subnormal in ``dtype`` (the kernels
     flush subnormal numbers to zero, so an ``eps`` of 1e-310 would divide by zero in float64
     there and not in the reference), or that overflows to inf in ``dtype``."""

@@ -43,11 +43,9 @@ def test_feature_names_of_a_dataframe_are_checked():
 # --------------------------------------------------------------------------- behaviour
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import warnings  # noqa: E402
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402

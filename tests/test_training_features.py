@@ -285,3 +285,44 @@ def test_every_feature_combination_matches_reference():
             m.fit(X, y, epochs=2, batch_size=10, lr_schedule=schedule, validation_split=0.2)
         np.testing.assert_allclose(models[0]._params_ext, models[1]._params_ext, rtol=1e-9, atol=1e-12,
                                    err_msg=f"{opt} bn={bn} dropout={rate} clip={clip} l2={l2} schedule={scheduled}")
+
+
+# ----------------------------------------------------- changing the learning rate by hand
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "RMSprop"])
+def test_a_changed_lr_applies_in_both_implementations(opt):
+    """``model.optimizer.lr = x`` between calls (a user's own schedule) takes effect at the
+    next train_step / fit, identically in both implementations."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)
+    models = [fb.MLP([5, 8, 3], optimizer=getattr(fb, opt)(0.05), dtype="float64", seed=0)
+              for fb in (fastbp, fastbp.reference)]
+    twin = fastbp.MLP([5, 8, 3], optimizer=getattr(fastbp, opt)(0.05), dtype="float64", seed=0)
+    for m in models + [twin]:
+        m.train_step(X[:16], y[:16])
+    for m in models:
+        m.optimizer.lr = 0.005
+        m.train_step(X[16:32], y[16:32])
+        m.fit(X, y, epochs=2, batch_size=16)
+    twin.train_step(X[16:32], y[16:32])
+    fast, ref = (m.get_weights() for m in models)
+    for (W, b), (Wr, br) in zip(fast, ref):
+        np.testing.assert_allclose(W, Wr, rtol=1e-10, atol=1e-12)
+    assert not np.array_equal(fast[0][0], twin.get_weights()[0][0]), "the new rate had no effect"
+    assert models[0].get_config()["optimizer_config"]["lr"] == 0.005  # and it is what save records
+
+
+def test_only_lr_may_change_and_a_bad_rate_changes_nothing():
+    for fb in (fastbp, fastbp.reference):
+        model = fb.MLP([3, 4, 2], optimizer=fb.SGD(0.1, momentum=0.9), dtype="float32", seed=0)
+        with pytest.raises(AttributeError, match="only lr may be changed|Only lr may be changed"):
+            model.optimizer.momentum = 0.0
+        with pytest.raises(ValueError, match="lr must be"):
+            model.optimizer.lr = float("nan")
+        model.optimizer.lr = 1e-50  # positive, but 0 in float32: refused by the model's next call
+        before = model.get_weights()
+        with pytest.raises(ValueError, match="underflows in float32"):
+            model.train_step(np.ones((4, 3)), np.array([0, 1, 0, 1]))
+        with pytest.raises(ValueError, match="underflows in float32"):
+            model.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]))
+        for (W, b), (W0, b0) in zip(model.get_weights(), before):
+            assert np.array_equal(W, W0) and np.array_equal(b, b0)
