@@ -257,7 +257,7 @@ def to_bytes(arrays):
 
 def from_bytes(cls, data):
     """A ``cls`` model from the bytes ``to_bytes`` made (checked as ``load`` checks a file)."""
-    return _load(cls, io.BytesIO(data), "pickled fastbp model")
+    return _load(cls, io.BytesIO(data), "pickled fastbp model")[0]
 
 
 def _load(cls, source, path):
