@@ -328,3 +328,20 @@ def test_a_small_models_first_session_compiles_no_parallel_loop(tmp_path):
                          timeout=900)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "0"
+
+
+# ------------------------------------------------------------------ OpenMP's spin
+@pytest.mark.parametrize("env, expected", [
+    ({}, "1000"),  # fastbp's setting (README, "Sharing the machine")
+    ({"GOMP_SPINCOUNT": "5"}, "5"),  # a user's own is kept
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, None),  # as is a user's wait policy: no spin count set
+])
+def test_openmp_spin_is_set_unless_the_user_chose(env, expected):
+    import json
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, json, fastbp; print(json.dumps(os.environ.get('GOMP_SPINCOUNT')))"
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, check=True, capture_output=True,
+                         text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == expected
