@@ -114,17 +114,24 @@ def test_bad_validation_settings(kwargs, match):
         fastbp.MLP([4, 3], seed=0).fit(X, y, **kwargs)
 
 
+def epoch_by_epoch(fb, X, y, Xv, yv, metric, epochs=30):
+    """The early-stopping tests' model (seed 3, SGD 0.8 with momentum: a validation loss that
+    bounces) trained one epoch per ``fit``: its weights and validation ``metric`` after each."""
+    run = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
+    weights, values = [], []
+    for _ in range(epochs):
+        run.fit(X, y, epochs=1, batch_size=16)
+        weights.append(run.get_weights())
+        values.append(run.evaluate(Xv, yv)[metric])
+    return weights, values
+
+
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)
 def test_early_stopping_restores_the_best_epoch_exactly(fb):
     X, y = data(200)
     Xv, yv = data(60, seed=1)
     # A learning rate this high makes the validation loss bounce, so the best epoch is early.
-    reference_run = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
-    weights_per_epoch, val_losses = [], []
-    for _ in range(30):
-        reference_run.fit(X, y, epochs=1, batch_size=16)
-        weights_per_epoch.append(reference_run.get_weights())
-        val_losses.append(reference_run.evaluate(Xv, yv)["loss"])
+    weights_per_epoch, val_losses = epoch_by_epoch(fb, X, y, Xv, yv, "loss")
 
     model = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
     h = model.fit(X, y, epochs=30, batch_size=16, validation_data=(Xv, yv),
@@ -144,12 +151,7 @@ def test_early_stopping_on_val_accuracy_maximises_it(fb, min_delta):
     highest (by more than ``min_delta`` over the best before it), and its weights come back."""
     X, y = data(200)
     Xv, yv = data(60, seed=1)
-    reference_run = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
-    weights_per_epoch, accuracies = [], []
-    for _ in range(30):
-        reference_run.fit(X, y, epochs=1, batch_size=16)
-        weights_per_epoch.append(reference_run.get_weights())
-        accuracies.append(reference_run.evaluate(Xv, yv)["accuracy"])
+    weights_per_epoch, accuracies = epoch_by_epoch(fb, X, y, Xv, yv, "accuracy")
 
     model = fb.MLP([4, 16, 3], optimizer=fb.SGD(0.8, momentum=0.9), dtype="float64", seed=3)
     rule = fb.EarlyStopping(patience=3, monitor="val_accuracy", min_delta=min_delta)
