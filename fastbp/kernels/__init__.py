@@ -28,7 +28,8 @@ from .data import all_finite, one_hot
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import output_loss
-from .network import add_l2_gradient, infer, l2_penalty, loss_and_grads, train_epochs
+from .network import (add_l2_gradient, apply_gradients, batch_gradients, infer, l2_penalty, loss_and_grads,
+                      train_epochs)
 from .optim import (adagrad_update, adam_update, clip_global_norm, optimizer_step, rmsprop_update, sgd_update, sum_squares,
                     update_bounded, update_nonfinite)
 
@@ -38,5 +39,5 @@ __all__ = [
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward", "batchnorm_update_running", "running_nonfinite",
     "output_loss", "sgd_update", "rmsprop_update", "adam_update", "adagrad_update", "optimizer_step", "update_bounded", "update_nonfinite",
     "clip_global_norm", "sum_squares", "l2_penalty", "add_l2_gradient",
-    "loss_and_grads", "train_epochs", "infer", "all_finite", "one_hot",
+    "loss_and_grads", "train_epochs", "batch_gradients", "apply_gradients", "infer", "all_finite", "one_hot",
 ]

@@ -10,7 +10,8 @@ writes first (``losses``, ``P``), then the model (``net``, ``state``), the works
 data (``X``, ``T``, ...), the configuration.
 
 Entry points (called from Python): ``loss_and_grads``, ``train_epochs`` (also a single
-training step), ``infer`` (prediction and evaluation).  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
+training step), ``batch_gradients`` and ``apply_gradients`` (a training step in two halves,
+for data-parallel training), ``infer`` (prediction and evaluation).  They take ``net``, ``ws``, ``cfg`` and ``h`` as plain tuples
 (the fields in order) and name them on entry (``named``): Numba's dispatcher types a plain
 tuple on its fast path and a named tuple on a slow Python path, which made every call from
 Python several microseconds slower (README, "How it is built").  Each flushes subnormal
@@ -398,6 +399,21 @@ def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
             st.bad_layer = l
             return loss, bounds
         g_bits = max(g_bits, layer_bits)
+    return loss, _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, bounds)
+
+
+@jit(inline="always")
+def _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, bounds):
+    """The rest of a training step from the finite gradient in ``net.grads`` (``g_bits``: the
+    bit pattern of its largest magnitude): optional global-norm clipping, the check that the
+    update stays finite, the fused optimizer update at rate ``lr`` as step ``step``, and batch
+    norm's running averages (from the ``m``-row batch statistics in ``ws``).  Sets ``status``
+    (``STATUS_UPDATE`` and ``bad_layer`` if the update would not stay finite; nothing is
+    written then) and returns the bounds to carry on (``_train_step``).  Shared by
+    ``_train_step`` and ``apply_gradients`` (data-parallel training: a gradient summed
+    over ranks)."""
+    L = net.layers.shape[0]
+    st = state[0]
     if cfg.clip_norm > 0.0:  # (only shrinks the gradient: its largest magnitude stays a bound)
         clip_global_norm(net.grads, cfg.clip_norm)
     # The update is checked before any of it is written: by the bounds carried from the last
@@ -411,7 +427,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
     if bad >= 0:
         st.status = STATUS_UPDATE
         st.bad_layer = bad
-        return loss, bounds
+        return bounds
     st.step = step
     st.status = STATUS_OK
     optimizer_update(net.params, net.slots, net.grads, step, lr, h, cfg.par_elements)
@@ -422,7 +438,7 @@ def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
             batchnorm_update_running(run_mean, run_var, stats, m)
     if not bounded:  # the exact check passed: no bounds from here on in this call
         after = (after[0], after[1], after[2], GIVEN_UP)
-    return loss, after
+    return after
 
 
 @jit(inline="always")
@@ -515,6 +531,78 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
             break
     restore_fp_control(fp)
     return done
+
+
+
+# ------------------------------------------------- a step split in two (data-parallel)
+@jit
+def batch_gradients(net, state, ws, X, T, perm, start, m, scale, cfg):
+    """The first half of a training step, for data-parallel training (``fastbp.distributed``):
+    gathers the ``m`` rows ``X[perm[start:start + m]]`` (and ``T``'s) into the workspace,
+    then forward and backward exactly as ``_train_step`` (dropout masks of the next step,
+    the L2 term's gradient included), and leaves ``scale`` times the gradient of the batch's
+    mean loss in ``net.grads`` (``scale``: this rank's share of the global batch, its rows /
+    the global batch's rows).  Returns the batch's mean loss (with the L2 term), unscaled.
+
+    No rows (a rank with none of this global batch): a zero gradient and loss 0.  A loss that
+    is NaN or inf: the gradient is zero but for a NaN in its first entry, so that the summed
+    gradient is not finite on every rank and every rank skips the step (``apply_gradients``
+    then reports ``STATUS_GRAD`` for the output layer's loss, not ``STATUS_LOSS``)."""
+    fp = flush_denormals()
+    net, ws, cfg = named(net, ws, cfg)
+    grads = net.grads
+    loss = 0.0
+    if m == 0:
+        grads[:] = 0
+    else:
+        n_in, k = X.shape[1], T.shape[1]
+        xb = matrix_view(ws.xb, 0, m, n_in)
+        tb = matrix_view(ws.tb, 0, m, k)
+        gather_batch(xb, tb, X, T, perm, start, cfg.par_elements)
+        st = state[0]
+        key, step = st.dropout_key, st.step + 1
+        loss = forward_loss(net, ws, xb, tb, cfg, key, step) + l2_penalty(net, cfg.l2)
+        if not np.isfinite(loss):
+            grads[:] = 0
+            grads[0] = np.nan
+        else:
+            for l in range(net.layers.shape[0] - 1, -1, -1):
+                layer_backward(net, ws, xb, l, m, cfg, key, step)
+            if scale != 1.0:
+                s = grads.dtype.type(scale)
+                for i in range(grads.size):
+                    grads[i] *= s
+    restore_fp_control(fp)
+    return loss
+
+
+@jit
+def apply_gradients(net, state, ws, m, lr, cfg, h):
+    """The second half of a training step from the gradient in ``net.grads`` (summed over the
+    ranks): the non-finite gradient guard (``STATUS_GRAD`` and the first layer from the output
+    that is not finite), then ``_apply_gradients``, the same code as ``train_epochs``' steps
+    (clipping, the update check, the fused update, batch norm's running averages from the
+    ``m``-row statistics in ``ws``).  Returns whether the step was applied; ``state`` says
+    why not."""
+    fp = flush_denormals()
+    net, ws, cfg = named(net, ws, cfg)
+    h = Hyper(*h)
+    st = state[0]
+    step = st.step + 1
+    L = net.layers.shape[0]
+    g_bits = largest_magnitude_split(ws.counts, net.grads, cfg.par_elements)
+    if g_bits >= inf_bits(net.grads):
+        st.status = STATUS_GRAD
+        st.bad_layer = 0
+        for l in range(L - 1, -1, -1):
+            lay = net.layers[l]
+            if largest_magnitude(net.grads[lay.w:lay.end]) >= inf_bits(net.grads):
+                st.bad_layer = l
+                break
+    else:
+        _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, (0.0, 0.0, 0.0, UNMEASURED))
+    restore_fp_control(fp)
+    return st.status == STATUS_OK
 
 
 @jit

@@ -1,0 +1,169 @@
+"""Data-parallel training over MPI (issue 13; a prototype: see "Not yet" below).
+
+``fit(model, X_shard, y_shard, comm, ...)`` trains one model replicated on every rank of
+``comm`` (an ``mpi4py`` communicator), each rank holding a shard of the rows::
+
+    from mpi4py import MPI
+    import fastbp, fastbp.distributed
+    model = fastbp.MLP([784, 256, 10], seed=0)         # same configuration on every rank
+    fastbp.distributed.fit(model, X_shard, y_shard, MPI.COMM_WORLD, epochs=5, batch_size=128)
+
+**What a run is equivalent to.**  The global data set is the shards concatenated in rank
+order (rank 0's rows, then rank 1's, ...), ``N`` rows.  Rank 0's parameters, optimizer state,
+state record (step count, dropout key) and shuffle generator are broadcast first, so every
+rank starts as rank 0's model.  Each epoch every rank draws the same order of the ``N``
+global rows from that generator (``training.epoch_orders``: exactly the draws
+``model.fit`` makes), and the global mini-batches are that order cut into ``batch_size``
+rows, ``batch_size`` being the **global** batch.  Each rank computes the gradient of the
+rows of the global batch it holds (in the global order), scaled by its rows / the global
+batch's rows (a rank may hold none of a batch: a zero gradient), the scaled gradients are
+summed by one in-place ``Allreduce`` over the model's flat gradient buffer, and every rank
+applies the same step from the sum (``kernels.apply_gradients``: the non-finite guard,
+clipping, the update check and the fused update: the code ``train_epochs`` runs).  So a run
+on P ranks equals, up to the rounding of the sum, ``model.fit(X_all, y_all,
+batch_size=batch_size, shuffle=shuffle)`` of rank 0's model in one process, whatever the
+shard sizes (``tests/test_distributed.py`` checks 1e-10 in float64).  Every rank takes the
+same number of steps per epoch (``ceil(N / batch_size)``).
+
+**Bitwise agreement between ranks.**  Every rank applies the update to the same parameters
+from the Allreduce's result, so ranks stay bitwise identical exactly when every rank gets
+bitwise the same sum.  The MPI standard only advises this.  MPICH's allreduce algorithms for
+a commutative built-in operation (recursive doubling, reduce-scatter + allgather, ring) give
+each partner the same ``a + b`` (IEEE addition is commutative bit for bit) or compute each
+chunk once and copy it, so the results agree; the test checks bitwise agreement for 2 and 3
+ranks.  ``reduction="reduce_bcast"`` (a ``Reduce`` to rank 0 then a ``Bcast``: two
+collectives, agreement by construction) is there for an MPI where that does not hold.
+
+**Loss.**  ``history`` (a list of per-epoch losses, the same on every rank) holds each
+epoch's mean loss over the global rows of its applied batches: one ``Allreduce`` of two
+numbers per epoch.
+
+**Non-finite batches.**  A rank whose batch loss is NaN or inf puts a NaN into its gradient,
+so the sum is not finite on every rank and every rank skips (``on_nonfinite="skip_batch"``)
+or raises ``FloatingPointError`` (``"raise"``) at the same step.
+
+Not yet (the prototype refuses them or leaves them out): dropout (a rank's mask counter
+starts at row 0 of its local batch: masks would not be those of the global batch and would
+repeat across ranks; needs the global row offset in ``dropout``'s counter), batch norm
+(statistics per rank would move the running averages apart: needs either per-rank statistics
+with the running averages reduced, or synchronised statistics), learning-rate schedules,
+validation and early stopping, a bounded-time failure of all ranks when one fails, no
+allocation per epoch (the local order is built per epoch; nothing is allocated per step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .kernels.codes import STATUS_OK, Hyper
+from .training import epoch_orders
+
+__all__ = ["fit", "broadcast_model", "local_order"]
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise ImportError("fastbp.distributed needs mpi4py: pip install 'fastbp[mpi]'") from exc
+    return MPI
+
+
+def broadcast_model(model, comm, root=0):
+    """Make every rank's ``model`` rank ``root``'s: parameters (batch norm's running averages
+    included), optimizer state, the state record (step count, dropout key, position) and the
+    shuffle generator.  The configurations must agree (checked: ``ValueError`` on every
+    rank)."""
+    config = comm.bcast(model.get_config(), root=root)
+    same = config == model.get_config()
+    if not comm.allreduce(same, op=_mpi().LAND):
+        raise ValueError("fastbp.distributed: the model's configuration differs between ranks")
+    comm.Bcast(model._params_ext, root=root)
+    comm.Bcast(model._slots_buf, root=root)
+    comm.Bcast(model._state.view(np.uint8), root=root)
+    model._rng.bit_generator.state = comm.bcast(model._rng.bit_generator.state, root=root)
+
+
+def local_order(perm, offset, rows, batch_size):
+    """This rank's part of a global epoch order: ``(order, starts, counts)``, where
+    ``order`` lists the local indices of the global rows ``offset .. offset + rows - 1`` in
+    the order ``perm`` visits them, and global batch ``k`` holds the ``counts[k]`` rows
+    ``order[starts[k]:starts[k] + counts[k]]`` of this rank."""
+    mine = (perm >= offset) & (perm < offset + rows)
+    order = perm[mine] - offset
+    counts = np.add.reduceat(mine.astype(np.int64), np.arange(0, perm.size, batch_size))
+    starts = np.zeros_like(counts)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return order, starts, counts
+
+
+def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", reduction="allreduce"):
+    """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
+    calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch)
+    and ``shuffle``.  Returns the list of per-epoch mean training losses (the same on every
+    rank).  See the module's docstring for what a run is equivalent to."""
+    MPI = _mpi()
+    if reduction not in ("allreduce", "reduce_bcast"):
+        raise ValueError(f"reduction must be 'allreduce' or 'reduce_bcast', got {reduction!r}")
+    if on_nonfinite not in ("raise", "skip_batch"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch' here, got {on_nonfinite!r}")
+    if any(model.dropout) or any(model.batch_norm):
+        raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
+    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction)
+    if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
+        raise ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite and reduction "
+                         "must be the same on every rank")
+    X, T = model._check_data(X, y)
+    rows = X.shape[0]
+    sizes = comm.allgather(rows)
+    rank = comm.Get_rank()
+    N, offset = sum(sizes), sum(sizes[:rank])
+    B = min(int(batch_size), N)
+    broadcast_model(model, comm)
+
+    grads = model._grads
+    state = model._state
+    st = state[0]
+    h = model._hyper
+    lr = Hyper(*h).lr
+    local_rows = max(1, min(B, rows))
+    ws = model._train_workspace(local_rows)
+    cfg, guard = model._call(local_rows)
+    totals = np.zeros(2)
+    history = []
+    n_batches = (N + B - 1) // B
+    with guard:
+        for _ in range(int(epochs)):
+            perm = epoch_orders(model._rng, 1, N, shuffle)[0]
+            order, starts, counts = local_order(perm, offset, rows, B)
+            totals[:] = 0.0
+            for k in range(n_batches):
+                m_global = min(B, N - k * B)
+                m = int(counts[k])
+                loss = kernels.batch_gradients(model._net, state, ws, X, T, order, int(starts[k]), m, m / m_global,
+                                               cfg)
+                if reduction == "allreduce":
+                    comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+                else:
+                    comm.Reduce(MPI.IN_PLACE if rank == 0 else grads, grads if rank == 0 else None, op=MPI.SUM,
+                                root=0)
+                    comm.Bcast(grads, root=0)
+                applied = kernels.apply_gradients(model._net, state, ws, m, lr, cfg, h)
+                st["batches"] += 1
+                if applied:
+                    totals[0] += loss * m
+                    totals[1] += m
+                elif on_nonfinite == "raise":
+                    raise FloatingPointError(
+                        f"fastbp.distributed.fit: the gradient of epoch {int(st['epoch']) + 1}, batch {k} "
+                        f"(layer {int(st['bad_layer'])}) is NaN or inf on some rank (status {int(st['status'])}); "
+                        f"the step was not applied on any rank")
+                else:
+                    st["skipped"] += 1
+            comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
+            history.append(totals[0] / totals[1] if totals[1] > 0 else float("nan"))
+            st["epoch"] += 1
+            st["skipped"] = 0
+            assert st["status"] == STATUS_OK or on_nonfinite == "skip_batch"
+    return history
