@@ -32,10 +32,10 @@ def mpiexec():
     return found
 
 
-def run_ranks(sizes, batch, epochs, reduction="allreduce"):
+def run_ranks(sizes, batch, epochs, reduction="allreduce", case="adam"):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [mpiexec(), "-n", str(len(sizes)), sys.executable, os.path.join(HERE, "mpi", "distributed_fit.py"),
-           ",".join(map(str, sizes)), str(batch), str(epochs), reduction]
+           ",".join(map(str, sizes)), str(batch), str(epochs), reduction, case]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -62,6 +62,12 @@ def test_three_ranks_unequal_shards_match_one_process():
 
 def test_reduce_bcast_matches_allreduce():
     check(run_ranks([7, 50, 34], 16, 1, "reduce_bcast"))
+
+
+def test_nonfinite_loss_on_one_rank_skips_the_step_on_all():
+    result = run_ranks([20, 20], 8, 2, case="nonfinite")
+    assert result["single_skipped"] == 2, result  # the batch holding the huge row, once an epoch
+    check(result)
 
 
 def test_one_rank_is_fit_bit_for_bit():

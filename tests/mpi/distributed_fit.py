@@ -1,7 +1,10 @@
 """Run by tests/test_distributed.py under ``mpiexec -n P``: data-parallel ``fit`` against one
 process's ``model.fit`` with the global batch on the same global order.
 
-argv: shard sizes (one per rank, comma-separated), global batch size, epochs.  Rank 0 prints
+argv: shard sizes (one per rank, comma-separated), global batch size, epochs, the reduction,
+the case: "adam" (cross-entropy, Adam, l2, clipping) or "nonfinite" (MSE on linear layers, one
+row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
+must skip that step, as one process does).  Rank 0 prints
 one JSON line: the largest difference from the single-process weights and losses, and
 whether every rank's parameters and optimizer state are bitwise rank 0's."""
 
@@ -15,7 +18,10 @@ import fastbp
 import fastbp.distributed as dist
 
 
-def make_model():
+def make_model(case):
+    if case == "nonfinite":
+        return fastbp.MLP([6, 16, 3], activation="linear", loss="mse", dtype="float64", seed=3,
+                          optimizer=fastbp.optimizers.SGD(lr=0.01))
     return fastbp.MLP([6, 16, 12, 3], activation="tanh", dtype="float64", seed=3, l2=1e-3, clip_norm=5.0,
                       optimizer=fastbp.optimizers.Adam(lr=0.01))
 
@@ -25,32 +31,39 @@ def main():
     sizes = [int(s) for s in sys.argv[1].split(",")]
     batch, epochs = int(sys.argv[2]), int(sys.argv[3])
     reduction = sys.argv[4] if len(sys.argv) > 4 else "allreduce"
+    case = sys.argv[5] if len(sys.argv) > 5 else "adam"
     assert len(sizes) == comm.Get_size(), (sizes, comm.Get_size())
     rng = np.random.default_rng(7)
     N = sum(sizes)
     X = rng.standard_normal((N, 6))
     y = rng.integers(0, 3, N)
+    options = {}
+    if case == "nonfinite":
+        y = rng.standard_normal((N, 3))
+        X[sizes[0] + 1] = 1e160  # rank 1's second row
+        options = {"on_nonfinite": "skip_batch"}
     rank = comm.Get_rank()
     lo = sum(sizes[:rank])
-    model = make_model()
+    model = make_model(case)
     if rank > 0:  # other ranks start elsewhere: the broadcast must make them rank 0's model
         model.set_weights([(W + 1.0, b - 1.0) for W, b in model.get_weights()])
     losses = dist.fit(model, X[lo:lo + sizes[rank]], y[lo:lo + sizes[rank]], comm, epochs=epochs, batch_size=batch,
-                      reduction=reduction)
+                      reduction=reduction, **options)
     mine = np.concatenate([model._params_ext, model._slots_buf.ravel(), model._state.view(np.uint8).astype(float)])
     every = comm.gather(mine, root=0)
     all_losses = comm.gather(losses, root=0)
     if rank == 0:
-        single = make_model()
-        history = single.fit(X, y, epochs=epochs, batch_size=batch)
-        weights = max(float(np.max(np.abs(p - q))) for p, q in zip(model._params_ext, single._params_ext))
-        slots = float(np.max(np.abs(model._slots_buf - single._slots_buf)))
+        single = make_model(case)
+        history = single.fit(X, y, epochs=epochs, batch_size=batch, **options)
+        weights = float(np.max(np.abs(model._params_ext - single._params_ext)))
+        slots = float(np.max(np.abs(model._slots_buf - single._slots_buf), initial=0.0))
         print(json.dumps({
             "ranks": comm.Get_size(),
             "weights_diff": weights,
             "slots_diff": slots,
             "loss_diff": max(abs(a - b) for a, b in zip(losses, list(history))),
             "step": int(model._state[0]["step"]), "single_step": int(single._state[0]["step"]),
+            "single_skipped": int(sum(history.history.get("skipped_batches", [0]))),
             "ranks_bitwise": all(np.array_equal(e.view(np.uint64), every[0].view(np.uint64)) for e in every),
             "losses_equal": all(l == all_losses[0] for l in all_losses),
         }), flush=True)
