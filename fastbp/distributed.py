@@ -98,29 +98,69 @@ def local_order(perm, offset, rows, batch_size):
     return order, starts, counts
 
 
-def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", reduction="allreduce"):
+class _Collective(Exception):
+    """An error every rank raises at the same point (a wrapper: ``fit`` raises its cause)."""
+
+
+def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", reduction="allreduce",
+        abort_on_error=True):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch)
     and ``shuffle``.  Returns the list of per-epoch mean training losses (the same on every
-    rank).  See the module's docstring for what a run is equivalent to."""
+    rank).  See the module's docstring for what a run is equivalent to.
+
+    Errors every rank meets together (options or configurations that differ between ranks, a
+    non-finite step with ``on_nonfinite="raise"``) are raised on every rank.  Any other
+    exception on one rank (bad data in its shard, Ctrl-C, a failure in the kernels) would
+    leave the other ranks waiting in a collective forever: with ``abort_on_error`` (the
+    default) that rank prints it to stderr, naming itself, and calls ``comm.Abort(1)``, which
+    ends every process of the job (``mpiexec`` exits non-zero); without it the exception is
+    raised on that rank only."""
     MPI = _mpi()
+    # (before any collective: raised on every rank given the same arguments and model)
     if reduction not in ("allreduce", "reduce_bcast"):
         raise ValueError(f"reduction must be 'allreduce' or 'reduce_bcast', got {reduction!r}")
     if on_nonfinite not in ("raise", "skip_batch"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch' here, got {on_nonfinite!r}")
     if any(model.dropout) or any(model.batch_norm):
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
+    try:
+        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, reduction)
+    except _Collective as exc:
+        raise exc.__cause__ from None
+    except BaseException as exc:
+        if not abort_on_error:
+            raise
+        import sys
+        import traceback
+        sys.stderr.write(f"fastbp.distributed.fit: rank {comm.Get_rank()} of {comm.Get_size()} failed; "
+                         f"aborting every rank:\n{''.join(traceback.format_exception(exc))}")
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise  # (not reached)
+
+
+def _collective(exc):
+    wrapped = _Collective()
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, reduction):
     options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction)
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
-        raise ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite and reduction "
-                         "must be the same on every rank")
+        raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite and reduction "
+                         "must be the same on every rank"))
     X, T = model._check_data(X, y)
     rows = X.shape[0]
     sizes = comm.allgather(rows)
     rank = comm.Get_rank()
     N, offset = sum(sizes), sum(sizes[:rank])
     B = min(int(batch_size), N)
-    broadcast_model(model, comm)
+    try:
+        broadcast_model(model, comm)
+    except ValueError as exc:
+        raise _collective(exc) from None
 
     grads = model._grads
     state = model._state
@@ -155,10 +195,10 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
                     totals[0] += loss * m
                     totals[1] += m
                 elif on_nonfinite == "raise":
-                    raise FloatingPointError(
+                    raise _collective(FloatingPointError(
                         f"fastbp.distributed.fit: the gradient of epoch {int(st['epoch']) + 1}, batch {k} "
                         f"(layer {int(st['bad_layer'])}) is NaN or inf on some rank (status {int(st['status'])}); "
-                        f"the step was not applied on any rank")
+                        f"the step was not applied on any rank"))
                 else:
                     st["skipped"] += 1
             comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)

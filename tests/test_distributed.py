@@ -32,11 +32,15 @@ def mpiexec():
     return found
 
 
-def run_ranks(sizes, batch, epochs, reduction="allreduce", case="adam"):
+def launch(sizes, batch, epochs, reduction="allreduce", case="adam", timeout=600):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [mpiexec(), "-n", str(len(sizes)), sys.executable, os.path.join(HERE, "mpi", "distributed_fit.py"),
            ",".join(map(str, sizes)), str(batch), str(epochs), reduction, case]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_ranks(sizes, batch, epochs, reduction="allreduce", case="adam"):
+    done = launch(sizes, batch, epochs, reduction, case)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -68,6 +72,15 @@ def test_nonfinite_loss_on_one_rank_skips_the_step_on_all():
     result = run_ranks([20, 20], 8, 2, case="nonfinite")
     assert result["single_skipped"] == 2, result  # the batch holding the huge row, once an epoch
     check(result)
+
+
+def test_a_failing_rank_stops_every_rank():
+    """Rank 1 raises at its third step while rank 0 waits in the Allreduce: rank 1 names
+    itself and aborts the job (``comm.Abort``), so mpiexec ends, non-zero, instead of rank 0
+    waiting forever (the timeout bounds the test, not the job)."""
+    done = launch([20, 20], 8, 2, case="fail", timeout=300)
+    assert done.returncode != 0
+    assert "rank 1 of 2 failed" in done.stderr and "injected failure on rank 1" in done.stderr, done.stderr
 
 
 def test_one_rank_is_fit_bit_for_bit():

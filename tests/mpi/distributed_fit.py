@@ -4,7 +4,8 @@ process's ``model.fit`` with the global batch on the same global order.
 argv: shard sizes (one per rank, comma-separated), global batch size, epochs, the reduction,
 the case: "adam" (cross-entropy, Adam, l2, clipping) or "nonfinite" (MSE on linear layers, one
 row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
-must skip that step, as one process does).  Rank 0 prints
+must skip that step, as one process does) or "fail" (rank 1's third gradient call raises: every
+rank must stop, mpiexec exiting non-zero).  Rank 0 prints
 one JSON line: the largest difference from the single-process weights and losses, and
 whether every rank's parameters and optimizer state are bitwise rank 0's."""
 
@@ -38,11 +39,23 @@ def main():
     X = rng.standard_normal((N, 6))
     y = rng.integers(0, 3, N)
     options = {}
+    rank = comm.Get_rank()
+    if case == "fail" and rank == 1:
+        calls = [0]
+        batch_gradients = dist.kernels.batch_gradients
+
+        def failing(*args):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise RuntimeError("injected failure on rank 1")
+            return batch_gradients(*args)
+        dist.kernels = type(dist.kernels)("failing_kernels")
+        dist.kernels.batch_gradients = failing
+        dist.kernels.apply_gradients = fastbp.kernels.apply_gradients
     if case == "nonfinite":
         y = rng.standard_normal((N, 3))
         X[sizes[0] + 1] = 1e160  # rank 1's second row
         options = {"on_nonfinite": "skip_batch"}
-    rank = comm.Get_rank()
     lo = sum(sizes[:rank])
     model = make_model(case)
     if rank > 0:  # other ranks start elsewhere: the broadcast must make them rank 0's model
