@@ -42,13 +42,16 @@ numbers per epoch.
 so the sum is not finite on every rank and every rank skips (``on_nonfinite="skip_batch"``)
 or raises ``FloatingPointError`` (``"raise"``) at the same step.
 
-Not yet (the prototype refuses them or leaves them out): dropout (a rank's mask counter
-starts at row 0 of its local batch: masks would not be those of the global batch and would
-repeat across ranks; needs the global row offset in ``dropout``'s counter), batch norm
-(statistics per rank would move the running averages apart: needs either per-rank statistics
-with the running averages reduced, or synchronised statistics), learning-rate schedules,
-validation and early stopping, a bounded-time failure of all ranks when one fails, no
-allocation per epoch (the local order is built per epoch; nothing is allocated per step).
+Not yet (the prototype refuses them or leaves them out): dropout (refused: a mask is a
+function of the row's index in the batch, ``kernels.dropout``, so a rank's local rows would
+get the masks of the global batch's first rows, the same on every rank; needs each local row's
+position in the global batch passed to ``dropout_forward`` / ``dropout_backward``), batch norm
+(refused: statistics per rank would move the running averages apart: needs synchronised
+statistics, an Allreduce of each layer's sums inside the forward pass, or per-rank statistics
+with the running averages averaged), validation and early stopping, saving from rank 0 only,
+no allocation per epoch (the local order is built per epoch; nothing is allocated per step
+but Python scalars), an epoch stopped part-way by ``"raise"`` rewinding the shuffle
+generator as ``fit`` does.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ import numpy as np
 
 from . import kernels
 from .kernels.codes import STATUS_OK, Hyper
-from .training import epoch_orders
+from .kernels.optim import UNMEASURED
+from .training import epoch_orders, epoch_rates
 
 __all__ = ["fit", "broadcast_model", "local_order"]
 
@@ -102,11 +106,12 @@ class _Collective(Exception):
     """An error every rank raises at the same point (a wrapper: ``fit`` raises its cause)."""
 
 
-def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", reduction="allreduce",
-        abort_on_error=True):
+def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
+        reduction="allreduce", abort_on_error=True):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
-    calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch)
-    and ``shuffle``.  Returns the list of per-epoch mean training losses (the same on every
+    calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
+    ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
+    rank computes the same rates from the same counts).  Returns the list of per-epoch mean training losses (the same on every
     rank).  See the module's docstring for what a run is equivalent to.
 
     Errors every rank meets together (options or configurations that differ between ranks, a
@@ -125,7 +130,7 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     if any(model.dropout) or any(model.batch_norm):
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
-        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, reduction)
+        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -146,10 +151,11 @@ def _collective(exc):
     return wrapped
 
 
-def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, reduction):
-    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction)
+def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction):
+    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, repr(lr_schedule))
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
-        raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite and reduction "
+        raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, lr_schedule and "
+                                     "reduction "
                          "must be the same on every rank"))
     X, T = model._check_data(X, y)
     rows = X.shape[0]
@@ -167,6 +173,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, redu
     st = state[0]
     h = model._hyper
     lr = Hyper(*h).lr
+    bounds = (0.0, 0.0, 0.0, UNMEASURED)  # the update check's bounds, carried from step to step
     local_rows = max(1, min(B, rows))
     ws = model._train_workspace(local_rows)
     cfg, guard = model._call(local_rows)
@@ -175,6 +182,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, redu
     n_batches = (N + B - 1) // B
     with guard:
         for _ in range(int(epochs)):
+            rates = epoch_rates(lr_schedule, model, N, B, shuffle, 1, n_batches)[0]
             perm = epoch_orders(model._rng, 1, N, shuffle)[0]
             order, starts, counts = local_order(perm, offset, rows, B)
             totals[:] = 0.0
@@ -189,7 +197,8 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, redu
                     comm.Reduce(MPI.IN_PLACE if rank == 0 else grads, grads if rank == 0 else None, op=MPI.SUM,
                                 root=0)
                     comm.Bcast(grads, root=0)
-                applied = kernels.apply_gradients(model._net, state, ws, m, lr, cfg, h)
+                rate = rates[k] if rates.size else lr
+                applied, bounds = kernels.apply_gradients(model._net, state, ws, m, rate, cfg, h, bounds)
                 st["batches"] += 1
                 if applied:
                     totals[0] += loss * m

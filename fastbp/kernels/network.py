@@ -577,13 +577,15 @@ def batch_gradients(net, state, ws, X, T, perm, start, m, scale, cfg):
 
 
 @jit
-def apply_gradients(net, state, ws, m, lr, cfg, h):
+def apply_gradients(net, state, ws, m, lr, cfg, h, bounds):
     """The second half of a training step from the gradient in ``net.grads`` (summed over the
     ranks): the non-finite gradient guard (``STATUS_GRAD`` and the first layer from the output
     that is not finite), then ``_apply_gradients``, the same code as ``train_epochs``' steps
     (clipping, the update check, the fused update, batch norm's running averages from the
-    ``m``-row statistics in ``ws``).  Returns whether the step was applied; ``state`` says
-    why not."""
+    ``m``-row statistics in ``ws``).  Returns whether the step was applied (``state`` says
+    why not) and the bounds to pass to the next call (``_train_step``; ``(0, 0, 0,
+    UNMEASURED)`` at the first, or after anything but this function changed the parameters
+    or the optimizer state)."""
     fp = flush_denormals()
     net, ws, cfg = named(net, ws, cfg)
     h = Hyper(*h)
@@ -600,9 +602,9 @@ def apply_gradients(net, state, ws, m, lr, cfg, h):
                 st.bad_layer = l
                 break
     else:
-        _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, (0.0, 0.0, 0.0, UNMEASURED))
+        bounds = _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, bounds)
     restore_fp_control(fp)
-    return st.status == STATUS_OK
+    return st.status == STATUS_OK, bounds
 
 
 @jit

@@ -2,7 +2,7 @@
 process's ``model.fit`` with the global batch on the same global order.
 
 argv: shard sizes (one per rank, comma-separated), global batch size, epochs, the reduction,
-the case: "adam" (cross-entropy, Adam, l2, clipping) or "nonfinite" (MSE on linear layers, one
+the case: "adam" (cross-entropy, Adam, l2, clipping, a per-step schedule) or "nonfinite" (MSE on linear layers, one
 row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
 must skip that step, as one process does) or "fail" (rank 1's third gradient call raises: every
 rank must stop, mpiexec exiting non-zero).  Rank 0 prints
@@ -13,7 +13,6 @@ import json
 import sys
 
 import numpy as np
-from mpi4py import MPI
 
 import fastbp
 import fastbp.distributed as dist
@@ -28,6 +27,7 @@ def make_model(case):
 
 
 def main():
+    from mpi4py import MPI
     comm = MPI.COMM_WORLD
     sizes = [int(s) for s in sys.argv[1].split(",")]
     batch, epochs = int(sys.argv[2]), int(sys.argv[3])
@@ -38,7 +38,7 @@ def main():
     N = sum(sizes)
     X = rng.standard_normal((N, 6))
     y = rng.integers(0, 3, N)
-    options = {}
+    options = {"lr_schedule": fastbp.schedules.Cosine(0.02, 0.001, period=4, unit="step")}
     rank = comm.Get_rank()
     if case == "fail" and rank == 1:
         calls = [0]
@@ -82,4 +82,5 @@ def main():
         }), flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()
