@@ -122,3 +122,56 @@ def test_refuses_dropout_and_batch_norm():
         dist.fit(fastbp.MLP([3, 4, 2], dropout=0.5), X, y, MPI.COMM_SELF)
     with pytest.raises(NotImplementedError):
         dist.fit(fastbp.MLP([3, 4, 2], batch_norm=True), X, y, MPI.COMM_SELF)
+
+
+ALLOCATIONS = """
+import json
+import numpy as np
+import numba
+from numba.core.runtime import rtsys
+from mpi4py import MPI
+import fastbp
+import fastbp.distributed as dist
+from fastbp import kernels
+
+@numba.njit
+def noop(*args):
+    return 0
+
+def allocs(fn, *args):
+    before = rtsys.get_allocation_stats()
+    fn(*args)
+    after = rtsys.get_allocation_stats()
+    return after.alloc - before.alloc, after.free - before.free
+
+rng = np.random.default_rng(0)
+model = fastbp.MLP([6, 9, 3], dtype="float64", seed=0, l2=1e-3, clip_norm=1.0)
+X, y = rng.standard_normal((40, 6)), rng.integers(0, 3, 40)
+dist.fit(model, X, y, MPI.COMM_SELF, epochs=1, batch_size=8)  # compile, size the workspace
+T = model._check_y(y, 40)
+order = np.arange(40)
+cfg = model._call(8)[0]
+bounds = (0.0, 0.0, 0.0, 0.0)
+first = (model._net, model._state, model._ws, X, T, order, 8, 8, 0.5, cfg)
+second = (model._net, model._state, model._ws, 8, 1e-3, cfg, model._hyper, bounds)
+out = {}
+for name, fn, args in (("batch_gradients", kernels.batch_gradients, first),
+                       ("apply_gradients", kernels.apply_gradients, second)):
+    fn(*args)
+    noop(*args)
+    out[name] = dict(step=[allocs(fn, *args) for _ in range(3)], boundary=allocs(noop, *args))
+print(json.dumps(out))
+"""
+
+
+def test_the_split_step_allocates_nothing_beyond_argument_boundary():
+    """Both halves of a step allocate nothing but the descriptors of their array arguments
+    (measured as ``tests/test_allocations.py`` does, with Numba's NRT statistics); the
+    Allreduce between them is in place on the model's gradient buffer."""
+    env = dict(os.environ, NUMBA_NRT_STATS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", ALLOCATIONS], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for name, case in json.loads(res.stdout.strip().splitlines()[-1]).items():
+        assert case["boundary"][0] > 0, name
+        for allocated, freed in case["step"]:
+            assert allocated == case["boundary"][0] and freed == allocated, (name, case)
