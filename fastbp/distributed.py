@@ -56,6 +56,8 @@ generator as ``fit`` does.
 
 from __future__ import annotations
 
+from time import perf_counter
+
 import numpy as np
 
 from . import kernels
@@ -107,7 +109,7 @@ class _Collective(Exception):
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-        reduction="allreduce", abort_on_error=True):
+        reduction="allreduce", abort_on_error=True, step_times=None):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
@@ -120,7 +122,11 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     leave the other ranks waiting in a collective forever: with ``abort_on_error`` (the
     default) that rank prints it to stderr, naming itself, and calls ``comm.Abort(1)``, which
     ends every process of the job (``mpiexec`` exits non-zero); without it the exception is
-    raised on that rank only."""
+    raised on that rank only.
+
+    ``step_times``: a list to which each step's ``(compute, reduce)`` seconds on this rank are
+    appended (both halves of the step; the gradient's reduction), for
+    ``benchmarks/distributed.py``."""
     MPI = _mpi()
     # (before any collective: raised on every rank given the same arguments and model)
     if reduction not in ("allreduce", "reduce_bcast"):
@@ -130,7 +136,8 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     if any(model.dropout) or any(model.batch_norm):
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
-        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction)
+        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction,
+                    step_times)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -151,7 +158,7 @@ def _collective(exc):
     return wrapped
 
 
-def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction):
+def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction, step_times):
     options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, repr(lr_schedule))
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
         raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, lr_schedule and "
@@ -189,16 +196,21 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
             for k in range(n_batches):
                 m_global = min(B, N - k * B)
                 m = int(counts[k])
+                t0 = perf_counter()
                 loss = kernels.batch_gradients(model._net, state, ws, X, T, order, int(starts[k]), m, m / m_global,
                                                cfg)
+                t1 = perf_counter()
                 if reduction == "allreduce":
                     comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
                 else:
                     comm.Reduce(MPI.IN_PLACE if rank == 0 else grads, grads if rank == 0 else None, op=MPI.SUM,
                                 root=0)
                     comm.Bcast(grads, root=0)
+                t2 = perf_counter()
                 rate = rates[k] if rates.size else lr
                 applied, bounds = kernels.apply_gradients(model._net, state, ws, m, rate, cfg, h, bounds)
+                if step_times is not None:
+                    step_times.append((t1 - t0 + perf_counter() - t2, t2 - t1))
                 st["batches"] += 1
                 if applied:
                     totals[0] += loss * m
