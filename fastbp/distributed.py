@@ -48,7 +48,7 @@ get the masks of the global batch's first rows, the same on every rank; needs ea
 position in the global batch passed to ``dropout_forward`` / ``dropout_backward``), batch norm
 (refused: statistics per rank would move the running averages apart: needs synchronised
 statistics, an Allreduce of each layer's sums inside the forward pass, or per-rank statistics
-with the running averages averaged), validation and early stopping, saving from rank 0 only,
+with the running averages averaged), early stopping, progress output from rank 0, saving from rank 0 only,
 no allocation per epoch (the local order is built per epoch; nothing is allocated per step
 but Python scalars), an epoch stopped part-way by ``"raise"`` rewinding the shuffle
 generator as ``fit`` does.
@@ -63,7 +63,7 @@ import numpy as np
 from . import kernels
 from .kernels.codes import STATUS_OK, Hyper
 from .kernels.optim import UNMEASURED
-from .training import epoch_orders, epoch_rates
+from .training import History, epoch_orders, epoch_rates
 
 __all__ = ["fit", "broadcast_model", "local_order"]
 
@@ -109,12 +109,19 @@ class _Collective(Exception):
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-        reduction="allreduce", abort_on_error=True, step_times=None):
+        validation_data=None, reduction="allreduce", abort_on_error=True, step_times=None):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
     rank computes the same rates from the same counts).  Returns the list of per-epoch mean training losses (the same on every
     rank).  See the module's docstring for what a run is equivalent to.
+
+    Returns a ``fastbp.training.History`` (the per-epoch losses; ``history.history`` with
+    ``skipped_batches`` with ``on_nonfinite="skip_batch"``, ``lr`` with a schedule, and, with ``validation_data``, ``val_loss`` and, for classifiers,
+    ``val_accuracy``), the same on every rank.  ``validation_data``: this rank's shard of the
+    held-out rows (it may have none: ``(X[:0], y[:0])``); the metrics are those of all ranks'
+    rows together (each rank's weighted by its rows; one ``Allreduce`` per epoch carries
+    them with the training loss).
 
     Errors every rank meets together (options or configurations that differ between ranks, a
     non-finite step with ``on_nonfinite="raise"``) are raised on every rank.  Any other
@@ -136,8 +143,8 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     if any(model.dropout) or any(model.batch_norm):
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
-        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction,
-                    step_times)
+        return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
+                    validation_data, reduction, step_times)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -158,13 +165,18 @@ def _collective(exc):
     return wrapped
 
 
-def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, reduction, step_times):
-    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, repr(lr_schedule))
+def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data, reduction,
+         step_times):
+    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, repr(lr_schedule),
+               validation_data is None)
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
         raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, lr_schedule and "
                                      "reduction "
                          "must be the same on every rank"))
     X, T = model._check_data(X, y)
+    val = None
+    if validation_data is not None and np.shape(validation_data[0])[0] > 0:
+        val = model._check_data(*validation_data)
     rows = X.shape[0]
     sizes = comm.allgather(rows)
     rank = comm.Get_rank()
@@ -184,8 +196,8 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
     local_rows = max(1, min(B, rows))
     ws = model._train_workspace(local_rows)
     cfg, guard = model._call(local_rows)
-    totals = np.zeros(2)
-    history = []
+    totals = np.zeros(5)  # per epoch: loss x rows, rows; validation loss x rows, correct share x rows, rows
+    history = History()
     n_batches = (N + B - 1) // B
     with guard:
         for _ in range(int(epochs)):
@@ -222,8 +234,21 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                         f"the step was not applied on any rank"))
                 else:
                     st["skipped"] += 1
+            if val is not None:
+                val_loss, metrics = model._evaluate(*val)
+                rows_v = val[0].shape[0]
+                totals[2:] = val_loss * rows_v, metrics.get("accuracy", 0.0) * rows_v, rows_v
             comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
-            history.append(totals[0] / totals[1] if totals[1] > 0 else float("nan"))
+            metrics = {"loss": totals[0] / totals[1] if totals[1] > 0 else float("nan")}  # as fit records them
+            if on_nonfinite == "skip_batch":
+                metrics["skipped_batches"] = int(st["skipped"])
+            if rates.size:
+                metrics["lr"] = float(rates[-1])  # the epoch's last rate
+            if validation_data is not None:
+                metrics["val_loss"] = totals[2] / totals[4]
+                if model.is_classifier:
+                    metrics["val_accuracy"] = totals[3] / totals[4]
+            history._record(**metrics)
             st["epoch"] += 1
             st["skipped"] = 0
             assert st["status"] == STATUS_OK or on_nonfinite == "skip_batch"

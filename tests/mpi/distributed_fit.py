@@ -60,20 +60,27 @@ def main():
     model = make_model(case)
     if rank > 0:  # other ranks start elsewhere: the broadcast must make them rank 0's model
         model.set_weights([(W + 1.0, b - 1.0) for W, b in model.get_weights()])
-    losses = dist.fit(model, X[lo:lo + sizes[rank]], y[lo:lo + sizes[rank]], comm, epochs=epochs, batch_size=batch,
-                      reduction=reduction, **options)
+    Xv, yv = rng.standard_normal((13, 6)), (y[:13] if case == "nonfinite" else rng.integers(0, 3, 13))
+    v = {0: (0, 4), 1: (4, 13)}.get(rank, (13, 13))  # 4 rows, 9 rows, none
+    history_d = dist.fit(model, X[lo:lo + sizes[rank]], y[lo:lo + sizes[rank]], comm, epochs=epochs, batch_size=batch,
+                         reduction=reduction, validation_data=(Xv[v[0]:v[1]], yv[v[0]:v[1]]), **options)
+    losses = list(history_d)
     mine = np.concatenate([model._params_ext, model._slots_buf.ravel(), model._state.view(np.uint8).astype(float)])
     every = comm.gather(mine, root=0)
     all_losses = comm.gather(losses, root=0)
     if rank == 0:
         single = make_model(case)
-        history = single.fit(X, y, epochs=epochs, batch_size=batch, **options)
+        history = single.fit(X, y, epochs=epochs, batch_size=batch, validation_data=(Xv, yv), **options)
+        metric_diff = max(abs(a - b) for key in history.history for a, b in
+                          zip(history_d.history[key], history.history[key]))
+        assert set(history.history) == set(history_d.history), (history.history, history_d.history)
         weights = float(np.max(np.abs(model._params_ext - single._params_ext)))
         slots = float(np.max(np.abs(model._slots_buf - single._slots_buf), initial=0.0))
         print(json.dumps({
             "ranks": comm.Get_size(),
             "weights_diff": weights,
             "slots_diff": slots,
+            "metric_diff": metric_diff,
             "loss_diff": max(abs(a - b) for a, b in zip(losses, list(history))),
             "step": int(model._state[0]["step"]), "single_step": int(single._state[0]["step"]),
             "single_skipped": int(sum(history.history.get("skipped_batches", [0]))),
