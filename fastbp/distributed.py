@@ -34,9 +34,10 @@ chunk once and copy it, so the results agree; the test checks bitwise agreement 
 ranks.  ``reduction="reduce_bcast"`` (a ``Reduce`` to rank 0 then a ``Bcast``: two
 collectives, agreement by construction) is there for an MPI where that does not hold.
 
-**Loss.**  ``history`` (a list of per-epoch losses, the same on every rank) holds each
-epoch's mean loss over the global rows of its applied batches: one ``Allreduce`` of two
-numbers per epoch.
+**Loss and validation.**  ``fit`` returns a ``History`` as ``model.fit`` records it, the
+same on every rank: each epoch's mean loss over the global rows of its applied batches and,
+with ``validation_data`` (each rank's shard of the held-out rows), the validation loss and
+accuracy of all ranks' rows together: one ``Allreduce`` of five numbers per epoch.
 
 **Non-finite batches.**  A rank whose batch loss is NaN or inf puts a NaN into its gradient,
 so the sum is not finite on every rank and every rank skips (``on_nonfinite="skip_batch"``)
