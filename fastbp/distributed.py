@@ -49,7 +49,7 @@ get the masks of the global batch's first rows, the same on every rank; needs ea
 position in the global batch passed to ``dropout_forward`` / ``dropout_backward``), batch norm
 (refused: statistics per rank would move the running averages apart: needs synchronised
 statistics, an Allreduce of each layer's sums inside the forward pass, or per-rank statistics
-with the running averages averaged), early stopping, progress output from rank 0, saving from rank 0 only,
+with the running averages averaged), progress output from rank 0, saving from rank 0 only,
 no allocation per epoch (the local order is built per epoch; nothing is allocated per step
 but Python scalars), an epoch stopped part-way by ``"raise"`` rewinding the shuffle
 generator as ``fit`` does.
@@ -62,9 +62,10 @@ from time import perf_counter
 import numpy as np
 
 from . import kernels
-from .kernels.codes import STATUS_OK, Hyper
+from .kernels.codes import Hyper
 from .kernels.optim import UNMEASURED
-from .training import History, epoch_orders, epoch_rates
+from .training import EarlyStopper, History, epoch_orders, epoch_rates
+from .validation import early_stopping_monitor
 
 __all__ = ["fit", "broadcast_model", "local_order"]
 
@@ -110,7 +111,7 @@ class _Collective(Exception):
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-        validation_data=None, reduction="allreduce", abort_on_error=True, step_times=None):
+        validation_data=None, early_stopping=None, reduction="allreduce", abort_on_error=True, step_times=None):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
@@ -122,7 +123,9 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     ``val_accuracy``), the same on every rank.  ``validation_data``: this rank's shard of the
     held-out rows (it may have none: ``(X[:0], y[:0])``); the metrics are those of all ranks'
     rows together (each rank's weighted by its rows; one ``Allreduce`` per epoch carries
-    them with the training loss).
+    them with the training loss).  ``early_stopping``: ``model.fit``'s rule, decided on those
+    metrics, which are bitwise the same on every rank, so every rank stops at the same epoch
+    and restores the same parameters.
 
     Errors every rank meets together (options or configurations that differ between ranks, a
     non-finite step with ``on_nonfinite="raise"``) are raised on every rank.  Any other
@@ -145,7 +148,7 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
         return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
-                    validation_data, reduction, step_times)
+                    validation_data, early_stopping, reduction, step_times)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -166,15 +169,17 @@ def _collective(exc):
     return wrapped
 
 
-def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data, reduction,
-         step_times):
+def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data,
+         early_stopping, reduction, step_times):
     options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, repr(lr_schedule),
-               validation_data is None)
+               validation_data is None, repr(early_stopping))
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
         raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, lr_schedule and "
                                      "reduction "
                          "must be the same on every rank"))
     X, T = model._check_data(X, y)
+    monitor = early_stopping_monitor(early_stopping, validation_data is not None, model.is_classifier)
+    stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
     val = None
     if validation_data is not None and np.shape(validation_data[0])[0] > 0:
         val = model._check_data(*validation_data)
@@ -201,7 +206,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
     history = History()
     n_batches = (N + B - 1) // B
     with guard:
-        for _ in range(int(epochs)):
+        for epoch in range(1, int(epochs) + 1):
             rates = epoch_rates(lr_schedule, model, N, B, shuffle, 1, n_batches)[0]
             perm = epoch_orders(model._rng, 1, N, shuffle)[0]
             order, starts, counts = local_order(perm, offset, rows, B)
@@ -252,5 +257,8 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
             history._record(**metrics)
             st["epoch"] += 1
             st["skipped"] = 0
-            assert st["status"] == STATUS_OK or on_nonfinite == "skip_batch"
+            if stopper is not None and stopper.should_stop(metrics, epoch, model._params_ext, history):
+                break
+    if stopper is not None:
+        stopper.restore_best(model._params_ext)
     return history

@@ -68,6 +68,8 @@ def check(result):
     assert result["slots_diff"] <= 1e-10, result
     assert result["loss_diff"] <= 1e-10, result
     assert result["metric_diff"] <= 1e-10, result  # validation loss and accuracy, skipped batches
+    stopped, single_stopped, best, single_best = result["stopped"]
+    assert stopped == single_stopped and best == single_best, result
 
 
 def test_two_ranks_equal_shards_match_one_process(warm_cache):

@@ -2,7 +2,8 @@
 process's ``model.fit`` with the global batch on the same global order.
 
 argv: shard sizes (one per rank, comma-separated), global batch size, epochs, the reduction,
-the case: "adam" (cross-entropy, Adam, l2, clipping, a per-step schedule) or "nonfinite" (MSE on linear layers, one
+the case: "adam" (cross-entropy, Adam, l2, clipping, a per-step schedule, early stopping
+restoring the best epoch) or "nonfinite" (MSE on linear layers, one
 row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
 must skip that step, as one process does) or "fail" (rank 1's third gradient call raises: every
 rank must stop, mpiexec exiting non-zero).  Rank 0 prints
@@ -38,7 +39,10 @@ def main():
     N = sum(sizes)
     X = rng.standard_normal((N, 6))
     y = rng.integers(0, 3, N)
-    options = {"lr_schedule": fastbp.schedules.Cosine(0.02, 0.001, period=4, unit="step")}
+    # early stopping that stops at epoch 2 (no improvement by 10) and restores epoch 1's weights
+    options = {"lr_schedule": fastbp.schedules.Cosine(0.02, 0.001, period=4, unit="step"),
+               "early_stopping": fastbp.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0,
+                                                      restore_best=True)}
     rank = comm.Get_rank()
     if case == "fail" and rank == 1:
         calls = [0]
@@ -86,6 +90,7 @@ def main():
             "single_skipped": int(sum(history.history.get("skipped_batches", [0]))),
             "ranks_bitwise": all(np.array_equal(e.view(np.uint64), every[0].view(np.uint64)) for e in every),
             "losses_equal": all(l == all_losses[0] for l in all_losses),
+            "stopped": [history_d.stopped, history.stopped, history_d.best_epoch, history.best_epoch],
         }), flush=True)
 
 
