@@ -245,15 +245,15 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                 rows_v = val[0].shape[0]
                 totals[2:] = val_loss * rows_v, metrics.get("accuracy", 0.0) * rows_v, rows_v
             comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
-            metrics = {"loss": totals[0] / totals[1] if totals[1] > 0 else float("nan")}  # as fit records them
+            metrics = {"loss": float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")}  # as fit records them
             if on_nonfinite == "skip_batch":
                 metrics["skipped_batches"] = int(st["skipped"])
             if rates.size:
                 metrics["lr"] = float(rates[-1])  # the epoch's last rate
             if validation_data is not None:
-                metrics["val_loss"] = totals[2] / totals[4]
+                metrics["val_loss"] = float(totals[2] / totals[4])
                 if model.is_classifier:
-                    metrics["val_accuracy"] = totals[3] / totals[4]
+                    metrics["val_accuracy"] = float(totals[3] / totals[4])
             history._record(**metrics)
             st["epoch"] += 1
             st["skipped"] = 0
