@@ -57,6 +57,7 @@ generator as ``fit`` does.
 
 from __future__ import annotations
 
+import zlib
 from time import perf_counter
 
 import numpy as np
@@ -116,7 +117,8 @@ class _Collective(Exception):
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-        validation_data=None, early_stopping=None, reduction="allreduce", abort_on_error=True, step_times=None):
+        validation_data=None, early_stopping=None, reduction="allreduce", verify=True, abort_on_error=True,
+        step_times=None):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
@@ -140,6 +142,11 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     ends every process of the job (``mpiexec`` exits non-zero); without it the exception is
     raised on that rank only.
 
+    ``verify`` (default): after every epoch the ranks compare a CRC-32 of their parameters and
+    optimizer state (one ``allgather`` of an integer); ranks that are no longer bitwise
+    identical (an MPI whose reduction does not give every rank the same bits: see the
+    module's docstring) raise ``RuntimeError`` on every rank.
+
     ``step_times``: a list to which each step's ``(compute, reduce)`` seconds on this rank are
     appended (both halves of the step; the gradient's reduction), for
     ``benchmarks/distributed.py``."""
@@ -153,7 +160,7 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
         raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
         return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
-                    validation_data, early_stopping, reduction, step_times)
+                    validation_data, early_stopping, reduction, verify, step_times)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -175,14 +182,14 @@ def _collective(exc):
 
 
 def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data,
-         early_stopping, reduction, step_times):
+         early_stopping, reduction, verify, step_times):
     # (the schedule and the stopping rule by their type only: a function's repr differs between processes)
     options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, type(lr_schedule).__name__,
-               validation_data is None, type(early_stopping).__name__)
+               validation_data is None, type(early_stopping).__name__, bool(verify))
     if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
         raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, reduction, "
-                                     "and whether there is an lr_schedule, validation_data or early_stopping must "
-                                     "be the same on every rank"))
+                                     "verify, and whether there is an lr_schedule, validation_data or "
+                                     "early_stopping must be the same on every rank"))
     model._check_optimizer()  # an optimizer rate changed since the last call (fit does the same)
     X, T = model._check_data(X, y)
     monitor = early_stopping_monitor(early_stopping, validation_data is not None, model.is_classifier)
@@ -262,6 +269,14 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                 if model.is_classifier:
                     metrics["val_accuracy"] = float(totals[3] / totals[4])
             history._record(**metrics)
+            if verify:
+                digest = zlib.crc32(model._slots_buf.view(np.uint8), zlib.crc32(model._params_ext.view(np.uint8)))
+                digests = comm.allgather(digest)
+                if len(set(digests)) > 1:
+                    raise _collective(RuntimeError(
+                        f"fastbp.distributed.fit: after epoch {int(st['epoch']) + 1} the ranks' parameters or "
+                        f"optimizer state are no longer bitwise identical (CRC-32 by rank: {digests}); this MPI's "
+                        f"Allreduce does not give every rank the same bits: use reduction='reduce_bcast'"))
             st["epoch"] += 1
             st["skipped"] = 0
             if stopper is not None and stopper.should_stop(metrics, epoch, model._params_ext, history):

@@ -101,6 +101,15 @@ def test_a_failing_rank_stops_every_rank(warm_cache):
     assert "rank 1 of 2 failed" in done.stderr and "injected failure on rank 1" in done.stderr, done.stderr
 
 
+def test_ranks_that_drift_apart_are_caught_on_every_rank(warm_cache):
+    """Rank 1 nudges a weight by one ulp after its first step: the per-epoch comparison of
+    the ranks' CRC-32s raises RuntimeError on both ranks (a collective error: no abort)."""
+    done = launch([20, 20], 8, 1, case="diverge", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("no longer bitwise identical") == 2, done.stdout
+    assert '"rank": 0' in done.stdout and '"rank": 1' in done.stdout, done.stdout
+
+
 def test_one_rank_is_fit_bit_for_bit():
     """On one rank the split step (``batch_gradients`` + ``apply_gradients``) is ``fit``'s
     compiled step: the same weights, optimizer state and losses, bit for bit."""

@@ -6,7 +6,8 @@ the case: "adam" (cross-entropy, Adam, l2, clipping, a per-step schedule, early 
 restoring the best epoch) or "nonfinite" (MSE on linear layers, one
 row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
 must skip that step, as one process does) or "fail" (rank 1's third gradient call raises: every
-rank must stop, mpiexec exiting non-zero).  Rank 0 prints
+rank must stop, mpiexec exiting non-zero) or "diverge" (rank 1 nudges one weight by an ulp after
+its first step: every rank must raise the verification's RuntimeError after the epoch).  Rank 0 prints
 one JSON line: the largest difference from the single-process weights and losses, and
 whether every rank's parameters and optimizer state are bitwise rank 0's."""
 
@@ -56,6 +57,24 @@ def main():
         dist.kernels = type(dist.kernels)("failing_kernels")
         dist.kernels.batch_gradients = failing
         dist.kernels.apply_gradients = fastbp.kernels.apply_gradients
+    if case == "diverge" and rank == 1:
+        apply_gradients = dist.kernels.apply_gradients
+
+        def nudging(net, *args):
+            out = apply_gradients(net, *args)
+            if int(args[0][0]["step"]) == 1:
+                net[0][0] = np.nextafter(net[0][0], np.inf)
+            return out
+        dist.kernels = type(dist.kernels)("nudging_kernels")
+        dist.kernels.batch_gradients = fastbp.kernels.batch_gradients
+        dist.kernels.apply_gradients = nudging
+    if case == "diverge":
+        try:
+            dist.fit(make_model(case), X[:20] if rank == 0 else X[20:40], y[:20] if rank == 0 else y[20:40], comm,
+                     epochs=1, batch_size=8)
+        except RuntimeError as exc:
+            print(json.dumps({"rank": rank, "error": str(exc)}), flush=True)
+        return
     if case == "nonfinite":
         y = rng.standard_normal((N, 3))
         X[sizes[0] + 1] = 1e160  # rank 1's second row
