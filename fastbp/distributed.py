@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (issue 13; a prototype: see "Not yet" below).
+"""Data-parallel training over MPI.
 
 ``fit(model, X_shard, y_shard, comm, ...)`` trains one model replicated on every rank of
 ``comm`` (an ``mpi4py`` communicator), each rank holding a shard of the rows::
@@ -14,7 +14,8 @@ state record (step count, dropout key) and shuffle generator are broadcast first
 rank starts as rank 0's model.  Each epoch every rank draws the same order of the ``N``
 global rows from that generator (``training.epoch_orders``: exactly the draws
 ``model.fit`` makes), and the global mini-batches are that order cut into ``batch_size``
-rows, ``batch_size`` being the **global** batch.  Each rank computes the gradient of the
+rows, ``batch_size`` being the **global** batch (within a batch the rows are taken in rank
+order: rank 0's, then rank 1's ..., which changes the sum's rounding only, and dropout's masks).  Each rank computes the gradient of the
 rows of the global batch it holds (in the global order), scaled by its rows / the global
 batch's rows (a rank may hold none of a batch: a zero gradient), the scaled gradients are
 summed by one in-place ``Allreduce`` over the model's flat gradient buffer, and every rank
@@ -46,16 +47,26 @@ accuracy of all ranks' rows together: one ``Allreduce`` of five numbers per epoc
 so the sum is not finite on every rank and every rank skips (``on_nonfinite="skip_batch"``)
 or raises ``FloatingPointError`` (``"raise"``) at the same step.
 
-Not yet (the prototype refuses them or leaves them out): dropout (refused: a mask is a
-function of the row's index in the batch, ``kernels.dropout``, so a rank's local rows would
-get the masks of the global batch's first rows, the same on every rank; needs each local row's
-position in the global batch passed to ``dropout_forward`` / ``dropout_backward``), batch norm
-(refused: statistics per rank would move the running averages apart: needs synchronised
-statistics, an Allreduce of each layer's sums inside the forward pass, or per-rank statistics
-with the running averages averaged), progress output from rank 0, saving from rank 0 only,
-no allocation per epoch (the local order is built per epoch; nothing is allocated per step
-but Python scalars), an epoch stopped part-way by ``"raise"`` rewinding the shuffle
-generator as ``fit`` does.
+**Dropout.**  The masks of a step are a function of each row's place in its batch
+(``kernels.dropout``).  A rank draws its rows' masks at the places they take when the global
+batch lists rank 0's rows first, then rank 1's, ... (each rank's in the drawn order;
+``local_order``'s ``row0``).  Unshuffled, that is the order one process uses, and P ranks
+equal one process with dropout too; shuffled, a batch holds the same rows as one process's
+but their masks fall on other rows than in one process (as likely a draw; not the same).
+
+**Batch norm: statistics per rank.**  A batch-normalised layer normalises each rank's rows
+of a global batch with their own mean and variance (not synchronised: that would need a
+reduction inside the forward pass), so a step's gradient is ``sum_r m_r / M * g_r`` with
+``g_r`` the gradient of rank ``r``'s rows alone, as batch norm over ``m_r``-row batches.
+Each rank moves its running averages with its own rows' statistics (a rank with none of a
+batch's rows leaves them); after every epoch the ranks replace them by their mean (one
+``Allreduce`` per batch-normalised layer and epoch), so the ranks agree again before
+validation and ``verify``.  A batch whose statistics would make a running average NaN or inf
+on one rank poisons the summed gradient, so every rank skips or raises together.
+On one rank, all of this is ``model.fit`` bit for bit.
+
+**Output and saving.**  ``verbose`` prints one line per epoch on rank 0 only; ``save``
+writes the model from rank 0 only (every rank calls it; the others wait for the file).
 """
 
 from __future__ import annotations
@@ -71,7 +82,7 @@ from .kernels.optim import UNMEASURED
 from .training import EarlyStopper, History, epoch_orders, epoch_rates
 from .validation import early_stopping_monitor
 
-__all__ = ["fit", "broadcast_model", "local_order"]
+__all__ = ["fit", "save", "broadcast_model", "local_order"]
 
 # A cold compile is announced as fastbp.model announces its entry points' (times: float32, this
 # project's 2-core machine while another process ran: 18.0 s and 17.3 s).
@@ -103,16 +114,20 @@ def broadcast_model(model, comm, root=0):
 
 
 def local_order(perm, offset, rows, batch_size):
-    """This rank's part of a global epoch order: ``(order, starts, counts)``, where
+    """This rank's part of a global epoch order: ``(order, starts, counts, row0)``, where
     ``order`` lists the local indices of the global rows ``offset .. offset + rows - 1`` in
-    the order ``perm`` visits them, and global batch ``k`` holds the ``counts[k]`` rows
-    ``order[starts[k]:starts[k] + counts[k]]`` of this rank."""
+    the order ``perm`` visits them, global batch ``k`` holds the ``counts[k]`` rows
+    ``order[starts[k]:starts[k] + counts[k]]`` of this rank, and ``row0[k]`` is the number of
+    the batch's rows held by lower ranks: this rank's rows are rows ``row0[k] ..`` of the
+    global batch taken in rank order (their place for dropout's masks)."""
+    cuts = np.arange(0, perm.size, batch_size)
     mine = (perm >= offset) & (perm < offset + rows)
     order = perm[mine] - offset
-    counts = np.add.reduceat(mine.astype(np.int64), np.arange(0, perm.size, batch_size))
+    counts = np.add.reduceat(mine.astype(np.int64), cuts)
+    row0 = np.add.reduceat((perm < offset).astype(np.int64), cuts)
     starts = np.zeros_like(counts)
     np.cumsum(counts[:-1], out=starts[1:])
-    return order, starts, counts
+    return order, starts, counts, row0
 
 
 class _Collective(Exception):
@@ -120,8 +135,8 @@ class _Collective(Exception):
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
-        validation_data=None, early_stopping=None, reduction="allreduce", verify=True, abort_on_error=True,
-        step_times=None):
+        validation_data=None, early_stopping=None, verbose=0, reduction="allreduce", verify=True,
+        abort_on_error=True, step_times=None):
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
@@ -150,6 +165,11 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     identical (an MPI whose reduction does not give every rank the same bits: see the
     module's docstring) raise ``RuntimeError`` on every rank.
 
+    ``verbose``: 1 prints a line per epoch (its metrics, the global rows per second) on rank 0
+    only; the other ranks print nothing.  A step ``on_nonfinite="raise"`` stops rewinds the
+    shuffle generator to the epoch's start on every rank (the steps before it stay applied):
+    a next ``fit`` draws that epoch's order again and runs the epoch from its first batch.
+
     ``step_times``: a list to which each step's ``(compute, reduce)`` seconds on this rank are
     appended (both halves of the step; the gradient's reduction), for
     ``benchmarks/distributed.py``."""
@@ -159,11 +179,9 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
         raise ValueError(f"reduction must be 'allreduce' or 'reduce_bcast', got {reduction!r}")
     if on_nonfinite not in ("raise", "skip_batch"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch' here, got {on_nonfinite!r}")
-    if any(model.dropout) or any(model.batch_norm):
-        raise NotImplementedError("fastbp.distributed: dropout and batch norm are not supported yet")
     try:
         return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
-                    validation_data, early_stopping, reduction, verify, step_times)
+                    validation_data, early_stopping, verbose, reduction, verify, step_times)
     except _Collective as exc:
         raise exc.__cause__ from None
     except BaseException as exc:
@@ -178,6 +196,33 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
         raise  # (not reached)
 
 
+def save(model, path, comm, root=0):
+    """Write ``model`` to ``path`` (``model.save``: atomically, checksummed) from rank ``root``
+    only; every rank calls it, and returns once the file is written.  If the save fails, every
+    rank raises: rank ``root`` its error, the others a ``RuntimeError`` quoting it."""
+    error = None
+    if comm.Get_rank() == root:
+        try:
+            model.save(path)
+        except Exception as exc:  # (reported to every rank, then raised here)
+            error = exc
+    message = comm.bcast(None if error is None else f"{type(error).__name__}: {error}", root=root)
+    if error is not None:
+        raise error
+    if message is not None:
+        raise RuntimeError(f"fastbp.distributed.save: rank {root} could not write {str(path)!r}: {message}")
+
+
+def _sum(MPI, comm, buf, reduction):
+    """``buf`` <- its sum over the ranks, in place, the same bits on every rank."""
+    if reduction == "allreduce":
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    else:
+        root = comm.Get_rank() == 0
+        comm.Reduce(MPI.IN_PLACE if root else buf, buf if root else None, op=MPI.SUM, root=0)
+        comm.Bcast(buf, root=0)
+
+
 def _collective(exc):
     wrapped = _Collective()
     wrapped.__cause__ = exc
@@ -185,7 +230,7 @@ def _collective(exc):
 
 
 def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data,
-         early_stopping, reduction, verify, step_times):
+         early_stopping, verbose, reduction, verify, step_times):
     # (the schedule and the stopping rule by their type only: a function's repr differs between processes)
     options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, type(lr_schedule).__name__,
                validation_data is None, type(early_stopping).__name__, bool(verify))
@@ -211,6 +256,8 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
         raise _collective(exc) from None
 
     grads = model._grads
+    running = [model._params_ext[lay["running"]:lay["running"] + 2 * lay["n_out"]]
+               for lay in model._layers if lay["running"] >= 0]  # batch norm's running averages (views)
     state = model._state
     st = state[0]
     h = model._hyper
@@ -225,22 +272,19 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
     with guard:
         for epoch in range(1, int(epochs) + 1):
             rates = epoch_rates(lr_schedule, model, N, B, shuffle, 1, n_batches)[0]
+            drawn_from = model._rng.bit_generator.state
             perm = epoch_orders(model._rng, 1, N, shuffle)[0]
-            order, starts, counts = local_order(perm, offset, rows, B)
+            started = perf_counter()
+            order, starts, counts, row0 = local_order(perm, offset, rows, B)
             totals[:] = 0.0
             for k in range(n_batches):
                 m_global = min(B, N - k * B)
                 m = int(counts[k])
                 t0 = perf_counter()
-                loss = kernels.batch_gradients(model._net, state, ws, X, T, order, int(starts[k]), m, m / m_global,
-                                               cfg)
+                loss = kernels.batch_gradients(model._net, state, ws, X, T, order, int(starts[k]), m, int(row0[k]),
+                                               m / m_global, cfg)
                 t1 = perf_counter()
-                if reduction == "allreduce":
-                    comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
-                else:
-                    comm.Reduce(MPI.IN_PLACE if rank == 0 else grads, grads if rank == 0 else None, op=MPI.SUM,
-                                root=0)
-                    comm.Bcast(grads, root=0)
+                _sum(MPI, comm, grads, reduction)
                 t2 = perf_counter()
                 rate = rates[k] if rates.size else lr
                 applied, bounds = kernels.apply_gradients(model._net, state, ws, m, rate, cfg, h, bounds)
@@ -251,12 +295,16 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                     totals[0] += loss * m
                     totals[1] += m
                 elif on_nonfinite == "raise":
+                    model._rng.bit_generator.state = drawn_from  # (fit's rule: the epoch's order is drawn again)
                     raise _collective(FloatingPointError(
                         f"fastbp.distributed.fit: the gradient of epoch {int(st['epoch']) + 1}, batch {k} "
                         f"(layer {int(st['bad_layer'])}) is NaN or inf on some rank (status {int(st['status'])}); "
                         f"the step was not applied on any rank"))
                 else:
                     st["skipped"] += 1
+            for r in running:  # each rank's running averages -> their mean over the ranks
+                _sum(MPI, comm, r, reduction)
+                r *= r.dtype.type(1.0 / comm.Get_size())
             if val is not None:
                 val_loss, metrics = model._evaluate(*val)
                 rows_v = val[0].shape[0]
@@ -272,6 +320,10 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                 if model.is_classifier:
                     metrics["val_accuracy"] = float(totals[3] / totals[4])
             history._record(**metrics)
+            if verbose and rank == 0:
+                shown = " - ".join(f"{key} {value:.4g}" for key, value in metrics.items())
+                print(f"epoch {epoch}/{int(epochs)} - {shown} - {N / max(perf_counter() - started, 1e-9):,.0f} "
+                      f"samples/s over {comm.Get_size()} ranks", flush=True)
             if verify:
                 digest = zlib.crc32(model._slots_buf.view(np.uint8), zlib.crc32(model._params_ext.view(np.uint8)))
                 digests = comm.allgather(digest)

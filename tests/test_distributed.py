@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -32,8 +33,8 @@ def mpiexec():
     return found
 
 
-def launch(sizes, batch, epochs, reduction="allreduce", case="adam", timeout=600):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def launch(sizes, batch, epochs, reduction="allreduce", case="adam", timeout=600, env=None):
+    env = dict(os.environ, **(env or {}), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [mpiexec(), "-n", str(len(sizes)), sys.executable, os.path.join(HERE, "mpi", "distributed_fit.py"),
            ",".join(map(str, sizes)), str(batch), str(epochs), reduction, case]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -50,7 +51,7 @@ def warm_cache():
     finally:
         sys.path.pop(0)
     X, T = np.zeros((4, 6)), np.eye(3)[[0, 1, 2, 0]]
-    for case in ("adam", "nonfinite"):
+    for case in ("adam", "nonfinite", "dropout", "batchnorm"):
         dist.fit(make_model(case), X, T, MPI.COMM_SELF, epochs=1, batch_size=2)
 
 
@@ -101,6 +102,31 @@ def test_a_failing_rank_stops_every_rank(warm_cache):
     assert "rank 1 of 2 failed" in done.stderr and "injected failure on rank 1" in done.stderr, done.stderr
 
 
+def test_a_killed_rank_ends_the_job_in_bounded_time(warm_cache):
+    """Rank 1 dies (SIGKILL: no exception, no Abort) while rank 0 waits in the Allreduce:
+    mpiexec (Hydra) sees a process die and ends the others, so the job ends non-zero within
+    seconds instead of hanging."""
+    start = time.monotonic()
+    done = launch([20, 20], 8, 2, case="killed", timeout=120)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert time.monotonic() - start < 90, time.monotonic() - start
+
+
+def test_verbose_and_save_from_rank_zero_only(warm_cache, tmp_path):
+    path = tmp_path / "model.npz"
+    done = launch([20, 20], 8, 2, case="verbose", env={"FASTBP_TEST_SAVE": str(path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("epoch 1/2 - loss") for line in lines) == 1, done.stdout
+    assert sum(line.startswith("epoch 2/2 - loss") for line in lines) == 1, done.stdout
+    results = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(results) == 2 and all(r["same"] for r in results), done.stdout
+    # a save that fails on rank 0 raises on every rank (rank 0 its OSError, the others RuntimeError)
+    assert [r["save_error"] for r in sorted(results, key=lambda r: r["rank"])] == \
+        ["NotADirectoryError", "RuntimeError"], done.stdout
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # no stray temporary
+
+
 def test_ranks_that_drift_apart_are_caught_on_every_rank(warm_cache):
     """Rank 1 nudges a weight by one ulp after its first step: the per-epoch comparison of
     the ranks' CRC-32s raises RuntimeError on both ranks (a collective error: no abort)."""
@@ -128,12 +154,39 @@ def test_one_rank_is_fit_bit_for_bit():
         np.testing.assert_allclose(losses, list(history), rtol=1e-12)
 
 
-def test_refuses_dropout_and_batch_norm():
-    X, y = np.zeros((4, 3)), np.zeros(4, dtype=np.int64)
-    with pytest.raises(NotImplementedError):
-        dist.fit(fastbp.MLP([3, 4, 2], dropout=0.5), X, y, MPI.COMM_SELF)
-    with pytest.raises(NotImplementedError):
-        dist.fit(fastbp.MLP([3, 4, 2], batch_norm=True), X, y, MPI.COMM_SELF)
+def test_dropout_unshuffled_matches_one_process(warm_cache):
+    """Unshuffled, each global batch holds rank 0's rows then rank 1's ... in one process's
+    order, so with each rank drawing its rows' masks at their place in the batch (``row0``),
+    P ranks are one process with dropout too (3 ranks, unequal shards)."""
+    check(run_ranks([7, 50, 34], 16, 2, case="dropout"))
+
+
+def test_dropout_shuffled_ranks_stay_identical(warm_cache):
+    result = run_ranks([30, 25], 16, 2, case="dropout_shuffled")
+    assert result["ranks_bitwise"] and result["losses_equal"], result
+    # (one process visits a batch's rows in the drawn order, the ranks in rank order: the masks
+    # fall on other rows, so the weights differ by more than rounding: not compared)
+
+
+def test_batch_norm_statistics_per_rank(warm_cache):
+    """Batch norm normalises each rank's rows with their own statistics: one SGD step on one
+    global batch equals the shards' one-step updates weighted by their rows, and the running
+    averages are the mean of the shards' (documented: not synchronised statistics)."""
+    result = run_ranks([9, 14, 5], 28, 1, case="batchnorm")
+    assert result["ranks_bitwise"], result
+    assert result["moved"] > 1e-3, result
+    assert result["weights_diff"] <= 1e-12 and result["running_diff"] <= 1e-12, result
+
+
+def test_one_rank_with_dropout_and_batch_norm_is_fit_bit_for_bit():
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((45, 5)), rng.integers(0, 3, 45)
+    for options in ({"dropout": 0.25}, {"batch_norm": True}):
+        a, b = (fastbp.MLP([5, 9, 7, 3], seed=2, **options) for _ in range(2))
+        dist.fit(a, X, y, MPI.COMM_SELF, epochs=2, batch_size=16)
+        b.fit(X, y, epochs=2, batch_size=16)
+        assert np.array_equal(a._params_ext, b._params_ext), options
+        assert np.array_equal(a._slots_buf, b._slots_buf), options
 
 
 ALLOCATIONS = """
@@ -164,7 +217,7 @@ T = model._check_y(y, 40)
 order = np.arange(40)
 cfg = model._call(8)[0]
 bounds = (0.0, 0.0, 0.0, 0.0)
-first = (model._net, model._state, model._ws, X, T, order, 8, 8, 0.5, cfg)
+first = (model._net, model._state, model._ws, X, T, order, 8, 8, 0, 0.5, cfg)
 second = (model._net, model._state, model._ws, 8, 1e-3, cfg, model._hyper, bounds)
 out = {}
 for name, fn, args in (("batch_gradients", kernels.batch_gradients, first),

@@ -33,6 +33,24 @@ def test_kernel_mask_is_the_reference_mask_and_has_the_right_rate(rate):
     assert not np.array_equal(A, other_step)
 
 
+@pytest.mark.parametrize("row0", [1, 37, 150])
+def test_a_block_of_rows_gets_the_masks_of_its_place_in_the_batch(row0):
+    """``row0``: rows ``row0 ..`` of a batch (a data-parallel rank's share) draw the masks those
+    rows get in the whole batch, forward and backward."""
+    rng = np.random.default_rng(row0)
+    A = rng.uniform(0.1, 1.0, (200, 30))
+    whole, block = A.copy(), A[row0:row0 + 40].copy()
+    K.dropout_forward(whole, 0.4, 11, 5, 2)
+    K.dropout_forward(block, 0.4, 11, 5, 2, row0)
+    assert np.array_equal(block, whole[row0:row0 + 40])
+    D = rng.standard_normal((200, 30))
+    D_whole, D_block = D.copy(), D[row0:row0 + 40].copy()
+    K.dropout_backward(D_whole, whole, 1, 0.01, 0.4, 11, 5, 2)
+    K.dropout_backward(D_block, block, 1, 0.01, 0.4, 11, 5, 2, row0)
+    assert np.array_equal(D_block, D_whole[row0:row0 + 40])
+    assert (D_block == 0).any() and (D_block != 0).any()
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid", "leaky_relu", "linear"])
 def test_dropout_training_matches_reference(hidden, dtype):

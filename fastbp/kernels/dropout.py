@@ -3,7 +3,9 @@
 Whether unit ``j`` of row ``i`` of layer ``l`` is kept at training step ``t`` is a pure
 function of ``(key, t, l, i * n + j)`` — splitmix64 — so the backward pass regenerates the
 mask instead of storing it, any thread count gives the same bits, and ``fastbp.reference``
-draws the identical mask with NumPy.
+draws the identical mask with NumPy.  ``row0`` (0 but in data-parallel training) is the
+position of the block's first row in its batch: a rank holding rows ``row0 ..`` of a global
+batch draws those rows' masks, as one process training on the whole batch would.
 """
 
 import numpy as np
@@ -38,10 +40,11 @@ def dropout_uniform(stream, index):
 
 
 @jit
-def dropout_forward(A, rate, key, step, layer):
-    """``A <- A * keep / (1 - rate)``, keep = uniform >= rate."""
+def dropout_forward(A, rate, key, step, layer, row0=0):
+    """``A <- A * keep / (1 - rate)``, keep = uniform >= rate (row ``i`` of ``A`` is row
+    ``row0 + i`` of the batch)."""
     m, n = A.shape
-    stream = dropout_stream(key, step, layer)
+    stream = dropout_stream(key, step, layer) + np.uint64(row0 * n) * _GOLDEN
     scale = A.dtype.type(1.0 / (1.0 - rate))
     for i in range(m):
         a = A[i]
@@ -53,11 +56,11 @@ def dropout_forward(A, rate, key, step, layer):
 
 
 @jit
-def dropout_backward(D, A, code, slope, rate, key, step, layer):
+def dropout_backward(D, A, code, slope, rate, key, step, layer, row0=0):
     """``D <- D * act'(a) * keep / (1 - rate)`` where ``A`` holds the dropped activations
-    (so a kept unit's activation is ``A / scale``)."""
+    (so a kept unit's activation is ``A / scale``); rows as ``dropout_forward``'s."""
     m, n = D.shape
-    stream = dropout_stream(key, step, layer)
+    stream = dropout_stream(key, step, layer) + np.uint64(row0 * n) * _GOLDEN
     scale = D.dtype.type(1.0 / (1.0 - rate))
     s = D.dtype.type(slope)
     one = D.dtype.type(1.0)

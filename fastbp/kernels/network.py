@@ -88,7 +88,7 @@ def running_buffers(net, ws, lay, m):
 
 # ------------------------------------------------------------------------ forward
 @jit(inline="always")
-def layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows):
+def layer_forward(A, A_prev, net, ws, l, cfg, key, step, row0, loss_follows):
     """The forward pass of layer ``l``: ``A <- act(bn(A_prev @ W) + b)``, then dropout.
 
     A batch-normalised layer (``gamma >= 0``) has no bias: the product is normalised
@@ -116,11 +116,11 @@ def layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows):
             batchnorm_forward_infer(A, params[g:g + n], params[r:r + n], params[r + n:r + 2 * n])
         bias_activation(A, params[g + n:g + 2 * n], lay.act, cfg.slope)  # beta is the bias
     if step >= 0 and lay.dropout > 0.0:
-        dropout_forward(A, lay.dropout, key, step, l)
+        dropout_forward(A, lay.dropout, key, step, l, row0)
 
 
 @jit(inline="always")
-def forward(net, ws, X, cfg, key, step, loss_follows):
+def forward(net, ws, X, cfg, key, step, row0, loss_follows):
     """Every layer on ``X``, into the layers' rows of ``ws.acts`` (the output layer's: only
     the product, when ``loss_follows``)."""
     m = X.shape[0]
@@ -128,17 +128,17 @@ def forward(net, ws, X, cfg, key, step, loss_follows):
     A_prev = X
     for l in range(L):
         A = layer_rows(ws.acts, ws, net.layers[l], m)
-        layer_forward(A, A_prev, net, ws, l, cfg, key, step, loss_follows and l == L - 1)
+        layer_forward(A, A_prev, net, ws, l, cfg, key, step, row0, loss_follows and l == L - 1)
         A_prev = A
 
 
 @jit(inline="always")
-def forward_loss(net, ws, X, T, cfg, key, step):
+def forward_loss(net, ws, X, T, cfg, key, step, row0):
     """Forward pass and fused output loss (without the L2 penalty); leaves the output in
     ``ws.acts`` and dL/dZ of the output layer in ``ws.deltas``."""
     m = X.shape[0]
     lay = net.layers[net.layers.shape[0] - 1]
-    forward(net, ws, X, cfg, key, step, True)
+    forward(net, ws, X, cfg, key, step, row0, True)
     _, b = layer_weights(net.params, lay)
     return output_loss(layer_rows(ws.acts, ws, lay, m), layer_rows(ws.deltas, ws, lay, m), b, T, lay.act, cfg.loss)
 
@@ -172,7 +172,7 @@ def add_l2_gradient(gW, W, l2):
 
 # ----------------------------------------------------------------------- backward
 @jit(inline="always")
-def layer_backward(net, ws, X, l, m, cfg, key, step):
+def layer_backward(net, ws, X, l, m, cfg, key, step, row0):
     """Gradients of layer ``l`` from its delta in ``ws.deltas``; writes the previous layer's
     delta (if any), through its activation and dropout."""
     params, grads = net.params, net.grads
@@ -198,7 +198,7 @@ def layer_backward(net, ws, X, l, m, cfg, key, step):
                    cfg.par_elements, cfg.blocks)
     add_l2_gradient(gW, W, cfg.l2)
     if rate > 0.0:
-        dropout_backward(D_prev, A_prev, net.layers[l - 1].act, cfg.slope, rate, key, step, l - 1)
+        dropout_backward(D_prev, A_prev, net.layers[l - 1].act, cfg.slope, rate, key, step, l - 1, row0)
     if g >= 0:  # a normalised layer has no bias
         gb[:] = 0
 
@@ -320,9 +320,9 @@ def loss_and_grads(net, state, ws, X, T, cfg):
     net, ws, cfg = named(net, ws, cfg)
     st = state[0]
     key, step = st.dropout_key, st.step + 1
-    loss = forward_loss(net, ws, X, T, cfg, key, step) + l2_penalty(net, cfg.l2)
+    loss = forward_loss(net, ws, X, T, cfg, key, step, 0) + l2_penalty(net, cfg.l2)
     for l in range(net.layers.shape[0] - 1, -1, -1):
-        layer_backward(net, ws, X, l, X.shape[0], cfg, key, step)
+        layer_backward(net, ws, X, l, X.shape[0], cfg, key, step, 0)
     restore_fp_control(fp)
     return loss
 
@@ -332,7 +332,7 @@ def running_nonfinite_layer(net, ws, m, l):
     """Whether this step would make a running average of layer ``l`` NaN or inf (batch norm
     only; ``batchnorm.running_nonfinite``)."""
     lay = net.layers[l]
-    if lay.running < 0:
+    if lay.running < 0 or m == 0:  # (m == 0: a rank with none of the batch's rows moves none)
         return False
     run_mean, run_var, stats = running_buffers(net, ws, lay, m)
     return running_nonfinite(run_mean, run_var, stats, m)
@@ -384,14 +384,14 @@ def _train_step(net, state, ws, X, T, lr, cfg, h, bounds):
     L = net.layers.shape[0]
     st = state[0]
     key, step = st.dropout_key, st.step + 1
-    loss = forward_loss(net, ws, X, T, cfg, key, step) + l2_penalty(net, cfg.l2)
+    loss = forward_loss(net, ws, X, T, cfg, key, step, 0) + l2_penalty(net, cfg.l2)
     if not np.isfinite(loss):
         st.status = STATUS_LOSS
         st.bad_layer = L - 1
         return loss, bounds
     g_bits = np.int64(0)  # the largest gradient magnitude, as its bit pattern
     for l in range(L - 1, -1, -1):
-        layer_backward(net, ws, X, l, m, cfg, key, step)
+        layer_backward(net, ws, X, l, m, cfg, key, step, 0)
         lay = net.layers[l]  # checked while this layer's gradient is still in cache
         layer_bits = largest_magnitude_split(ws.counts, net.grads[lay.w:lay.end], cfg.par_elements)
         if layer_bits >= inf_bits(net.grads):
@@ -433,7 +433,7 @@ def _apply_gradients(net, state, ws, m, step, g_bits, lr, cfg, h, bounds):
     optimizer_update(net.params, net.slots, net.grads, step, lr, h, cfg.par_elements)
     for l in range(L - 1):  # batch norm's running averages move with applied steps only
         lay = net.layers[l]
-        if lay.running >= 0:
+        if lay.running >= 0 and m > 0:  # (m == 0: a data-parallel rank with no rows of the batch)
             run_mean, run_var, stats = running_buffers(net, ws, lay, m)
             batchnorm_update_running(run_mean, run_var, stats, m)
     if not bounded:  # the exact check passed: no bounds from here on in this call
@@ -536,18 +536,22 @@ def train_epochs(losses, skipped, net, state, ws, X, T, perms, rates, batch_size
 
 # ------------------------------------------------- a step split in two (data-parallel)
 @jit
-def batch_gradients(net, state, ws, X, T, perm, start, m, scale, cfg):
+def batch_gradients(net, state, ws, X, T, perm, start, m, row0, scale, cfg):
     """The first half of a training step, for data-parallel training (``fastbp.distributed``):
     gathers the ``m`` rows ``X[perm[start:start + m]]`` (and ``T``'s) into the workspace,
-    then forward and backward exactly as ``_train_step`` (dropout masks of the next step,
-    the L2 term's gradient included), and leaves ``scale`` times the gradient of the batch's
-    mean loss in ``net.grads`` (``scale``: this rank's share of the global batch, its rows /
-    the global batch's rows).  Returns the batch's mean loss (with the L2 term), unscaled.
+    then forward and backward exactly as ``_train_step`` (the L2 term's gradient included;
+    dropout masks of the next step for rows ``row0 .. row0 + m - 1`` of the global batch;
+    batch norm on these ``m`` rows' statistics), and leaves ``scale`` times the gradient of
+    the batch's mean loss in ``net.grads`` (``scale``: this rank's share of the global batch,
+    its rows / the global batch's rows).  Returns the batch's mean loss (with the L2 term),
+    unscaled.
 
     No rows (a rank with none of this global batch): a zero gradient and loss 0.  A loss that
-    is NaN or inf: the gradient is zero but for a NaN in its first entry, so that the summed
-    gradient is not finite on every rank and every rank skips the step (``apply_gradients``
-    then reports ``STATUS_GRAD`` for the output layer's loss, not ``STATUS_LOSS``)."""
+    is NaN or inf, or batch statistics that would make a running average NaN or inf: the
+    gradient is zero but for a NaN in its first entry, so that the summed gradient is not
+    finite on every rank and every rank skips the step (``apply_gradients`` then reports
+    ``STATUS_GRAD`` for layer 0, where one process reports ``STATUS_LOSS`` or
+    ``STATUS_UPDATE``): whether a step is applied must not depend on a rank's own rows."""
     fp = flush_denormals()
     net, ws, cfg = named(net, ws, cfg)
     grads = net.grads
@@ -561,13 +565,16 @@ def batch_gradients(net, state, ws, X, T, perm, start, m, scale, cfg):
         gather_batch(xb, tb, X, T, perm, start, cfg.par_elements)
         st = state[0]
         key, step = st.dropout_key, st.step + 1
-        loss = forward_loss(net, ws, xb, tb, cfg, key, step) + l2_penalty(net, cfg.l2)
-        if not np.isfinite(loss):
+        loss = forward_loss(net, ws, xb, tb, cfg, key, step, row0) + l2_penalty(net, cfg.l2)
+        bad = not np.isfinite(loss)
+        for l in range(net.layers.shape[0] - 1):
+            bad = bad or running_nonfinite_layer(net, ws, m, l)
+        if bad:
             grads[:] = 0
             grads[0] = np.nan
         else:
             for l in range(net.layers.shape[0] - 1, -1, -1):
-                layer_backward(net, ws, xb, l, m, cfg, key, step)
+                layer_backward(net, ws, xb, l, m, cfg, key, step, row0)
             if scale != 1.0:
                 s = grads.dtype.type(scale)
                 for i in range(grads.size):
@@ -658,7 +665,7 @@ def infer(P, net, ws, X, T, cfg):
     correct = 0
     for start in range(0, n, ws.rows):
         m = min(ws.rows, n - start)
-        forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, with_loss)
+        forward(net, ws, X[start:start + m], cfg, INFERENCE, INFERENCE, 0, with_loss)
         out = layer_rows(ws.acts, ws, lay, m)
         if with_loss:  # the output activation fused with the loss
             Tc = T[start:start + m]

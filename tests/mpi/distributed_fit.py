@@ -7,11 +7,19 @@ restoring the best epoch) or "nonfinite" (MSE on linear layers, one
 row of rank 1's shard so large that its batch's loss is inf on that rank only: every rank
 must skip that step, as one process does) or "fail" (rank 1's third gradient call raises: every
 rank must stop, mpiexec exiting non-zero) or "diverge" (rank 1 nudges one weight by an ulp after
-its first step: every rank must raise the verification's RuntimeError after the epoch).  Rank 0 prints
+its first step: every rank must raise the verification's RuntimeError after the epoch) or "dropout"
+(the "adam" network with dropout, unshuffled: each rank's rows are then the global batch's rows in
+rank order, so its masks are one process's) or "killed" (rank 1 kills itself with SIGKILL at its third step: mpiexec must end the job) or "verbose" (verbose=1 and
+``fastbp.distributed.save``: rank 0 alone prints and writes) or "dropout_shuffled" (the same, shuffled: the ranks
+must stay bitwise identical; the batches' rows are in rank order, not in one process's order) or
+"batchnorm" (one global batch, one SGD step with batch norm: the step must be the shards' one-step
+updates weighted by their rows, and the running averages their mean).  Rank 0 prints
 one JSON line: the largest difference from the single-process weights and losses, and
 whether every rank's parameters and optimizer state are bitwise rank 0's."""
 
 import json
+import os
+import signal
 import sys
 
 import numpy as np
@@ -21,6 +29,12 @@ import fastbp.distributed as dist
 
 
 def make_model(case):
+    if case == "batchnorm":
+        return fastbp.MLP([6, 16, 12, 3], activation="relu", dtype="float64", seed=3, batch_norm=True,
+                          optimizer=fastbp.optimizers.SGD(lr=0.05))
+    if case.startswith("dropout"):
+        return fastbp.MLP([6, 16, 12, 3], activation="tanh", dtype="float64", seed=3, l2=1e-3, dropout=0.3,
+                          optimizer=fastbp.optimizers.Adam(lr=0.01))
     if case == "nonfinite":
         return fastbp.MLP([6, 16, 3], activation="linear", loss="mse", dtype="float64", seed=3,
                           optimizer=fastbp.optimizers.SGD(lr=0.01))
@@ -45,12 +59,14 @@ def main():
                "early_stopping": fastbp.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0,
                                                       restore_best=True)}
     rank = comm.Get_rank()
-    if case == "fail" and rank == 1:
+    if case in ("fail", "killed") and rank == 1:
         calls = [0]
         batch_gradients = dist.kernels.batch_gradients
 
         def failing(*args):
             calls[0] += 1
+            if calls[0] == 3 and case == "killed":
+                os.kill(os.getpid(), signal.SIGKILL)  # no exception, no Abort: the process is gone
             if calls[0] == 3:
                 raise RuntimeError("injected failure on rank 1")
             return batch_gradients(*args)
@@ -75,6 +91,23 @@ def main():
         except RuntimeError as exc:
             print(json.dumps({"rank": rank, "error": str(exc)}), flush=True)
         return
+    if case == "batchnorm":
+        return batchnorm_step(comm, X, y, sizes)
+    if case == "verbose":
+        model = make_model("adam")
+        lo = sum(sizes[:rank])
+        dist.fit(model, X[lo:lo + sizes[rank]], y[lo:lo + sizes[rank]], comm, epochs=epochs, batch_size=batch,
+                 verbose=1)
+        path = os.environ["FASTBP_TEST_SAVE"]
+        dist.save(model, path, comm)
+        same = fastbp.load(path)._params_ext.tobytes() == model._params_ext.tobytes()  # read on every rank
+        try:
+            dist.save(model, os.path.join(path, "not-a-directory", "m.npz"), comm)
+        except Exception as exc:
+            print(json.dumps({"rank": rank, "same": same, "save_error": type(exc).__name__}), flush=True)
+        return
+    if case == "dropout":
+        options["shuffle"] = False
     if case == "nonfinite":
         y = rng.standard_normal((N, 3))
         X[sizes[0] + 1] = 1e160  # rank 1's second row
@@ -110,6 +143,42 @@ def main():
             "ranks_bitwise": all(np.array_equal(e.view(np.uint64), every[0].view(np.uint64)) for e in every),
             "losses_equal": all(l == all_losses[0] for l in all_losses),
             "stopped": [history_d.stopped, history.stopped, history_d.best_epoch, history.best_epoch],
+        }), flush=True)
+
+
+def batchnorm_step(comm, X, y, sizes):
+    """One SGD step on one global batch: each rank normalises with its own rows' statistics,
+    so the step is sum_r (m_r / N) g_r with g_r the gradient of shard r alone, i.e. the
+    shards' one-step SGD updates weighted by their rows; the running averages after the
+    epoch are the mean of the shards' one-step running averages."""
+    rank = comm.Get_rank()
+    lo = sum(sizes[:rank])
+    model = make_model("batchnorm")
+    dist.fit(model, X[lo:lo + sizes[rank]], y[lo:lo + sizes[rank]], comm, epochs=1, batch_size=sum(sizes),
+             shuffle=False)
+    every = comm.gather(model._params_ext.copy(), root=0)
+    if rank == 0:
+        p0 = make_model("batchnorm")._params_ext.copy()
+        running = np.zeros(p0.size, dtype=bool)
+        for lay in model._layers:
+            if lay["running"] >= 0:
+                running[lay["running"]:lay["running"] + 2 * lay["n_out"]] = True
+        expected = p0.copy()
+        expected[running] = 0.0
+        for r, m in enumerate(sizes):
+            shard = make_model("batchnorm")
+            shard.fit(X[sum(sizes[:r]):sum(sizes[:r]) + m], y[sum(sizes[:r]):sum(sizes[:r]) + m], epochs=1,
+                      batch_size=m, shuffle=False)
+            p = shard._params_ext
+            expected[~running] += m / sum(sizes) * (p[~running] - p0[~running])
+            expected[running] += p[running] / len(sizes)
+        scale = np.maximum(np.abs(expected), 1.0)
+        print(json.dumps({
+            "ranks": comm.Get_size(),
+            "weights_diff": float(np.max(np.abs(model._params_ext - expected)[~running] / scale[~running])),
+            "running_diff": float(np.max(np.abs(model._params_ext - expected)[running] / scale[running])),
+            "moved": float(np.max(np.abs(model._params_ext - p0))),
+            "ranks_bitwise": all(np.array_equal(e.view(np.uint64), every[0].view(np.uint64)) for e in every),
         }), flush=True)
 
 
