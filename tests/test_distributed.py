@@ -240,3 +240,16 @@ def test_the_split_step_allocates_nothing_beyond_argument_boundary():
         assert case["boundary"][0] > 0, name
         for allocated, freed in case["step"]:
             assert allocated == case["boundary"][0] and freed == allocated, (name, case)
+
+
+def test_an_epoch_stopped_by_raise_rewinds_the_shuffle_generator_as_fit_does():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
+    X[17] = 1e160  # its batch's loss is inf
+    a, b = (fastbp.MLP([4, 6, 2], activation="linear", loss="mse", dtype="float64", seed=1) for _ in range(2))
+    with pytest.raises(FloatingPointError):
+        dist.fit(a, X, y, MPI.COMM_SELF, epochs=2, batch_size=8)
+    with pytest.raises(FloatingPointError):
+        b.fit(X, y, epochs=2, batch_size=8)
+    assert a._rng.bit_generator.state == b._rng.bit_generator.state
+    assert a._rng.bit_generator.state == fastbp.MLP([4, 6, 2], seed=1)._rng.bit_generator.state
