@@ -102,6 +102,12 @@ def test_a_failing_rank_stops_every_rank(warm_cache):
     assert "rank 1 of 2 failed" in done.stderr and "injected failure on rank 1" in done.stderr, done.stderr
 
 
+def test_bad_input_on_one_shard_stops_every_rank(warm_cache):
+    done = launch([20, 20], 8, 2, case="badshard", timeout=300)
+    assert done.returncode != 0
+    assert "rank 1 of 2 failed" in done.stderr and "NaN" in done.stderr, done.stderr
+
+
 def test_a_killed_rank_ends_the_job_in_bounded_time(warm_cache):
     """Rank 1 dies (SIGKILL: no exception, no Abort) while rank 0 waits in the Allreduce:
     mpiexec (Hydra) sees a process die and ends the others, so the job ends non-zero within

@@ -9,7 +9,7 @@ must skip that step, as one process does) or "fail" (rank 1's third gradient cal
 rank must stop, mpiexec exiting non-zero) or "diverge" (rank 1 nudges one weight by an ulp after
 its first step: every rank must raise the verification's RuntimeError after the epoch) or "dropout"
 (the "adam" network with dropout, unshuffled: each rank's rows are then the global batch's rows in
-rank order, so its masks are one process's) or "killed" (rank 1 kills itself with SIGKILL at its third step: mpiexec must end the job) or "verbose" (verbose=1 and
+rank order, so its masks are one process's) or "badshard" (a NaN in rank 1's shard: rank 1 refuses it and the job ends) or "killed" (rank 1 kills itself with SIGKILL at its third step: mpiexec must end the job) or "verbose" (verbose=1 and
 ``fastbp.distributed.save``: rank 0 alone prints and writes) or "dropout_shuffled" (the same, shuffled: the ranks
 must stay bitwise identical; the batches' rows are in rank order, not in one process's order) or
 "batchnorm" (one global batch, one SGD step with batch norm: the step must be the shards' one-step
@@ -93,6 +93,8 @@ def main():
         return
     if case == "batchnorm":
         return batchnorm_step(comm, X, y, sizes)
+    if case == "badshard" and rank == 1:
+        X[sizes[0] + 3, 2] = np.nan  # bad input in rank 1's shard only
     if case == "verbose":
         model = make_model("adam")
         lo = sum(sizes[:rank])
