@@ -89,7 +89,12 @@ def main():
             dist.fit(make_model(case), X[:20] if rank == 0 else X[20:40], y[:20] if rank == 0 else y[20:40], comm,
                      epochs=1, batch_size=8)
         except RuntimeError as exc:
-            print(json.dumps({"rank": rank, "error": str(exc)}), flush=True)
+            error = str(exc)
+        else:
+            error = None
+        errors = comm.gather({"rank": rank, "error": error}, root=0)
+        if rank == 0:
+            print("\n".join(json.dumps(e) for e in errors), flush=True)
         return
     if case == "batchnorm":
         return batchnorm_step(comm, X, y, sizes)
@@ -103,10 +108,14 @@ def main():
         path = os.environ["FASTBP_TEST_SAVE"]
         dist.save(model, path, comm)
         same = fastbp.load(path)._params_ext.tobytes() == model._params_ext.tobytes()  # read on every rank
+        error = None
         try:
             dist.save(model, os.path.join(path, "not-a-directory", "m.npz"), comm)
         except Exception as exc:
-            print(json.dumps({"rank": rank, "same": same, "save_error": type(exc).__name__}), flush=True)
+            error = type(exc).__name__
+        results = comm.gather({"rank": rank, "same": same, "save_error": error}, root=0)
+        if rank == 0:  # (one print: lines printed by two ranks at once may interleave)
+            print(json.dumps(results), flush=True)
         return
     if case == "dropout":
         options["shuffle"] = False
