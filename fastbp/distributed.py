@@ -332,7 +332,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
             if verbose and rank == 0:
                 shown = " - ".join(f"{key} {value:.4g}" for key, value in metrics.items())
                 print(f"epoch {epoch}/{int(epochs)} - {shown} - {N / max(perf_counter() - started, 1e-9):,.0f} "
-                      f"samples/s over {comm.Get_size()} ranks", flush=True)
+                      f"samples/s over {comm.Get_size()} rank{'s' if comm.Get_size() > 1 else ''}", flush=True)
             if verify:
                 digest = zlib.crc32(model._slots_buf.view(np.uint8), zlib.crc32(model._params_ext.view(np.uint8)))
                 digests = comm.allgather(digest)

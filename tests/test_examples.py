@@ -47,6 +47,9 @@ KEY_LINES = {
     "custom_loop.py": [r"^ +3 +0\.1000 \|", r"^fastbp +ran all 3 epochs; best epoch \d \(weights kept\): test accuracy 0\.[89]\d*$",
                        rf"^speed-up per step: {NUMBER}x$", r"^same loop, same numbers"],
     "loss_curve.py": [r"^ +5 +\S+ +\S+ +0\.9\d*$", r"^best validation loss ", rf"speed-up {NUMBER}x"],
+    "distributed_digits.py": [r"^(rank 0 of \d+: \d+ training rows .* test accuracy 0\.9\d+|this example needs mpi4py)",
+                              r"^(one process, model\.fit on all \d+ rows: test accuracy 0\.9\d+; max \|weight "
+                              r"difference\| \d\.\de[-+]\d+|this example needs mpi4py)"],
     "training_features.py": [r"^ran all 5 epochs$", r"^fastbp +test accuracy 0\.9\d* ",
                              rf"^speed-up per epoch: {NUMBER}x"],
 }
