@@ -47,7 +47,8 @@ def launch(sizes, batch, epochs, reduction="allreduce", case="adam", timeout=600
 def warm_cache():
     """Compile the script's kernels here first, one process: ranks that compile the same
     entry point at once from an empty on-disk cache were seen to fail Numba's type inference
-    in one rank (once, cold cache, 2 ranks; not understood yet), and would compile twice."""
+    in one rank (once, cold cache, 2 ranks; not understood yet; a later cold run of the "adam"
+    case, 2 ranks, empty NUMBA_CACHE_DIR, passed in 1 min 56 s), and would compile twice."""
     sys.path.insert(0, os.path.join(HERE, "mpi"))
     try:
         from distributed_fit import make_model
