@@ -37,7 +37,6 @@ On one machine the ranks share its cores: set the threads per rank (``NUMBA_NUM_
 
 import argparse
 import os
-import platform
 import sys
 from time import perf_counter
 
@@ -45,22 +44,11 @@ import numpy as np
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "asv_benchmarks"))
-from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
+from benchmarks.common import WORKLOADS, cpu_model, make_data, make_model  # noqa: E402
 
 import fastbp  # noqa: E402
 import fastbp.distributed as dist  # noqa: E402
 from fastbp import kernels  # noqa: E402
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def allreduce_alone(comm, buf, reps):
@@ -106,7 +94,7 @@ def main():
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if rank == 0:
-        print(f"{cpu_name()}, {os.cpu_count()} cores; {size} rank(s); MPI: {MPI.Get_library_version().splitlines()[0]}; "
+        print(f"{cpu_model()}, {os.cpu_count()} cores; {size} rank(s); MPI: {MPI.Get_library_version().splitlines()[0]}; "
               f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', '(default)')}, "
               f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(default)')}")
         print("| workload | ranks | gradient | compute ms/step | allreduce ms/step | share | step ms | "

@@ -58,23 +58,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "asv_benchmarks"))
-from benchmarks.common import WORKLOADS  # noqa: E402
+from benchmarks.common import WORKLOADS, cpu_model  # noqa: E402
 
 THREADS = (1, 2)
 CORES = (8, 16, 64)
 TARGET = 0.95
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def child(workload, repeat):

@@ -1,5 +1,7 @@
 """Shared workloads: the exact shapes used in asv, benchmarks/compare.py and README."""
 
+import platform
+
 import numpy as np
 
 # name: (layer sizes, samples, batch size, dtype)
@@ -27,3 +29,15 @@ def implementation(name):
     import fastbp
     import fastbp.reference
     return {"fastbp": fastbp, "reference": fastbp.reference}[name]
+
+
+def cpu_model():
+    """The CPU's model name (the first "model name" of /proc/cpuinfo), for benchmark headers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
