@@ -263,3 +263,11 @@ def test_an_epoch_stopped_by_raise_rewinds_the_shuffle_generator_as_fit_does():
         b.fit(X, y, epochs=2, batch_size=8)
     assert a._rng.bit_generator.state == b._rng.bit_generator.state
     assert a._rng.bit_generator.state == fastbp.MLP([4, 6, 2], seed=1)._rng.bit_generator.state
+
+
+def test_importing_fastbp_or_fastbp_distributed_does_not_import_mpi4py():
+    """mpi4py starts MPI when imported (``MPI_Init``): only ``fastbp.distributed``'s calls
+    import it, so a plain ``import fastbp`` never touches MPI."""
+    code = ("import sys, fastbp, fastbp.distributed; "
+            "assert 'mpi4py' not in sys.modules and 'mpi4py.MPI' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=ROOT))
