@@ -326,9 +326,9 @@ def test_nonfinite_update_is_identical_in_both_implementations():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(optimizer=fastbp.Adam(1e-3, eps=1e-50)), r"Adam\(eps=...\): 1e-50 underflows in float32 .* 0;"),
+    (dict(optimizer=fastbp.Adam(1e-3, eps=1e-50)), r"Adam\(eps=...\): 1e-50 underflows in float32 \(it would be 0;"),
     (dict(optimizer=fastbp.Adam(1e-3, eps=1e-310), dtype="float64"), "subnormal, which the kernels flush to 0"),
-    (dict(optimizer=fastbp.RMSprop(1e-3, eps=1e-40)), "underflows in float32"),
+    (dict(optimizer=fastbp.RMSprop(1e-3, eps=1e-40)), r"underflows in float32 \(it would be subnormal, which"),
     (dict(optimizer=fastbp.SGD(lr=1e300)), r"SGD\(lr=...\): 1e\+300 overflows to inf in float32"),
     (dict(optimizer=fastbp.SGD(lr=1e-3, momentum=1e-45)), "momentum=...\\): 1e-45 underflows"),
     (dict(l2=1e-46), "l2: 1e-46 underflows in float32"),
