@@ -203,6 +203,18 @@ def test_ctrl_c_inside_a_step_of_the_reference_waits_for_the_step(uninterrupted)
     assert_same_state(model, uninterrupted("reference", config)[0])
 
 
+def test_ctrl_c_in_the_last_batch_of_an_epoch_stops_once_the_epoch_is_recorded():
+    """SIGINT during an epoch's last step of the reference: the epoch ends (counted, its loss
+    recorded, the position back at batch 0) before fit stops, not one batch short of its end."""
+    fb, config = fastbp.reference, "step-schedule"
+    X, y = data()
+    model = make(fb, config)
+    model._train_step = sigint_on_call(model._train_step, N_BATCHES)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=EPOCHS["reference"], **fit_args(config))
+    assert (model._step, model._epoch, model._field("batch")) == (N_BATCHES, 1, 0)
+
+
 def test_ctrl_c_while_a_chunk_is_drawn_stops_before_it(monkeypatch):
     """SIGINT while fit draws the shuffle orders of its second chunk (5 epochs each here):
     the chunk does not run and the generator is back where the first one left it."""
