@@ -7,6 +7,7 @@ import pytest
 import fastbp
 import fastbp.reference
 from fastbp import kernels as K
+from fastbp.kernels.codes import LINEAR
 from fastbp.reference import dropout_mask
 
 IMPLS = [fastbp, fastbp.reference]
@@ -31,6 +32,31 @@ def test_kernel_mask_is_the_reference_mask_and_has_the_right_rate(rate):
     other_step = np.ones((400, 50))
     K.dropout_forward(other_step, rate, 987654321, 43, 3)
     assert not np.array_equal(A, other_step)
+
+
+@pytest.mark.parametrize("index", [0, 5])
+def test_a_draw_equal_to_the_rate_is_kept_in_both_passes(index):
+    """keep = uniform >= rate, forward and backward: with the rate set to one unit's own draw
+    exactly, that unit is kept by both (a backward pass that dropped it would give a gradient
+    of a mask the forward pass did not use)."""
+    import numba
+    from fastbp.kernels.dropout import dropout_stream, dropout_uniform
+
+    @numba.njit
+    def draw(key, step, layer, index):  # (compiled: the stream stays a uint64, as in the kernels)
+        return dropout_uniform(dropout_stream(key, step, layer), index)
+
+    key, step, layer = 1234, 7, 1
+    rate = float(draw(key, step, layer, index))
+    assert 0.0 < rate < 1.0
+    A = np.ones((1, 6))
+    K.dropout_forward(A, rate, key, step, layer)
+    scale = 1.0 / (1.0 - rate)
+    assert A[0, index] == scale  # kept
+    D = np.ones((1, 6))
+    K.dropout_backward(D, A, LINEAR, 0.0, rate, key, step, layer)  # derivative 1
+    assert D[0, index] == scale
+    np.testing.assert_array_equal(D == 0, A == 0)  # the same mask in both passes
 
 
 @pytest.mark.parametrize("row0", [1, 37, 150])
