@@ -201,3 +201,19 @@ def test_split_gradient_check_finds_an_overflow_past_the_first_chunk(dtype):
     with pytest.raises(FloatingPointError, match=f"{GRAD_MESSAGE} at step 1;"):
         model.train_step(*overflowing_batch(dtype))
     assert_unchanged(model, before)
+
+
+# ------------------------------------------------------------------ predict's count
+@pytest.mark.parametrize("fb", IMPLS, ids=IMPL_IDS)
+def test_predict_counts_exactly_the_outputs_that_are_not_finite(fb):
+    """The warning's count is the number of NaN / inf outputs (``network.count_nonfinite``):
+    some rows overflow, the others do not."""
+    model = fb.MLP([2, 8, 3], output="linear", loss="mse", dtype="float32", seed=0)
+    X = np.ones((5, 2), dtype=np.float32)
+    X[[1, 3]] = 3e38
+    with pytest.warns(RuntimeWarning, match=r"predict: (\d+) outputs are NaN or inf") as record:
+        P = model.predict(X)
+    bad = int((~np.isfinite(P)).sum())
+    assert 0 < bad <= 6 and np.isfinite(P[[0, 2, 4]]).all()
+    messages = [str(w.message) for w in record if str(w.message).startswith("predict:")]
+    assert len(messages) == 1 and messages[0].startswith(f"predict: {bad} outputs are NaN or inf")

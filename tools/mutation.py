@@ -11,7 +11,8 @@ loosened (``<``/``<=``, ``==``/``!=``, ...), ``and``/``or`` swapped, a number tw
 (``n`` -> ``n + 1`` / ``n - 1``; a float ``x`` -> ``2 x``, ``0.0`` -> ``1.0``), ``True``/``False``
 swapped, a ``not`` removed, an ``if`` or ``while`` condition negated, a unary minus dropped, a
 statement deleted (an assignment, an augmented assignment, a call, a ``return`` inside an
-``if``: the early returns).  For each, only the tests that cover that file run
+``if``: the early returns; not the only assignment of a local name, which would only make a
+NameError / Numba typing error on every call).  For each, only the tests that cover that file run
 (``TARGETS``: ``pytest -x -q`` per group, the fastest killers first), and the mutant is
 *killed* (a test failed), *survived* (all passed), *timeout* (over ``--timeout`` seconds,
 counted as killed: a mutant that hangs is noticed) or *equivalent* (listed in
@@ -63,6 +64,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,21 +81,20 @@ _FAULT_TESTS = ["tests/test_faults.py", "-k", "divergence or nonfinite or overfl
 TARGETS = {
     "fastbp/kernels/optim.py": dict(tests=[
         ["tests/test_kernels.py", "-k", "optimizer or clip or nonfinite or bound"],
-        ["tests/test_guards.py", *_FAULT_TESTS],
-        ["tests/test_dropin.py", "-k", "train_steps or updates_follow or clip"],
-        ["tests/test_parallel.py", "-k", "same_bits"],
+        ["tests/test_guards.py", "-k", "not split and not predict"],
+        _FAULT_TESTS,
+        ["tests/test_dropin.py", "-k", "50_train_steps or updates_follow or clip"],
     ]),
     "fastbp/kernels/losses.py": dict(tests=[
         ["tests/test_kernels.py", "-k", "output_loss or cross_entropy or correct_outputs"],
         ["tests/test_gradcheck.py", "-k", "fastbp"],
-        ["tests/test_dropin.py", "-k", "variants or fit_agree"],
+        ["tests/test_dropin.py", "-k", "variants"],
     ]),
     "fastbp/kernels/network.py:guard": dict(functions=_GUARD_FUNCTIONS, tests=[
-        ["tests/test_guards.py", *_FAULT_TESTS],
-        ["tests/test_kernels.py", "-k", "bound or nonfinite"],
-        ["tests/test_dropin.py", "-k", "train_steps or fit_agree"],
+        ["tests/test_guards.py"],
+        _FAULT_TESTS,
+        ["tests/test_dropin.py", "-k", "50_train_steps"],
         ["tests/test_batchnorm.py", "-k", "running"],
-        ["tests/test_parallel.py", "-k", "same_bits"],
     ]),
     "fastbp/kernels/network.py": dict(tests=[
         ["tests/test_guards.py", *_FAULT_TESTS],
@@ -185,6 +186,7 @@ class _Collector(ast.NodeVisitor):
         self.path, self.lines, self.functions = path, source.splitlines(keepends=True), functions
         self.mutants: list[Mutant] = []
         self.stack: list[str] = []
+        self.stores: list[dict] = []  # per enclosing function: how often each local name is assigned
 
     def add(self, node, op, replacement, start=None, end=None):
         start = start or (node.lineno, node.col_offset)
@@ -204,9 +206,14 @@ class _Collector(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node):
         self.stack.append(node.name)
+        self.stores.append({})
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                self.stores[-1][n.id] = self.stores[-1].get(n.id, 0) + 1
         for stmt in node.body:  # not the decorators, the defaults or the annotations
             self.visit(stmt)
         self.stack.pop()
+        self.stores.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -283,8 +290,14 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Assign(self, node):
+        # Not generated: deleting the only assignment of a local name (a NameError or a Numba
+        # typing error on every call: killed by any test, and nothing learnt).
         if self.active():
-            self.add(node, "delete", "pass")
+            names = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            only = names and all(self.stores[-1].get(n, 0) == 1 for n in names) and all(
+                isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets)
+            if not only:
+                self.add(node, "delete", "pass")
         self.generic_visit(node)
 
     def visit_Expr(self, node):
@@ -352,7 +365,7 @@ def _copy_tree(dest):
         shutil.copy2(os.path.join(ROOT, rel), os.path.join(dest, rel))
 
 
-def _run_tests(work, groups, cache_dir, timeout):
+def _run_tests(work, groups, cache_dir, timeout, timings=None):
     """``("passed" | "failed" | "timeout", seconds, the failing group's tail)``."""
     env = dict(os.environ, PYTHONPATH=work, NUMBA_CACHE_DIR=cache_dir, PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTHONPYCACHEPREFIX", None)
@@ -363,13 +376,21 @@ def _run_tests(work, groups, cache_dir, timeout):
             return "timeout", time.perf_counter() - start, ""
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
                *group]
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # its own process group: a timeout ends all of it
         try:
-            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=left,
-                                  start_new_session=True)
-        except subprocess.TimeoutExpired:
+            output, _ = proc.communicate(timeout=left)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                raise
             return "timeout", time.perf_counter() - start, " ".join(group)
+        if timings is not None:
+            timings.append([" ".join(group), round(time.perf_counter() - began, 1)])
         if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            tail = "\n".join(output.strip().splitlines()[-3:])
             return "failed", time.perf_counter() - start, f"{' '.join(group)}: {tail}"
     return "passed", time.perf_counter() - start, ""
 
@@ -429,6 +450,7 @@ def main(argv=None):
                 print(f"{m.id}\t{m.function}\t{m.line_text}" + (f"\t[equivalent: {eq}]" if eq else ""))
         return 0
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # (so the copy is removed)
     out = args.out or tempfile.mkdtemp(prefix="fastbp-mutation-")
     os.makedirs(out, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="fastbp-mutants-")
@@ -448,9 +470,10 @@ def main(argv=None):
             in_kernels = path.startswith("fastbp/kernels/")
             base_cache = os.path.join(scratch, f"numba-baseline-{fresh}") if in_kernels else shared_cache
             fresh += 1
-            status, seconds, detail = _run_tests(work, target["tests"], base_cache, 3600)
-            entry["baseline"] = dict(status=status, seconds=round(seconds, 1))
-            print(f"{name}: baseline {status} in {seconds:.0f} s ({len(ms)} mutants)", flush=True)
+            groups = []
+            status, seconds, detail = _run_tests(work, target["tests"], base_cache, 3600, groups)
+            entry["baseline"] = dict(status=status, seconds=round(seconds, 1), groups=groups)
+            print(f"{name}: baseline {status} in {seconds:.0f} s ({len(ms)} mutants): {groups}", flush=True)
             if status != "passed":
                 print(detail)
                 continue
