@@ -217,3 +217,44 @@ def test_predict_counts_exactly_the_outputs_that_are_not_finite(fb):
     assert 0 < bad <= 6 and np.isfinite(P[[0, 2, 4]]).all()
     messages = [str(w.message) for w in record if str(w.message).startswith("predict:")]
     assert len(messages) == 1 and messages[0].startswith(f"predict: {bad} outputs are NaN or inf")
+
+
+# ------------------------------------------------------------------ the update check's bounds
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt, row", [("Adam", 1), ("AdamW", 1), ("RMSprop", 0), ("AdaGrad", 0)])
+@pytest.mark.parametrize("fb", IMPLS, ids=IMPL_IDS)
+def test_a_negative_second_moment_is_refused_not_square_rooted(fb, opt, row, dtype):
+    """A state row the rules keep non-negative (Adam's second moment, RMSprop's and AdaGrad's
+    sums) with a negative entry (only a damaged file could bring one) would make the update's
+    square root NaN: the update is refused (layer 0, where the entry is), never written, however
+    small the gradient and however far the carried bounds are from overflowing
+    (``optim.state_bounds`` gives up the bounds then)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 1))
+    model = fb.MLP(SIZES, output="linear", loss="mse", dtype=dtype, seed=0, optimizer=getattr(fb, opt)(1e-3))
+    model.train_step(X, y)
+    model._slots[row][0] = -1e3
+    before = snapshot(model)
+    with pytest.raises(FloatingPointError, match="the update of layer 0 would make"):
+        model.train_step(X, y)
+    assert_unchanged(model, before)
+
+
+# ------------------------------------------------------------------ the chunked gradient check
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("chunks", [1, 2, 3, 4, 7])
+def test_chunked_largest_magnitude_sees_every_entry(chunks, dtype):
+    """``largest_magnitude`` split into any number of chunks (more than this machine's threads,
+    too) finds the largest magnitude, an inf, wherever it lies: every chunk covers its share."""
+    from fastbp.kernels import network
+    from fastbp.kernels.optim import inf_bits
+    n = 23
+    counts = np.zeros(8, dtype=np.int64)
+    for at in range(n):
+        x = np.linspace(-1, 1, n).astype(dtype)
+        assert network._largest_magnitude_chunks(counts, x, chunks) == network.largest_magnitude(x)
+        x[at] = -np.inf if at % 2 else np.inf
+        assert network._largest_magnitude_chunks(counts, x, chunks) == inf_bits(x), at
+        x[at] = -7.0
+        seven = np.array(7.0, dtype=dtype).view(np.int64 if dtype == "float64" else np.int32)
+        assert network._largest_magnitude_chunks(counts, x, chunks) == seven, at

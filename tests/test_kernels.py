@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import njit
+import numba
+from numba import njit, prange
 
 from fastbp import validation as V
 from fastbp.kernels import codes
@@ -242,6 +243,33 @@ def test_kernels_restore_the_callers_floating_point_mode():
     model.predict(X)
     model.evaluate(X, y)
     assert _float32_product(1e-30, 1e-10) != 0  # a subnormal, not flushed
+
+
+@njit(parallel=True)
+def _float32_products_on_every_thread(a, b, out):
+    for i in prange(out.size):  # static chunks: every one of Numba's threads takes some
+        out[i] = a[i] * b[i]
+
+
+@pytest.mark.skipif(not _X86, reason="subnormals are flushed on x86 only")
+def test_parallel_kernels_restore_every_threads_floating_point_mode():
+    """The parallel chunks (optimizer update, update check, products, elementwise passes) flush
+    subnormals on each of Numba's threads for the chunk's duration only: Numba's threads run
+    other parallel code afterwards under their own mode."""
+    import fastbp
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 3)).astype(np.float32), rng.integers(0, 2, 12)
+    for opt in (fastbp.SGD(0.1), fastbp.Adam(0.01)):
+        model = fastbp.MLP([3, 4, 2], dtype="float32", seed=0, optimizer=opt)
+        model._cfg = tuple(codes.Config(*model._cfg)._replace(par_product=0, par_elements=0))  # every pass split
+        model.fit(X, y, epochs=2, batch_size=4)
+        model.train_step(X, y)
+    n = 64 * max(1, numba.get_num_threads())
+    out = np.ones(n, dtype=np.float32)
+    _float32_products_on_every_thread(np.full(n, 1e-30, np.float32), np.full(n, 1e-10, np.float32), out)
+    assert np.all(out != 0)  # subnormals, not flushed, on every thread
+    assert _float32_product(1e-30, 1e-10) != 0
 
 
 @pytest.mark.skipif(not _X86, reason="subnormals are flushed on x86 only")
