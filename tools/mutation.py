@@ -159,7 +159,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "const 0->1", "const 1->2", "const 1->0", "const 2->3", "const 2->1")},
     (_NETWORK, "counts[c] = largest_magnitude(x[n * c // chunks:n * (c + 1) // chunks])", "Mult->Div"):
         "chunk c then starts at n / c // chunks <= n * c // chunks (c = 0: at inf, clamped to 0): the chunks overlap "
-        "more, still cover every entry, and a max over overlapping chunks is the same (tests/test_guards.py, chunked)",
+        "more, still cover every entry (tests/test_guards.py, chunked: every position, 1 to 7 chunks), and a max over "
+        "overlapping chunks is the same",
     (_NETWORK, "for l in range(L - 1):  # batch norm's running averages move with applied steps only", "const 1->0"):
         "the output layer has no batch norm (its running < 0): the extra iteration does nothing",
     ("fastbp/kernels/losses.py", "p = one / (one + e) if v >= 0 else e / (one + e)", "GtE->Gt"):
@@ -512,8 +513,11 @@ def main(argv=None):
     _copy_tree(work)
     shared_cache = os.path.join(scratch, "numba-shared")
     command = " ".join(["python", "tools/mutation.py", *(argv if argv is not None else sys.argv[1:])])
-    report = dict(command=command, started=time.strftime("%Y-%m-%d %H:%M:%S"), commit=subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(), files={})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                      text=True).stdout.strip():
+        commit += " + uncommitted changes (the copy is of the working tree)"
+    report = dict(command=command, started=time.strftime("%Y-%m-%d %H:%M:%S"), commit=commit, files={})
     print(f"report: {out}   copy: {work}", flush=True)
     fresh = 0
     try:
