@@ -168,6 +168,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "the output layer has no batch norm (its running < 0): the extra iteration does nothing",
     ("fastbp/kernels/losses.py", "p = one / (one + e) if v >= 0 else e / (one + e)", "GtE->Gt"):
         "at v == 0, e = exp(-0) = 1 and both branches are 1 / 2",
+    ("fastbp/kernels/batchnorm.py", "mean, var, sd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]", "const 2->3@39"):
+        "var = stats[n:3 * n] starts where stats[n:2 * n] does; only var[0 .. n-1] is ever read or written",
     ("fastbp/validation.py", "rows = max(1, block // max(1, a.shape[1]))", "const 1->0"):
         "max(0, columns) differs from max(1, columns) only for 0 columns, and an array with none has size 0 <= block: "
         "returned before this line",
@@ -176,6 +178,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("fastbp/validation.py", "if verbose not in (0, 1, False, True):", "const False->True"):
         "0 == False: the tuple still accepts False",
 }
+
+
+def equivalent_reason(file, line_text, op, col):
+    """``EQUIVALENT``'s reason for a mutant, or None.  A key's mutation may name its column,
+    ``"const 2->3@39"``, where the same change elsewhere on the line is not equivalent."""
+    return EQUIVALENT.get((file, line_text, f"{op}@{col}")) or EQUIVALENT.get((file, line_text, op))
 
 
 # ------------------------------------------------------------------ mutants
@@ -473,7 +481,7 @@ def main(argv=None):
             report = json.load(f)
         for entry in report["files"].values():
             for m in entry["mutants"]:
-                reason = EQUIVALENT.get((m["id"].split(":")[0], m["line_text"], m["op"]))
+                reason = equivalent_reason(m["id"].split(":")[0], m["line_text"], m["op"], int(m["id"].split(":")[2]))
                 if reason and m["status"] == "survived":
                     m.update(status="equivalent", reason=reason)
         _write(args.reclassify, report)
@@ -511,7 +519,7 @@ def main(argv=None):
         for name, path, target, ms in plan:
             print(f"# {name}: {len(ms)} mutants")
             for m in ms:
-                eq = EQUIVALENT.get((m.file, m.line_text, m.op))
+                eq = equivalent_reason(m.file, m.line_text, m.op, m.col)
                 print(f"{m.id}\t{m.function}\t{m.line_text}" + (f"\t[equivalent: {eq}]" if eq else ""))
         return 0
 
@@ -553,7 +561,7 @@ def main(argv=None):
             with open(pristine, encoding="utf-8") as f:
                 source = f.read()
             for i, m in enumerate(ms, 1):
-                reason = EQUIVALENT.get((m.file, m.line_text, m.op))
+                reason = equivalent_reason(m.file, m.line_text, m.op, m.col)
                 mutated = apply(source, m)
                 diff = "".join(difflib.unified_diff(source.splitlines(keepends=True), mutated.splitlines(keepends=True),
                                                     "a/" + path, "b/" + path, n=2))
