@@ -170,6 +170,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "at v == 0, e = exp(-0) = 1 and both branches are 1 / 2",
     ("fastbp/kernels/batchnorm.py", "mean, var, sd = stats[:n], stats[n:2 * n], stats[2 * n:3 * n]", "const 2->3@39"):
         "var = stats[n:3 * n] starts where stats[n:2 * n] does; only var[0 .. n-1] is ever read or written",
+    ("fastbp/kernels/batchnorm.py", "scale, mean_d, mean_dx = stats[3 * n:4 * n], stats[4 * n:5 * n], stats[5 * n:BN_STATS * n]",
+     "const 4->5@41"):
+        "scale = stats[3 * n:5 * n] starts where stats[3 * n:4 * n] does; only scale[0 .. n-1] is ever read or written",
     ("fastbp/validation.py", "rows = max(1, block // max(1, a.shape[1]))", "const 1->0"):
         "max(0, columns) differs from max(1, columns) only for 0 columns, and an array with none has size 0 <= block: "
         "returned before this line",
