@@ -149,8 +149,8 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     """Train ``model`` data-parallel over ``comm`` on this rank's shard ``(X, y)``; every rank
     calls it with the same model configuration, ``epochs``, ``batch_size`` (the global batch),
     ``shuffle`` and ``lr_schedule`` (a ``fastbp.schedules`` schedule, as in ``model.fit``: every
-    rank computes the same rates from the same counts).  Returns the list of per-epoch mean training losses (the same on every
-    rank).  See the module's docstring for what a run is equivalent to.
+    rank computes the same rates from the same counts).  See the module's docstring for what a
+    run is equivalent to.
 
     Returns a ``fastbp.training.History`` (the per-epoch losses; ``history.history`` with
     ``skipped_batches`` with ``on_nonfinite="skip_batch"``, ``lr`` with a schedule, and, with ``validation_data``, ``val_loss`` and, for classifiers,
@@ -175,9 +175,9 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     module's docstring) raise ``RuntimeError`` on every rank.
 
     ``verbose``: 1 prints a line per epoch (its metrics, the global rows per second) on rank 0
-    only; the other ranks print nothing.  A step ``on_nonfinite="raise"`` stops rewinds the
-    shuffle generator to the epoch's start on every rank (the steps before it stay applied):
-    a next ``fit`` draws that epoch's order again and runs the epoch from its first batch.
+    only; the other ranks print nothing.  When ``on_nonfinite="raise"`` stops an epoch, every
+    rank's shuffle generator goes back to the epoch's start (the steps before it stay
+    applied): a next ``fit`` draws that epoch's order again and runs it from its first batch.
 
     ``step_times``: a list to which each step's ``(compute, reduce)`` seconds on this rank are
     appended (both halves of the step; the gradient's reduction), for
