@@ -27,7 +27,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import fileformat
-from .compile_notice import stderr_notices
 from .kernels.codes import STATE, STATUS_OK
 from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
@@ -238,9 +237,10 @@ class BaseMLP:
     def _setup(self):
         """Subclass hook: called once the buffers exist."""
 
-    def _prepare_training(self, batch_size):
-        """Subclass hook: allocate what training in batches of ``batch_size`` needs, before
-        ``fit`` changes any state."""
+    def _prepare_training(self, X, T, batch_size):
+        """Subclass hook: allocate what training on the checked ``(X, T)`` in batches of
+        ``batch_size`` needs, and have its compiled code ready, before ``fit`` changes any
+        state or starts timing an epoch."""
 
     def _forward(self, X):
         """``(P, bad)``: the network output for a validated X and how many of its entries
@@ -383,8 +383,8 @@ class BaseMLP:
             Stop when the monitored metric has not improved for ``patience`` epochs, and
             (``restore_best``) go back to the best epoch's weights.
         verbose : int, default 0
-            0 silent; 1 a progress bar and one line per epoch with the loss, validation
-            metrics and samples/s, and on stderr the notice of a cold compile (below).
+            0 silent; 1 one line per epoch with the loss, validation metrics and samples/s
+            (compile time excluded), and on a terminal a progress bar while the epoch runs.
 
         Returns
         -------
@@ -394,9 +394,10 @@ class BaseMLP:
 
         The first ``fit`` of each dtype in a fresh installation compiles the kernels (~30 s
         on a 2-core machine; cached on disk afterwards, for every later process).  A compile
-        about to start is announced on the ``logging`` logger ``"fastbp"`` (level INFO), and
-        on stderr when ``verbose``: "fastbp: compiling the training kernels for float32 (first
-        use; ...)".
+        about to start is announced, whatever ``verbose``, on the ``logging`` logger
+        ``"fastbp"`` (level WARNING: on stderr unless the application configured logging),
+        "fastbp: compiling the training kernels for float32 (first use; ...)";
+        ``logging.getLogger("fastbp").setLevel(logging.ERROR)`` silences it.
 
         Interrupted (Ctrl-C: ``KeyboardInterrupt``, raised between two batches, or compiled
         chunks) or stopped by a non-finite batch, the model is one that trained the batches it
@@ -415,8 +416,10 @@ class BaseMLP:
         log = EpochLog(self, epochs, X.shape[0], batch_size, on_nonfinite, lr_schedule is not None, val, stopper,
                        verbose)
         # Ctrl-C stops fit only where the model is whole (HeldInterrupts), with the lock released
-        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True), stderr_notices(verbose):
-            self._prepare_training(batch_size)  # may fail (MemoryError): nothing has changed yet
+        with HeldInterrupts() as interrupts, self._exclusive(writes_in_chunks=True):
+            # may fail (MemoryError): nothing has changed yet; loads or compiles the kernels
+            # first, so that no epoch's time (samples/s) or progress display includes it
+            self._prepare_training(X, T, batch_size)
             self._fit_epochs(X, T, batch_size, shuffle, lr_schedule, log, interrupts)
         return log.history
 

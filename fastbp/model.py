@@ -37,11 +37,26 @@ _INFERENCE_CHUNK = 1024
 # Inference workspaces up to this many rows are kept for reuse (W4's largest: 4 MB in float32).
 _POOLED_ROWS = 256
 
-# A cold compile of an entry point is announced (logger "fastbp", INFO; on stderr in fit(verbose=1)),
-# with its time on this project's 2-core machine (README, "Start-up").
+# A cold compile of an entry point is announced (logger "fastbp", WARNING), with its time on
+# this project's 2-core machine (README, "Start-up").  The data checks come first in every
+# call that takes data, and compile for several seconds too.
+compile_notice.watch(kernels.all_finite, "the data checks", "~5 s")
+compile_notice.watch(kernels.one_hot, "the label encoder", "~1 s", array="T")
 compile_notice.watch(kernels.train_epochs, "the training kernels", "~30 s")
 compile_notice.watch(kernels.infer, "the inference kernel", "~5 s")
 compile_notice.watch(kernels.loss_and_grads, "the gradient kernel", "~20 s")
+# ``fit``'s epoch kernel is made ready for the call's argument types before the first epoch is
+# timed: the types of the per-chunk arrays (losses, skipped-batch counts, orders, rates), as
+# ``_run_epochs`` and ``training.epoch_orders`` / ``epoch_rates`` make them.
+_CHUNK_TYPES = (np.empty(1), np.zeros(1, dtype=np.int64), np.empty((1, 1), dtype=np.int64), np.empty((1, 0)))
+
+
+def _ready(dispatcher, args):
+    """Load ``dispatcher``'s machine code for the types of ``args`` (from the on-disk cache,
+    or compile it: announced) without calling it; nothing to do if this process has it."""
+    signature = tuple(dispatcher.typeof_pyval(a) for a in args)
+    if signature not in dispatcher.overloads:
+        dispatcher.compile(signature)
 
 
 class MLP(BaseMLP):
@@ -66,6 +81,7 @@ class MLP(BaseMLP):
         self._no_rates, self._empty = np.empty((1, 0)), np.empty((0, 0), dtype=self.dtype)
         self._free_workspaces = {1 << k: [] for k in range(_POOLED_ROWS.bit_length())}
         self._one_hot_labels = self.loss == "cross_entropy"  # labels (n,) are one-hot encoded
+        self._ready_for = set()  # what fit has had the epoch kernel ready for (_prepare_training)
 
     def _optimizer_changed(self):
         self._hyper = tuple(self.optimizer.hyper)
@@ -111,8 +127,18 @@ class MLP(BaseMLP):
     def _workspace(self, rows):
         return tuple(make_workspace(self._widths, self.sizes, rows, self.dtype))
 
-    def _prepare_training(self, batch_size):
-        self._train_workspace(batch_size)
+    def _prepare_training(self, X, T, batch_size):
+        ws = self._train_workspace(batch_size)
+        cfg = self._call(batch_size)[0]
+        # Typing every argument costs ~0.2 ms (twice what a small fit(epochs=1) costs else), so
+        # only once per model for each combination of what can change an argument's type.
+        key = (X.flags.writeable, X.flags.c_contiguous, T.flags.writeable, T.flags.c_contiguous, T.ndim,
+               cfg is self._cfg, len(self._hyper))
+        if key not in self._ready_for:
+            losses, skipped, orders, rates = _CHUNK_TYPES
+            _ready(kernels.train_epochs, (losses, skipped, self._net, self._state, ws, X, T, orders, rates,
+                                          batch_size, False, False, cfg, self._hyper))
+            self._ready_for.add(key)
 
     def _train_workspace(self, rows):
         """The training workspace, allocated once and reallocated only to grow."""

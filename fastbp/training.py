@@ -331,11 +331,21 @@ def epoch_rates(lr_schedule, model, n, batch_size, shuffle, count, n_batches):
 _NO_PROGRESS = contextlib.nullcontext()
 
 
+def _on_a_terminal(stream):
+    """Whether ``stream`` is a terminal: only there can a line be redrawn in place (in a log
+    file or a pipe each redraw would be a line of its own)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # (no isatty, or closed)
+        return False
+
+
 def progress_bar(model, shown, epoch, epochs, n_batches, batch_size):
     """While the body runs (an epoch in compiled code), redraw a progress bar on stdout, if
-    ``shown``; the bar is gone (its thread joined) when the body ends, however it ends.
-    (Not shown: a shared no-op, since ``fit(epochs=1)`` in a loop pays for every object.)"""
-    if not shown:
+    ``shown`` and stdout is a terminal; the bar is gone (its thread joined) when the body
+    ends, however it ends.  (Not shown: a shared no-op, since ``fit(epochs=1)`` in a loop
+    pays for every object.)"""
+    if not shown or not _on_a_terminal(sys.stdout):
         return _NO_PROGRESS
     return _progress_shown(_Progress(model, epoch, epochs, n_batches, batch_size, sys.stdout))
 
@@ -448,7 +458,8 @@ class EpochLog:
     def _print(self, metrics, samples_per_second):
         shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         text = f"epoch {self.done}/{self.epochs} - {shown} - {samples_per_second:,.0f} samples/s"
-        print("\r" + text.ljust(72), flush=True)
+        # on a terminal the line replaces the progress bar; elsewhere it is the only line
+        print("\r" + text.ljust(72) if _on_a_terminal(sys.stdout) else text, flush=True)
 
     def nonfinite(self, status, layer, batch):
         """A non-finite loss, gradient or update (``status``, ``layer``) in batch ``batch`` (0-based) of

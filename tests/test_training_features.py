@@ -1,6 +1,9 @@
 """Schedules, validation, early stopping, progress, plots and gradcheck — in both implementations."""
 
+import io
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -230,9 +233,18 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     assert "val_loss" in lines[-1] and "val_accuracy" in lines[-1] and "samples/s" in lines[-1]
 
 
+class Terminal(io.StringIO):
+    """A stdout that says it is a terminal (where the progress bar is drawn)."""
+
+    def isatty(self):
+        return True
+
+
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)
-def test_progress_bar_updates_during_a_long_epoch(fb, capsys, monkeypatch):
+def test_progress_bar_updates_during_a_long_epoch(fb, monkeypatch):
     from fastbp import training
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
     monkeypatch.setattr(training._Progress, "__init__",
                         lambda self, *a, **k: training.threading.Thread.__init__(self, daemon=True) or
                         self.__dict__.update(dict(zip(("model", "epoch", "epochs", "n_batches", "batch_size",
@@ -241,10 +253,30 @@ def test_progress_bar_updates_during_a_long_epoch(fb, capsys, monkeypatch):
                                                   finished=training.threading.Event())))
     X, y = data(6000)
     fb.MLP([4, 256, 256, 3], seed=0).fit(X, y, epochs=1, batch_size=1, verbose=1)  # ~0.1 s or more
-    updates = [u for u in capsys.readouterr().out.split("\r") if "] " in u]
+    updates = [u for u in terminal.getvalue().split("\r") if "] " in u]
     assert len(updates) >= 2 and "epoch 1/1 [" in updates[0] and "samples/s" in updates[-1]
     done = [int(u.split("] ")[1].split("/")[0]) for u in updates]
     assert done == sorted(done) and done[-1] > 0
+
+
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_not_on_a_terminal_one_plain_line_per_epoch_and_no_bar(fb, capsys, monkeypatch):
+    """Output to a file or a pipe (here: capsys, not a terminal) gets no progress bar and no
+    carriage returns, however long an epoch takes: one line per epoch."""
+    from fastbp import training
+    monkeypatch.setattr(training._Progress, "__init__",
+                        lambda self, *a, **k: training.threading.Thread.__init__(self, daemon=True) or
+                        self.__dict__.update(dict(zip(("model", "epoch", "epochs", "n_batches", "batch_size",
+                                                       "stream"), a), interval=0.005,
+                                                  start_time=training.time.perf_counter(),
+                                                  finished=training.threading.Event())))
+    X, y = data(6000)
+    fb.MLP([4, 256, 256, 3], seed=0).fit(X, y, epochs=2, batch_size=1, verbose=1)  # ~0.1 s or more an epoch
+    out = capsys.readouterr().out
+    assert "\r" not in out and "[" not in out
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(re.fullmatch(rf"epoch {i}/2 - loss \S+ - [\d,]+ samples/s", line)
+                                   for i, line in enumerate(lines, 1)), out
 
 
 def test_history_plot_writes_a_picture(tmp_path):
