@@ -58,6 +58,8 @@ def _variant(args, array_at, cfg_at):
     read-only input's or the variant with parallel loops (each its own specialisation)."""
     try:
         A = args[array_at]
+        if isinstance(A, types.BaseTuple):  # a structure of arrays (a Network): its first, the parameters
+            A = A.types[0]
         words = [str(A.dtype)]
         if not A.mutable:
             words.append("read-only inputs")

@@ -96,7 +96,7 @@ __all__ = ["fit", "save", "broadcast_model", "local_order"]
 # A cold compile is announced as fastbp.model announces its entry points' (times: float32, this
 # project's 2-core machine while another process ran: 18.0 s and 17.3 s).
 compile_notice.watch(kernels.batch_gradients, "the data-parallel gradient kernel", "~20 s")
-compile_notice.watch(kernels.apply_gradients, "the data-parallel update kernel", "~20 s")
+compile_notice.watch(kernels.apply_gradients, "the data-parallel update kernel", "~20 s", array="net")
 
 
 def _mpi():
