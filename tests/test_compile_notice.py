@@ -174,3 +174,26 @@ def test_only_a_real_cold_compile_is_announced(tmp_path):
     configured = run("configured", "c")
     assert configured.stderr == "" and configured.stdout.splitlines() == [f"fastbp WARNING {e}" for e in expected] \
         + ["done"]
+
+
+@pytest.fixture
+def compiles_on_ready(monkeypatch):
+    """Every ``fit`` that makes its epoch kernel ready broadcasts a compile event for the real
+    argument types first, as Numba does before a cold compile (without compiling)."""
+    ready = fastbp.model._ready
+
+    def compiling_ready(dispatcher, args):
+        compile_event(dispatcher, tuple(dispatcher.typeof_pyval(a) for a in args))
+        return ready(dispatcher, args)
+
+    monkeypatch.setattr(fastbp.model, "_ready", compiling_ready)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_estimators_announce_a_compile_too(caplog, compiles_on_ready):
+    pytest.importorskip("sklearn")
+    from fastbp.sklearn import MLPClassifier
+    caplog.set_level(logging.WARNING, logger="fastbp")
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, Y)
+    assert notices(caplog) and all(n.startswith("fastbp: compiling the training kernels for ")
+                                   for n in notices(caplog)), notices(caplog)
