@@ -83,8 +83,10 @@ X_METHODS = {
     "fit": lambda m, X: m.fit(X, LABELS),
     "train_step": lambda m, X: m.train_step(X, LABELS),
     "evaluate": lambda m, X: m.evaluate(X, LABELS),
+    "score": lambda m, X: m.score(X, LABELS),
     "loss_and_grads": lambda m, X: m.loss_and_grads(X, LABELS),
     "predict": lambda m, X: m.predict(X),
+    "predict_proba": lambda m, X: m.predict_proba(X),
     "predict_classes": lambda m, X: m.predict_classes(X),
 }
 
