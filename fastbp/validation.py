@@ -242,7 +242,7 @@ def check_X(X, n_features, dtype):
     """Inputs as a finite, non-empty ``(n, n_features)`` array of ``dtype``."""
     X = as_float_array(X, "X", dtype)
     if X.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
+        hint = f"; {_one_dimensional_hint(X.shape[0], n_features)}" if X.ndim == 1 else ""
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
     if X.shape[0] == 0:
         raise ValueError("X is empty (0 samples)")
@@ -251,6 +251,20 @@ def check_X(X, n_features, dtype):
     if not _all_finite(X):
         raise ValueError("X contains NaN or inf; clean or impute the data first")
     return X
+
+
+def _one_dimensional_hint(length, n_features):
+    """How to make a 1-D X of ``length`` values 2-D for a model of ``n_features`` inputs.
+
+    A 1-D X is one sample or one feature of many samples; which one can only be told from
+    the model, so the hint follows it (a one-input model: a column; a row of the model's
+    width: one sample) and states both readings when X fits neither."""
+    if n_features == 1:
+        return f"for {length} samples of the model's single feature use X.reshape(-1, 1)"
+    if length == n_features:
+        return f"for one sample of the model's {n_features} features use X.reshape(1, -1)"
+    return (f"X.reshape(1, -1) would be one sample and X.reshape(-1, 1) samples of one feature, but this model "
+            f"takes {n_features} features per sample and X has {length} values")
 
 
 def check_y(y, n, k, loss, dtype):
