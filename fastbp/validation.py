@@ -278,7 +278,8 @@ def check_y(y, n, k, loss, dtype):
     except Exception as exc:
         raise ValueError(f"y could not be read as an array: {exc}") from None
     if y_arr.dtype.kind not in "biuf":
-        raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
+        raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}"
+                        f"{_STRING_LABELS_HINT if _holds_text(y_arr) else ''}")
     if y_arr.shape[:1] != (n,):
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
     if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():  # (integers always are)
@@ -298,6 +299,19 @@ def check_y(y, n, k, loss, dtype):
     if loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
     return T
+
+
+# Text targets are class labels; the estimator that encodes them is one import away.
+_STRING_LABELS_HINT = ("; string class labels: use fastbp.sklearn.MLPClassifier, which accepts labels of any kind, "
+                       "or encode them as integers 0..k-1 (classes, y = numpy.unique(y, return_inverse=True))")
+
+
+def _holds_text(a):
+    """Whether the non-numeric array ``a`` holds strings (an object array is looked into:
+    pandas keeps strings in object columns). Not bytes: scikit-learn refuses those as labels."""
+    if a.dtype.kind == "U":
+        return True
+    return a.dtype.kind == "O" and any(isinstance(v, str) for v in a.flat)
 
 
 def accepted_y_shapes(n, k, loss):

@@ -181,6 +181,22 @@ def test_bad_y_is_rejected(fb, problem, method):
     assert_rejected_and_unchanged(fb, kind, lambda m: Y_METHODS[method](m, y), exc, match)
 
 
+@pytest.mark.parametrize("method", list(Y_METHODS) + ["score"])
+@pytest.mark.parametrize("labels", [LABELS.astype(str), np.array(["a", "b", "c"] * 2, dtype=object)],
+                         ids=["str", "object"])
+def test_string_labels_point_to_the_scikit_learn_classifier(fb, labels, method):
+    call = Y_METHODS.get(method, lambda m, y: m.score(X_GOOD, y))
+    assert_rejected_and_unchanged(fb, "ce", lambda m: call(m, labels), TypeError,
+                                  r"y must be numeric.*use fastbp\.sklearn\.MLPClassifier, which accepts labels")
+
+
+@pytest.mark.parametrize("y", [LABELS.astype(complex), LABELS.astype(bytes)])  # (scikit-learn refuses bytes labels)
+def test_other_non_numeric_targets_get_no_label_hint(fb, y):
+    with pytest.raises(TypeError, match="y must be numeric") as info:
+        make(fb).fit(X_GOOD, y)
+    assert "MLPClassifier" not in str(info.value)
+
+
 # ------------------------------------------------------- bad fit arguments
 BAD_FIT = {
     "batch_size=0": (dict(batch_size=0), "batch_size must be a positive integer"),
