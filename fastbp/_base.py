@@ -5,7 +5,8 @@ parameter storage and the training loop — as thin glue over the modules that d
 * :mod:`fastbp.layout` — where parameters, gradients and optimizer state live (one flat
   buffer each, per-layer views into it), and the initial weights;
 * :mod:`fastbp.training` — ``fit``'s bookkeeping between compiled calls;
-* :mod:`fastbp.fileformat` — ``save`` and ``load``.
+* :mod:`fastbp.fileformat` — ``save`` and ``load``;
+* :mod:`fastbp.metrics` — ``score``'s accuracy and R².
 
 The two implementations differ only in how they compute (compiled kernels or plain
 NumPy): the hooks below.  Everything a user can get wrong is checked once, before any
@@ -26,7 +27,7 @@ from typing import Any, Literal, TextIO, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import fileformat
+from . import fileformat, metrics
 from .kernels.codes import STATE, STATUS_OK
 from .locking import Exclusive, ReadWriteLock
 from .layout import allocate_state, init_weights, model_layer_table
@@ -478,20 +479,41 @@ class BaseMLP:
             return {}
         return {"accuracy": correct / (T.size if self.loss == "binary_cross_entropy" else T.shape[0])}
 
+    def _outputs(self, X, caller):
+        """The network's outputs for a checked X; warns (``RuntimeWarning``, at the line that
+        called ``caller``) when some are NaN or inf."""
+        with self._access.reading():
+            P, bad = self._forward(X)
+        if bad:
+            warnings.warn(f"{caller}: {bad} outputs are NaN or inf: the inputs' "
+                          f"scale overflows {self.dtype.name} inside the network; scale the inputs",
+                          RuntimeWarning, stacklevel=3)
+        return P
+
     def predict(self, X: ArrayLike) -> NDArray[np.floating]:
         """Network output: probabilities for softmax / sigmoid outputs, values for linear.
 
         Warns (``RuntimeWarning``) when an output is NaN or inf: finite inputs whose scale
         overflows the model's dtype inside the network (scale the inputs).
         """
-        X = self._check_X(X)
-        with self._access.reading():
-            P, bad = self._forward(X)
-        if bad:
-            warnings.warn(f"predict: {bad} outputs are NaN or inf: the inputs' "
-                          f"scale overflows {self.dtype.name} inside the network; scale the inputs",
-                          RuntimeWarning, stacklevel=2)
-        return P
+        return self._outputs(self._check_X(X), "predict")
+
+    @property
+    def predict_proba(self) -> Callable[[ArrayLike], NDArray[np.floating]]:
+        """``predict`` under scikit-learn's name, for classifiers (``is_classifier``): the
+        softmax's class probabilities ``(n, k)``, or each sigmoid output's probability of 1
+        (one column for a single sigmoid, where scikit-learn's binary classifiers give two;
+        ``fastbp.sklearn.MLPClassifier`` gives those).
+
+        A model with loss ``mse`` has no ``predict_proba`` (``AttributeError``, so
+        ``hasattr(model, "predict_proba")`` is False, as for scikit-learn's regressors): its
+        outputs are values, not probabilities, whatever its output activation.
+        """
+        if not self.is_classifier:
+            raise AttributeError(f"a model with loss {self.loss!r} has no predict_proba: its outputs are regression "
+                                 "values, not class probabilities (as scikit-learn's regressors have none); "
+                                 "predict gives the outputs")
+        return self.predict
 
     def predict_classes(self, X: ArrayLike) -> NDArray[np.int64]:
         """Class labels: argmax for softmax, ``p > 0.5`` for sigmoid (per output)."""
@@ -509,6 +531,29 @@ class BaseMLP:
         with self._access.reading():
             loss, metrics = self._evaluate(X, T)
         return {"loss": float(loss), **metrics}
+
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
+        """scikit-learn's score of the model on (X, y), with ``y`` as ``fit`` takes it:
+
+        * classifiers (``is_classifier``): the accuracy, the share of samples whose predicted
+          class is the label (``accuracy_score``). For sigmoid outputs a sample counts only
+          when every output is on its target's side of 0.5 (subset accuracy: ``evaluate``'s
+          accuracy counts outputs instead); one-hot or probability rows name the class of
+          their largest entry;
+        * loss ``mse``: R², ``1 - SSE / SST`` per output, averaged uniformly over the outputs
+          (``r2_score``'s defaults: a constant target scores 1.0 when predicted exactly, else
+          0.0; fewer than two samples give nan with a ``RuntimeWarning``).
+
+        Computed in float64 from the targets as given. Warns as ``predict`` does when an
+        output is NaN or inf.
+        """
+        X = self._check_X(X)
+        # the targets in float64, not the model's dtype: scikit-learn scores the targets as given
+        T = check_y(y, X.shape[0], self.sizes[-1], self.loss, np.float64)
+        P = self._outputs(X, "score")
+        if self.is_classifier:
+            return metrics.accuracy(P, T, self.loss)
+        return metrics.r2(P, T, stacklevel=2)
 
     def loss_and_grads(self, X: ArrayLike, y: ArrayLike) -> tuple[float, list[tuple[NDArray[np.floating],
                                                                                   NDArray[np.floating]]]]:

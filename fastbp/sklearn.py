@@ -26,7 +26,9 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
   ``epsilon`` is Adam's / AdamW's (RMSprop and AdaGrad keep fastbp's defaults).
 * ``activation``: scikit-learn's names (``"identity"``, ``"logistic"``, ``"tanh"``,
   ``"relu"``) and fastbp's (``"linear"``, ``"sigmoid"``, ``"leaky_relu"``).
-* ``sample_weight`` is not supported (fastbp's compiled epoch has no per-sample weights).
+* ``sample_weight`` (``fit``, ``partial_fit``) and ``class_weight`` are not supported yet
+  (fastbp trains with an unweighted loss): refused by name, except ``sample_weight=None``.
+  scikit-learn's ``learning_rate``, ``power_t`` and ``max_fun`` are refused by name too.
 * Input: dense arrays only (no sparse matrices).
 * ``dtype``: the dtype fastbp computes in; None (default) follows X as scikit-learn does
   (float32 stays float32, anything else becomes float64).
@@ -39,6 +41,7 @@ Epochs that no stopping test can end run as one compiled call, so the estimator 
 at the speed of ``fastbp.MLP.fit``.
 """
 
+import inspect
 import numbers
 import warnings
 
@@ -115,9 +118,51 @@ def _check_params(est):
     return sizes
 
 
+# Constructor arguments the estimators do not take, with the reason (the end of a sentence
+# that starts with the class's name); a class's ``_unsupported`` table adds its own.
+_UNSUPPORTED_PARAMS = {
+    "learning_rate": "has no learning_rate: rates other than a constant one come as lr_schedule (fastbp.schedules)",
+    "power_t": "has no power_t: rates other than a constant one come as lr_schedule (fastbp.schedules)",
+    "max_fun": "has no max_fun: it bounds the lbfgs solver, which fastbp does not have",
+}
+# The same for ``fit`` / ``partial_fit``'s arguments; these accept None (scikit-learn's
+# meta-estimators pass ``sample_weight=None``), which asks for nothing. They arrive through
+# ``**fit_params``: a fit that names ``sample_weight`` tells scikit-learn (has_fit_parameter,
+# its estimator checks, metadata routing) that weighting works.
+_UNSUPPORTED_FIT_PARAMS = {
+    "sample_weight": "does not support sample_weight yet (fastbp trains with an unweighted loss); to weight "
+                     "samples, repeat or resample the rows in proportion to their weights",
+}
+
+
+class _InitSignature:
+    """A class's ``inspect.signature``: its ``__init__``'s parameters after ``self``. (Python
+    would read the catch-all ``*args, **kwargs`` of ``_BaseMLP.__new__``; scikit-learn's
+    checks and ``help`` read the class's signature.)"""
+
+    def __get__(self, obj, cls):
+        return inspect.Signature(list(inspect.signature(cls.__init__).parameters.values())[1:])
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, building the fastbp model,
     the training loop with scikit-learn's stopping rules, and the fitted attributes."""
+
+    _unsupported = _UNSUPPORTED_PARAMS
+    __signature__ = _InitSignature()
+
+    def __new__(cls, *args, **kwargs):
+        # Python's own error for an unknown argument names the function that refused it,
+        # ``_BaseMLP.__init__``, a private class. Checked here, so that ``__init__`` keeps
+        # the explicit keyword parameters scikit-learn's get_params and clone read.
+        try:
+            inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            for name in kwargs:
+                if name in cls._unsupported:
+                    raise TypeError(f"{cls.__name__} {cls._unsupported[name]}") from None
+            raise TypeError(f"{cls.__name__}(): {exc}") from None
+        return super().__new__(cls)
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
@@ -209,8 +254,16 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = np.inf
 
-    def _fit(self, X, y, incremental, classes=None):
-        """``fit`` (``incremental`` False) or ``partial_fit`` (one epoch, no stopping test)."""
+    def _fit(self, X, y, incremental, fit_params, classes=None):
+        """``fit`` (``incremental`` False) or ``partial_fit`` (one epoch, no stopping test);
+        ``fit_params``: their keyword arguments beyond X, y and classes (refused but for
+        ``sample_weight=None``)."""
+        method = "partial_fit" if incremental else "fit"
+        for name, value in fit_params.items():
+            if name not in _UNSUPPORTED_FIT_PARAMS:
+                raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
         self._hidden = _check_params(self)
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
         X, y = self._validate_input(X, y, reset=first)
@@ -335,6 +388,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _split_stratified = True
     _y_numeric = False
+    _unsupported = {**_UNSUPPORTED_PARAMS,
+                    "class_weight": "does not support class_weight yet (fastbp trains with an unweighted loss); "
+                                    "to balance the classes, resample the training rows"}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -380,21 +436,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validation_score(self, X, y):
         return accuracy_score(y, self.predict(X))
 
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Fit the model to data matrix X and targets y (labels, or a multi-label indicator
-        matrix). Returns self."""
-        return self._fit(X, y, incremental=False)
+        matrix). Returns self. ``sample_weight`` is not supported yet (only None)."""
+        return self._fit(X, y, incremental=False, fit_params=fit_params)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, **fit_params):
         """One epoch over (X, y) (scikit-learn's one iteration). ``classes``: every label the
-        calls will see, required on the first call (not for multi-label indicator targets)."""
+        calls will see, required on the first call (not for multi-label indicator targets).
+        ``sample_weight`` is not supported yet (only None)."""
         if not hasattr(self, "_model"):
             if classes is None and not type_of_target(y).startswith("multilabel"):
                 raise ValueError("classes must be passed on the first call to partial_fit")
         elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
             raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit "
                              f"({self.classes_!r})")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, fit_params=fit_params, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, ``(n_samples, n_classes)`` in the order of ``classes_`` (for
@@ -451,13 +508,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _validation_score(self, X, y):
         return r2_score(y, self.predict(X))
 
-    def fit(self, X, y):
-        """Fit the model to data matrix X and target(s) y. Returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, **fit_params):
+        """Fit the model to data matrix X and target(s) y. Returns self. ``sample_weight``
+        is not supported yet (only None)."""
+        return self._fit(X, y, incremental=False, fit_params=fit_params)
 
-    def partial_fit(self, X, y):
-        """One epoch over (X, y) (scikit-learn's one iteration). Returns self."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, **fit_params):
+        """One epoch over (X, y) (scikit-learn's one iteration). Returns self.
+        ``sample_weight`` is not supported yet (only None)."""
+        return self._fit(X, y, incremental=True, fit_params=fit_params)
 
     def predict(self, X):
         """Predicted values, ``(n_samples,)`` for a 1-D target, else ``(n_samples, n_outputs)``."""

@@ -242,7 +242,7 @@ def check_X(X, n_features, dtype):
     """Inputs as a finite, non-empty ``(n, n_features)`` array of ``dtype``."""
     X = as_float_array(X, "X", dtype)
     if X.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
+        hint = f"; {_one_dimensional_hint(X.shape[0], n_features)}" if X.ndim == 1 else ""
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
     if X.shape[0] == 0:
         raise ValueError("X is empty (0 samples)")
@@ -251,6 +251,20 @@ def check_X(X, n_features, dtype):
     if not _all_finite(X):
         raise ValueError("X contains NaN or inf; clean or impute the data first")
     return X
+
+
+def _one_dimensional_hint(length, n_features):
+    """How to make a 1-D X of ``length`` values 2-D for a model of ``n_features`` inputs.
+
+    A 1-D X is one sample or one feature of many samples; which one can only be told from
+    the model, so the hint follows it (a one-input model: a column; a row of the model's
+    width: one sample) and states both readings when X fits neither."""
+    if n_features == 1:
+        return f"for {length} samples of the model's single feature use X.reshape(-1, 1)"
+    if length == n_features:
+        return f"for one sample of the model's {n_features} features use X.reshape(1, -1)"
+    return (f"X.reshape(1, -1) would be one sample and X.reshape(-1, 1) samples of one feature, but this model "
+            f"takes {n_features} features per sample and X has {length} values")
 
 
 def check_y(y, n, k, loss, dtype):
@@ -264,7 +278,8 @@ def check_y(y, n, k, loss, dtype):
     except Exception as exc:
         raise ValueError(f"y could not be read as an array: {exc}") from None
     if y_arr.dtype.kind not in "biuf":
-        raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}")
+        raise TypeError(f"y must be numeric (bool, int or float), got dtype {y_arr.dtype}"
+                        f"{_STRING_LABELS_HINT if _holds_text(y_arr) else ''}")
     if y_arr.shape[:1] != (n,):
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
     if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():  # (integers always are)
@@ -284,6 +299,19 @@ def check_y(y, n, k, loss, dtype):
     if loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
     return T
+
+
+# Text targets are class labels; the estimator that encodes them is one import away.
+_STRING_LABELS_HINT = ("; string class labels: use fastbp.sklearn.MLPClassifier, which accepts labels of any kind, "
+                       "or encode them as integers 0..k-1 (classes, y = numpy.unique(y, return_inverse=True))")
+
+
+def _holds_text(a):
+    """Whether the non-numeric array ``a`` holds strings (an object array is looked into:
+    pandas keeps strings in object columns). Not bytes: scikit-learn refuses those as labels."""
+    if a.dtype.kind == "U":
+        return True
+    return a.dtype.kind == "O" and any(isinstance(v, str) for v in a.flat)
 
 
 def accepted_y_shapes(n, k, loss):

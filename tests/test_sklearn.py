@@ -213,3 +213,67 @@ def test_one_class_is_refused_and_unseen_labels_too():
     est = MLPClassifier((8,), max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="not seen"):
         est.partial_fit(X, np.where(y == 2, 5, y))
+
+
+# ----------------------------------------------------------------- unsupported arguments
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("name, value, match", [
+    ("learning_rate", "adaptive", "has no learning_rate: rates other than a constant one come as lr_schedule"),
+    ("power_t", 0.5, "has no power_t"),
+    ("max_fun", 15000, "has no max_fun: it bounds the lbfgs solver"),
+])
+def test_scikit_learns_parameters_fastbp_lacks_are_refused_by_name(cls, name, value, match):
+    with pytest.raises(TypeError, match=f"^{cls.__name__} {match}"):
+        cls(**{name: value})
+
+
+def test_class_weight_is_refused_with_the_reason():
+    with pytest.raises(TypeError, match=r"^MLPClassifier does not support class_weight yet \(fastbp trains with an "
+                                        r"unweighted loss\)"):
+        MLPClassifier(class_weight="balanced")
+
+
+@pytest.mark.parametrize("cls, args, kwargs, match", [
+    (MLPClassifier, (), dict(hidden_layer_size=(8,)), "got an unexpected keyword argument 'hidden_layer_size'"),
+    (MLPRegressor, (), dict(hidden_layer_size=(8,)), "got an unexpected keyword argument 'hidden_layer_size'"),
+    (MLPRegressor, (), dict(class_weight="balanced"), "got an unexpected keyword argument 'class_weight'"),
+    (MLPClassifier, ((8,), "relu", "adam"), {}, "too many positional arguments"),
+    (MLPRegressor, ((8,), "relu", "adam"), {}, "too many positional arguments"),
+])
+def test_unknown_arguments_name_the_public_class(cls, args, kwargs, match):
+    with pytest.raises(TypeError, match=f"^{cls.__name__}\\(\\): {match}$") as info:
+        cls(*args, **kwargs)
+    assert "_BaseMLP" not in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_sample_weight_is_refused_by_name_and_none_is_accepted(cls, method):
+    X, y = classification(60)
+    classes = {"classes": np.unique(y)} if cls is MLPClassifier and method == "partial_fit" else {}
+    est = cls((4,), max_iter=2, random_state=0)
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\.{method} does not support sample_weight yet "
+                                        r"\(fastbp trains with an unweighted loss\)"):
+        getattr(est, method)(X, y, sample_weight=np.ones(len(X)), **classes)
+    assert not hasattr(est, "n_iter_")  # refused before anything was trained
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\.{method}\(\) got an unexpected keyword argument 'epochs'"):
+        getattr(est, method)(X, y, epochs=3, **classes)
+    weighted = getattr(clone(est), method)(X, y, sample_weight=None, **classes)  # as meta-estimators pass it
+    plain = getattr(clone(est), method)(X, y, **classes)
+    assert weighted.loss_curve_ == plain.loss_curve_
+
+
+def test_refusing_arguments_leaves_the_estimator_contract_alone():
+    """The check sits outside ``__init__``: its signature (and the class's) is still the
+    explicit parameters scikit-learn's get_params and clone read, and fit shows no
+    sample_weight parameter (which would make scikit-learn's checks expect it to work)."""
+    import inspect
+    from sklearn.utils.validation import has_fit_parameter
+    for cls in (MLPClassifier, MLPRegressor):
+        est = cls((8,), alpha=1e-3)
+        assert not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+        assert list(inspect.signature(cls).parameters) == list(inspect.signature(cls.__init__).parameters)[1:]
+        assert clone(est).get_params() == est.get_params() and est.get_params()["alpha"] == 1e-3
+        assert not has_fit_parameter(est, "sample_weight")
+        restored = pickle.loads(pickle.dumps(est))
+        assert restored.get_params() == est.get_params()

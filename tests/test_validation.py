@@ -63,7 +63,8 @@ def assert_rejected_and_unchanged(fb, kind, call, exc, match):
 BAD_X = {
     "too-many-features": (np.zeros((N, 4)), ValueError, "4 features but the model expects 3"),
     "too-few-features": (np.zeros((N, 2)), ValueError, "2 features but the model expects 3"),
-    "1-D": (X_GOOD[:, 0], ValueError, r"2-D.*reshape\(-1, 1\)"),
+    "1-D": (X_GOOD[:, 0], ValueError, r"2-D.*one sample and X\.reshape\(-1, 1\) samples of one feature.*"
+                                        r"3 features per sample and X has 6 values"),
     "3-D": (X_GOOD.reshape(N, 3, 1), ValueError, "2-D"),
     "0-D": (np.float64(1.0), ValueError, "2-D"),
     "empty": (np.zeros((0, 3)), ValueError, "empty"),
@@ -83,8 +84,10 @@ X_METHODS = {
     "fit": lambda m, X: m.fit(X, LABELS),
     "train_step": lambda m, X: m.train_step(X, LABELS),
     "evaluate": lambda m, X: m.evaluate(X, LABELS),
+    "score": lambda m, X: m.score(X, LABELS),
     "loss_and_grads": lambda m, X: m.loss_and_grads(X, LABELS),
     "predict": lambda m, X: m.predict(X),
+    "predict_proba": lambda m, X: m.predict_proba(X),
     "predict_classes": lambda m, X: m.predict_classes(X),
 }
 
@@ -94,6 +97,38 @@ X_METHODS = {
 def test_bad_X_is_rejected(fb, problem, method):
     X, exc, match = BAD_X[problem]
     assert_rejected_and_unchanged(fb, "ce", lambda m: X_METHODS[method](m, X), exc, match)
+
+
+# A 1-D X: the hint follows the model (a row of its width is one sample; a one-input
+# model takes a column; otherwise both readings, and why neither fits).
+ONE_D_HINTS = {
+    # (model inputs, length of X, must be in the message, must not be in it)
+    "one-sample": (3, 3, "for one sample of the model's 3 features use X.reshape(1, -1)", "reshape(-1, 1)"),
+    "one-feature": (1, 6, "for 6 samples of the model's single feature use X.reshape(-1, 1)", "reshape(1, -1)"),
+    "one-feature-one-value": (1, 1, "use X.reshape(-1, 1)", "reshape(1, -1)"),
+    "neither": (3, 5, "X.reshape(1, -1) would be one sample and X.reshape(-1, 1) samples of one feature, but this "
+                      "model takes 3 features per sample and X has 5 values", None),
+}
+ONE_D_METHODS = {
+    "fit": lambda m, X: m.fit(X, np.zeros(len(X), dtype=int)),
+    "train_step": lambda m, X: m.train_step(X, np.zeros(len(X), dtype=int)),
+    "evaluate": lambda m, X: m.evaluate(X, np.zeros(len(X), dtype=int)),
+    "score": lambda m, X: m.score(X, np.zeros(len(X), dtype=int)),
+    "loss_and_grads": lambda m, X: m.loss_and_grads(X, np.zeros(len(X), dtype=int)),
+    "predict": lambda m, X: m.predict(X),
+    "predict_proba": lambda m, X: m.predict_proba(X),
+}
+
+
+@pytest.mark.parametrize("method", list(ONE_D_METHODS))
+@pytest.mark.parametrize("case", list(ONE_D_HINTS))
+def test_a_1d_X_gets_the_hint_that_fits_the_model(fb, case, method):
+    n_features, length, said, not_said = ONE_D_HINTS[case]
+    model = fb.MLP([n_features, 4, 2], seed=0)
+    with pytest.raises(ValueError, match=r"must be 2-D") as info:
+        ONE_D_METHODS[method](model, np.linspace(-1, 1, length))
+    assert said in str(info.value)
+    assert not_said is None or not_said not in str(info.value)
 
 
 # ---------------------------------------------------------------- bad y
@@ -144,6 +179,22 @@ Y_METHODS = {
 def test_bad_y_is_rejected(fb, problem, method):
     kind, y, exc, match = BAD_Y[problem]
     assert_rejected_and_unchanged(fb, kind, lambda m: Y_METHODS[method](m, y), exc, match)
+
+
+@pytest.mark.parametrize("method", list(Y_METHODS) + ["score"])
+@pytest.mark.parametrize("labels", [LABELS.astype(str), np.array(["a", "b", "c"] * 2, dtype=object)],
+                         ids=["str", "object"])
+def test_string_labels_point_to_the_scikit_learn_classifier(fb, labels, method):
+    call = Y_METHODS.get(method, lambda m, y: m.score(X_GOOD, y))
+    assert_rejected_and_unchanged(fb, "ce", lambda m: call(m, labels), TypeError,
+                                  r"y must be numeric.*use fastbp\.sklearn\.MLPClassifier, which accepts labels")
+
+
+@pytest.mark.parametrize("y", [LABELS.astype(complex), LABELS.astype(bytes)])  # (scikit-learn refuses bytes labels)
+def test_other_non_numeric_targets_get_no_label_hint(fb, y):
+    with pytest.raises(TypeError, match="y must be numeric") as info:
+        make(fb).fit(X_GOOD, y)
+    assert "MLPClassifier" not in str(info.value)
 
 
 # ------------------------------------------------------- bad fit arguments
