@@ -30,7 +30,8 @@ original labels, in output order) or ``y_mean`` / ``y_scale`` (the target scaler
 Errors: a user mistake (a missing or malformed file, a missing column, a non-numeric cell, a
 label the model does not know, features that differ from the model's, a bad option) prints
 one line on stderr and exits with status 2; training that diverges (a NaN or inf loss) exits
-with 1; Ctrl-C exits with 130.  No traceback for any of them.
+with 1; Ctrl-C exits with 130.  No traceback for any of them.  Output cut short by its reader
+(``fastbp predict ... | head``) ends quietly with status 0.
 """
 
 import argparse
@@ -776,10 +777,14 @@ def main(argv=None):
             print(file=sys.stdout)
         _error("fastbp: interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `fastbp predict ... | head`: stop quietly
+    except BrokenPipeError:
+        # e.g. `fastbp predict ... | head -1`: the reader has all it wanted, which is no failure,
+        # so stop quietly with status 0, as Unix tools do.  Python would flush the unwritten
+        # rest of stdout at exit, fail again and print "Exception ignored": point stdout at
+        # /dev/null first (the recipe of Python's signal documentation).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_OK
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

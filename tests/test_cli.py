@@ -544,3 +544,21 @@ def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines() == ["fastbp: interrupted"]
     assert "epoch" in stdout and not (tmp_path / "m.npz").exists()
+
+
+def test_predict_into_a_pipe_closed_early_exits_quietly_with_status_0(workdir, tmp_path):
+    """``fastbp predict ... | head -1``: far more output than a pipe's buffer, so the writes
+    after ``head`` exits fail (EPIPE); the command stops with status 0 and says nothing."""
+    model = tmp_path / "m.npz"
+    run_main("train", workdir / "species.csv", "--epochs", 1, "--layers", 4, "--quiet", "--out", model)
+    header, rows = species_data()
+    big = write_csv(tmp_path / "big.csv", header, rows * 100)  # 30,000 rows: ~1.5 MB of --proba output
+    producer = subprocess.Popen([sys.executable, "-m", "fastbp", "predict", str(model), str(big), "--proba"],
+                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-n", "1"], stdin=producer.stdout, stdout=subprocess.PIPE)
+    producer.stdout.close()  # head holds the only read end: the pipe breaks when it exits
+    first, _ = head.communicate(timeout=300)
+    stderr = producer.stderr.read().decode()
+    producer.stderr.close()
+    assert producer.wait(timeout=300) == 0, stderr
+    assert stderr == "" and first == b"species,p_setosa,p_versicolor,p_virginica\n"
