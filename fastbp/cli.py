@@ -36,6 +36,7 @@ with 1; Ctrl-C exits with 130.  No traceback for any of them.  Output cut short 
 
 import argparse
 import csv
+import difflib
 import json
 import math
 import os
@@ -120,6 +121,22 @@ def _names(names, limit=12):
     """``'a', 'b', 'c'`` (at most ``limit`` names, then how many more)."""
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _did_you_mean(name, names):
+    """``"did you mean 'x'? "`` for the names in ``names`` closest to ``name`` ('' if none):
+    the ones equal to it but for case first (the usual slip, which difflib ranks below a
+    near-miss like an extra letter), else difflib's close matches (case ignored).  It goes
+    before a list of the names, which ``_names`` may cut short of the one meant."""
+    matches = [n for n in names if n.casefold() == name.casefold()]
+    if not matches:
+        folded = {}
+        for n in names:
+            folded.setdefault(n.casefold(), n)
+        matches = [folded[m] for m in difflib.get_close_matches(name.casefold(), list(folded), n=3)]
+    if not matches:
+        return ""
+    return f"did you mean {' or '.join(repr(m) for m in matches)}? "
 
 
 def read_csv(path):
@@ -433,7 +450,8 @@ def _load_training_data(args):
                          "feature column are needed")
     target = args.target if args.target is not None else table.columns[-1]
     if target not in table.columns:
-        raise UsageError(f"{args.data}: no column {target!r} for --target; the file has {_names(table.columns)}")
+        raise UsageError(f"{args.data}: no column {target!r} for --target; {_did_you_mean(target, table.columns)}"
+                         f"the file has {_names(table.columns)}")
     j = table.index(target)
     features = [c for c in table.columns if c != target]
     X = np.column_stack([table.numbers(table.index(f)) for f in features])

@@ -226,6 +226,13 @@ def test_the_task_is_decided_from_the_target(tmp_path, cells, task, expected, cl
         assert [cli.label_text(got_classes[k]) for k in y] == [cli.label_text(c) for c in given]
 
 
+def test_close_matches_of_a_column_name():
+    names = ["Age", "age_group", "diagnosis", "Diagnosis_code", "sex"]
+    assert cli._did_you_mean("AGE", names) == "did you mean 'Age'? "  # case first, not the near miss
+    assert cli._did_you_mean("diagnosys", names) == "did you mean 'diagnosis' or 'Diagnosis_code'? "
+    assert cli._did_you_mean("weight", names) == ""
+
+
 def test_label_text():
     assert [cli.label_text(v) for v in (3.0, -1.0, 0.5, 1e15, 1e20, np.str_("cat"), "1.0")] == \
         ["3", "-1", "0.5", "1000000000000000", "1e+20", "cat", "1.0"]
@@ -412,6 +419,8 @@ def _error_files(d):
     write_csv(d / "other_features.csv", ["petal", "sepal", "noise", "colour"], [r[:4] for r in rows])
     write_csv(d / "extra_column.csv", header[:4] + ["id"], [r[:4] + ["1"] for r in rows])
     write_csv(d / "no_target.csv", header[:4], [r[:4] for r in rows])
+    # 'diagnosis' after the first 12 columns, where the list of them is cut short
+    write_csv(d / "wide.csv", [f"f{j}" for j in range(20)] + ["diagnosis"], [[str(j) for j in range(21)]] * 3)
     np.savez(d / "foreign.npz", weights=np.ones(3))
     small_model(fastbp).save(d / "plain.npz")  # a fastbp model, but without the command's extras
 
@@ -421,6 +430,10 @@ ERRORS = [
     ("missing file", ["train", "nope.csv"], "nope.csv: no such file"),
     ("missing target", ["train", "train.csv", "--target", "colour"],
      "no column 'colour' for --target; the file has 'petal', 'sepal', 'noise', 'const', 'species'"),
+    ("target in another case", ["train", "wide.csv", "--target", "Diagnosis"],
+     "wide.csv: no column 'Diagnosis' for --target; did you mean 'diagnosis'? the file has 'f0', 'f1',"),
+    ("misspelt target", ["train", "train.csv", "--target", "specis"],
+     "no column 'specis' for --target; did you mean 'species'? the file has 'petal'"),
     ("non-numeric cell", ["train", "text_cell.csv"], "text_cell.csv, line 4 (data row 3): feature column 'b' holds "
                                                      "'five', which is not a number"),
     ("empty cell", ["train", "empty_cell.csv"], "empty_cell.csv, line 3 (data row 2): feature column 'b' is empty"),
