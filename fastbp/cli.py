@@ -14,7 +14,8 @@ number in every row.
 
 The task: ``--task`` if given; else classification when the target holds anything that is not a
 number, or only integer values (labels are encoded 0..k-1 in sorted order, the original labels
-kept), and regression otherwise.  Classification trains softmax + cross-entropy, regression a
+kept), and regression otherwise.  Integers giving many classes for the rows (``MANY_CLASSES``)
+are warned about on stderr, even under ``--quiet``: they are likely a quantity.  Classification trains softmax + cross-entropy, regression a
 linear output + mean squared error.
 
 Scaling: features are standardised with the mean and standard deviation (ddof 0) of the
@@ -62,6 +63,16 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "linear")
 TASKS = ("classification", "regression")
 # Inference runs in chunks of this many rows (the fast model's own chunk), also in the warm-up.
 _EVAL_ROWS = 1024
+# How the task is decided from a target of integers (kept in the model file: evaluate's hint).
+INTEGER_REASON = "the target holds only integers; --task regression to change"
+# Integer targets are taken for class codes, but many distinct integers among few rows are the
+# mark of a quantity (a count, a score, an age: the diabetes data's target holds 190 values in
+# 331 rows), which as classes cannot be learnt and gives labels unseen in training on new rows.
+# train warns when there are more than MANY_CLASSES classes (so ratings, grades, digits and
+# other small label sets never warn, whatever the row count) with fewer than ROWS_PER_CLASS
+# rows per class on average (too few to learn each class from, and a class set large for its
+# data: a real 100-class problem with thousands of rows is left alone).
+MANY_CLASSES, ROWS_PER_CLASS = 20, 20
 
 
 class UsageError(Exception):
@@ -205,7 +216,7 @@ def decide_task(table, j, task=None):
         if not numeric:
             task, reason = "classification", "the target holds labels that are not numbers"
         elif np.array_equal(values, np.round(values)):
-            task, reason = "classification", "the target holds only integers; --task regression to change"
+            task, reason = "classification", INTEGER_REASON
         else:
             task, reason = "regression", "the target holds non-integer numbers"
     else:
@@ -225,6 +236,12 @@ def decide_task(table, j, task=None):
         raise UsageError(f"{table.path}: the target column {name!r} holds one class only "
                          f"({label_text(classes[0])}); classification needs two or more")
     return task, y.astype(np.int64).reshape(-1), classes, reason
+
+
+def many_integer_classes(n_classes, n_rows):
+    """Whether ``n_classes`` integer classes in ``n_rows`` rows look like a quantity rather
+    than class codes (see ``MANY_CLASSES``)."""
+    return n_classes > MANY_CLASSES and n_rows < ROWS_PER_CLASS * n_classes
 
 
 def label_text(label):
@@ -373,8 +390,12 @@ class Bundle:
         unknown = np.flatnonzero(self.classes[codes] != labels)
         if unknown.size:
             i = int(unknown[0])
+            hint = ""
+            if self.meta.get("task_reason") == INTEGER_REASON and len(self.classes) > MANY_CLASSES:
+                hint = (f"; the target was taken for {len(self.classes)} integer classes: if it is a quantity, "
+                        "train again with --task regression")
             raise UsageError(f"{table.where(i)}: label {_short(cells[i])} in {self.target!r} was not seen in "
-                             f"training (the model knows {_names([label_text(c) for c in self.classes])})")
+                             f"training (the model knows {_names([label_text(c) for c in self.classes])}){hint}")
         return codes.astype(np.int64)
 
     def outputs(self, X):
@@ -442,7 +463,7 @@ def _load_training_data(args):
         if task == "regression":
             return ("the bundled 8x8 digits (no CSV file given)", X, features, target, task,
                     digits.astype(np.float64), None, "--task")
-        reason = "--task" if args.task else "the target holds only integers; --task regression to change"
+        reason = "--task" if args.task else INTEGER_REASON
         return "the bundled 8x8 digits (no CSV file given)", X, features, target, task, digits, classes, reason
     table = read_csv(args.data)
     if len(table.columns) < 2:
@@ -518,6 +539,13 @@ def cmd_train(args, out):
     Bundle.check_writable(args.out)
     source, X, features, target, task, y, classes, reason = _load_training_data(args)
     n, d = X.shape
+    if reason == INTEGER_REASON and many_integer_classes(len(classes), n):
+        # on stderr and also under --quiet: the decision is made silently otherwise, and
+        # the model it gives is no use for a quantity
+        _error(f"fastbp: warning: the target {target!r} holds {len(classes)} distinct integers in {n:,} rows "
+               f"({n / len(classes):.1f} rows per class): trained as {len(classes)} classes; if it is a quantity "
+               "rather than class labels, use --task regression (--task classification to keep the classes "
+               "without this warning)")
     train_rows, val_rows = _split(n, args.val_split, args.seed)
     x_mean, x_scale = scaler(X[train_rows], not args.no_standardize)
     Xs = (X - x_mean) / x_scale

@@ -378,6 +378,52 @@ def test_integer_targets_are_classes_unless_task_says_regression(tmp_path):
     assert header == ["level"] and len(predicted) == 40 and {row[0] for row in predicted} <= {"0", "10", "20"}
 
 
+def test_the_many_classes_rule():
+    assert cli.many_integer_classes(190, 331)  # the diabetes data's target
+    assert cli.many_integer_classes(21, 419) and not cli.many_integer_classes(21, 420)  # 20 rows per class
+    assert not cli.many_integer_classes(20, 25)  # a small label set never warns
+    assert not cli.many_integer_classes(100, 50_000)
+
+
+def quantity_data(n=120, seed=2):
+    """An integer-valued quantity (like the diabetes data's target): ~100 distinct values."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    y = np.round(150 + 60 * X[:, 0] + 20 * rng.standard_normal(n)).astype(int)
+    return ["bmi", "bp", "progression"], [[f"{a:.4f}", f"{b:.4f}", str(v)] for (a, b), v in zip(X, y)]
+
+
+def test_many_integer_classes_warn_even_under_quiet_and_evaluate_hints_at_regression(tmp_path, capsys):
+    header, rows = quantity_data()
+    k = len({r[-1] for r in rows})
+    data = write_csv(tmp_path / "quantity.csv", header, rows)
+    common = ["--epochs", "1", "--layers", "4", "--val-split", "0", "--quiet"]
+    assert cli.main(["train", str(data), *common, "--out", str(tmp_path / "c.npz")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"fastbp: warning: the target 'progression' holds {k} distinct integers in 120 rows"), captured.err
+    assert "--task regression" in lines[0] and "warning" not in captured.out
+    for task in ("classification", "regression"):  # the task given: no warning
+        assert cli.main(["train", str(data), *common, "--task", task, "--out", str(tmp_path / "m.npz")]) == 0
+        assert capsys.readouterr().err == ""
+    # a new value of the quantity is an unseen label: the error says what went wrong
+    unseen = write_csv(tmp_path / "new.csv", header, rows[:3] + [rows[3][:2] + ["1000"]])
+    assert cli.main(["evaluate", str(tmp_path / "c.npz"), str(unseen)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "label '1000' in 'progression' was not seen in training" in err
+    assert err.rstrip().endswith(f"the target was taken for {k} integer classes: if it is a quantity, train again "
+                                 "with --task regression"), err
+
+
+def test_few_integer_classes_do_not_warn(tmp_path, capsys):
+    rows = [[f"{i * 0.1:.1f}", str(i % 3 * 10)] for i in range(40)]
+    write_csv(tmp_path / "ints.csv", ["x", "level"], rows)
+    assert cli.main(["train", str(tmp_path / "ints.csv"), "--epochs", "1", "--layers", "4", "--quiet", "--out",
+                     str(tmp_path / "c.npz")]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_train_without_data_uses_the_bundled_digits(tmp_path):
     out = ok(fastbp_cmd("train", "--epochs", 3, cwd=tmp_path))
     assert "the bundled 8x8 digits" in out and "1,797 rows, 64 features" in out and "10 classes" in out
