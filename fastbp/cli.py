@@ -15,8 +15,8 @@ number in every row.
 The task: ``--task`` if given; else classification when the target holds anything that is not a
 number, or only integer values (labels are encoded 0..k-1 in sorted order, the original labels
 kept), and regression otherwise.  Integers giving many classes for the rows (``MANY_CLASSES``)
-are warned about on stderr, even under ``--quiet``: they are likely a quantity.  Classification trains softmax + cross-entropy, regression a
-linear output + mean squared error.
+are warned about on stderr, even under ``--quiet``: they are likely a quantity.  Classification
+trains softmax + cross-entropy, regression a linear output + mean squared error.
 
 Scaling: features are standardised with the mean and standard deviation (ddof 0) of the
 training rows (a constant column gets 1), and so is a regression target (predictions are
