@@ -1,16 +1,17 @@
 """The ``fastbp`` command: train an MLP on a CSV file (or the bundled digits), then predict
 with it or evaluate it on other CSV files.
 
-    fastbp train [data.csv] [--target COL] [--layers 128,64] [--epochs 20] [--out model.npz] ...
-    fastbp predict model.npz data.csv [--out preds.csv] [--proba]
+    fastbp train [data.csv] [--target COL] [--id COL] [--drop COL,...] [--layers 128,64] [--out model.npz] ...
+    fastbp predict model.npz data.csv [--out preds.csv] [--proba] [--id COL]
     fastbp evaluate model.npz data.csv
 
 (also ``python -m fastbp ...``; ``fastbp COMMAND --help`` lists every option).
 
 Data: a CSV file with a header row, read with Python's ``csv`` module (UTF-8, an optional
 byte-order mark, blank lines skipped).  The target column (``--target``, by default the last
-one) holds class labels or numbers; every other column is a feature and must hold a finite
-number in every row.
+one) holds class labels or numbers; every other column but the ``--id`` column and the ``--drop``
+ones is a feature and must hold a finite number in every row.  ``predict`` writes the id
+column (the model's, when the data has it, or ``predict --id``) first, to join the rows back.
 
 The task: ``--task`` if given; else classification when the target holds anything that is not a
 number, or only integer values (labels are encoded 0..k-1 in sorted order, the original labels
@@ -25,7 +26,7 @@ mapped back to the target's units); ``--no-standardize`` turns both off.  The va
 
 The model file is the model's own ``.npz`` (``fastbp.load`` reads it as a plain MLP) with
 arrays attached (``fastbp.fileformat.save``): ``cli`` (JSON: task, target name, feature names,
-how the task was decided), ``x_mean`` / ``x_scale`` (the feature scaler), and ``classes`` (the
+how the task was decided, the id and dropped columns), ``x_mean`` / ``x_scale`` (the feature scaler), and ``classes`` (the
 original labels, in output order) or ``y_mean`` / ``y_scale`` (the target scaler).
 
 Errors: a user mistake (a missing or malformed file, a missing column, a non-numeric cell, a
@@ -265,12 +266,15 @@ def scaler(X, standardize):
 # ---------------------------------------------------------------- model files
 class Bundle:
     """A model with what the command line keeps beside it: ``task``, ``target`` and
-    ``features`` names, the feature scaler (``x_mean``, ``x_scale``), ``classes`` or the
-    target scaler (``y_mean``, ``y_scale``)."""
+    ``features`` names, the ``id`` column (or None) and the ``dropped`` ones, the feature
+    scaler (``x_mean``, ``x_scale``), ``classes`` or the target scaler (``y_mean``,
+    ``y_scale``)."""
 
     def __init__(self, model, meta, x_mean, x_scale, classes=None, y_mean=0.0, y_scale=1.0):
         self.model, self.meta = model, meta
         self.task, self.target, self.features = meta["task"], meta["target"], meta["features"]
+        # absent from the files of a fastbp without --id / --drop: read as none
+        self.id, self.dropped = meta.get("id"), meta.get("dropped", [])
         self.x_mean, self.x_scale, self.classes = x_mean, x_scale, classes
         self.y_mean, self.y_scale = float(y_mean), float(y_scale)
 
@@ -338,6 +342,10 @@ class Bundle:
         if not (isinstance(features, list) and len(features) == d and all(isinstance(f, str) for f in features)
                 and isinstance(meta["target"], str) and task in TASKS):
             raise ValueError("its task, target or feature names do not fit the model")
+        id_column, dropped = meta.get("id"), meta.get("dropped", [])
+        if not ((id_column is None or isinstance(id_column, str))
+                and isinstance(dropped, list) and all(isinstance(c, str) for c in dropped)):
+            raise ValueError("its id or dropped column names are malformed")
         x_mean, x_scale = (np.asarray(extra[key], dtype=np.float64) for key in ("x_mean", "x_scale"))
         if x_mean.shape != (d,) or x_scale.shape != (d,) or not (np.isfinite(x_mean).all()
                                                                  and np.isfinite(x_scale).all() and (x_scale > 0).all()):
@@ -354,20 +362,22 @@ class Bundle:
         return cls(model, meta, x_mean, x_scale, y_mean=y_mean, y_scale=y_scale)
 
     # -------------------------------------------------- applying the model
-    def features_of(self, table):
+    def features_of(self, table, id_column=None, hint=""):
         """The model's feature columns of ``table`` (by name, in the model's order), scaled;
         ``UsageError`` if some are missing, or there are columns that are neither features nor
-        the target."""
+        the target nor the model's id column (or ``id_column``) or dropped ones; ``hint`` ends
+        that message."""
         missing = [f for f in self.features if f not in table.columns]
         if missing:
             raise UsageError(f"{table.path}: the model's feature column{'s' if len(missing) > 1 else ''} "
                              f"{_names(missing)} {'are' if len(missing) > 1 else 'is'} missing "
                              f"(the file has {_names(table.columns)})")
-        unknown = [c for c in table.columns if c not in self.features and c != self.target]
+        known = {*self.features, self.target, self.id, id_column, *self.dropped}
+        unknown = [c for c in table.columns if c not in known]
         if unknown:
             raise UsageError(f"{table.path}: column{'s' if len(unknown) > 1 else ''} {_names(unknown)} "
                              f"{'are' if len(unknown) > 1 else 'is'} not among the model's features "
-                             f"({_names(self.features)}) nor its target {self.target!r}")
+                             f"({_names(self.features)}) nor its target {self.target!r}{hint}")
         X = np.column_stack([table.numbers(table.index(f)) for f in self.features])
         return self.scale(X)
 
@@ -451,20 +461,44 @@ def _digits_table():
     return X, y, features, "digit"
 
 
+def _columns_of_option(table, values, option):
+    """The columns ``values`` (an option's arguments, each a column's name or a comma-separated
+    list of them) name in ``table``, in order, each once; ``UsageError`` for a name that is no
+    column, with the close matches."""
+    names = []
+    for value in values:
+        # a name holding a comma is taken whole (CSV headers allow it)
+        parts = [value] if value in table.columns else [part.strip() for part in value.split(",")]
+        for name in parts:
+            if not name:
+                raise UsageError(f"{option} {value!r}: an empty column name")
+            if name not in table.columns:
+                raise UsageError(f"{table.path}: no column {name!r} for {option}; {_did_you_mean(name, table.columns)}"
+                                 f"the file has {_names(table.columns)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def _load_training_data(args):
-    """``(source, X, features, target, task, y, classes, reason)`` for ``train``: where the
-    data is from, the features (float64) and their names, the target's name, the task, the
-    targets (class codes or values), the class labels (None for regression) and how the task
-    was decided."""
+    """``(source, X, features, target, task, y, classes, reason, id_column, dropped)`` for
+    ``train``: where the data is from, the features (float64) and their names, the target's
+    name, the task, the targets (class codes or values), the class labels (None for
+    regression), how the task was decided, the ``--id`` column (or None) and the ``--drop``
+    columns."""
     if args.data is None:
+        if args.drop or args.id is not None:
+            raise UsageError("--drop and --id name columns of a CSV file; the bundled digits (no file given) "
+                             "have none to leave out")
         X, digits, features, target = _digits_table()
         classes = np.arange(10, dtype=np.float64)
         task = args.task or "classification"
         if task == "regression":
             return ("the bundled 8x8 digits (no CSV file given)", X, features, target, task,
-                    digits.astype(np.float64), None, "--task")
+                    digits.astype(np.float64), None, "--task", None, [])
         reason = "--task" if args.task else INTEGER_REASON
-        return "the bundled 8x8 digits (no CSV file given)", X, features, target, task, digits, classes, reason
+        return ("the bundled 8x8 digits (no CSV file given)", X, features, target, task, digits, classes, reason,
+                None, [])
     table = read_csv(args.data)
     if len(table.columns) < 2:
         raise UsageError(f"{args.data}: one column only ({table.columns[0]!r}); a target and at least one "
@@ -474,10 +508,27 @@ def _load_training_data(args):
         raise UsageError(f"{args.data}: no column {target!r} for --target; {_did_you_mean(target, table.columns)}"
                          f"the file has {_names(table.columns)}")
     j = table.index(target)
-    features = [c for c in table.columns if c != target]
-    X = np.column_stack([table.numbers(table.index(f)) for f in features])
+    dropped = _columns_of_option(table, args.drop, "--drop")
+    id_column = _columns_of_option(table, [args.id], "--id")[0] if args.id is not None else None
+    if id_column is not None and id_column in dropped:
+        raise UsageError(f"column {id_column!r} is given to both --drop and --id; an id column is left out of "
+                         "the features already")
+    for option, names in (("--drop", dropped), ("--id", [id_column])):
+        if target in names:
+            which = "--target" if args.target is not None else "the target (the last column by default; " \
+                                                                "--target names another)"
+            raise UsageError(f"column {target!r} is both {which} and given to {option}")
+    features = [c for c in table.columns if c != target and c != id_column and c not in dropped]
+    if not features:
+        raise UsageError(f"{args.data}: no feature column is left: the file has {_names(table.columns)}, the "
+                         f"target is {target!r}" + (f", --id {id_column!r}" if id_column else "")
+                         + (f", --drop {_names(dropped)}" if dropped else ""))
+    try:
+        X = np.column_stack([table.numbers(table.index(f)) for f in features])
+    except UsageError as exc:  # e.g. a column of names or ids, which is no feature
+        raise UsageError(f"{exc} (--id COL or --drop COL,... leave a column out of the features)") from None
     task, y, classes, reason = decide_task(table, j, args.task)
-    return args.data, X, features, target, task, y, classes, reason
+    return args.data, X, features, target, task, y, classes, reason, id_column, dropped
 
 
 def _split(n, val_split, seed):
@@ -537,7 +588,7 @@ def _describe(task, classes, target):
 def cmd_train(args, out):
     """``fastbp train``: read, split, scale, train, report, save."""
     Bundle.check_writable(args.out)
-    source, X, features, target, task, y, classes, reason = _load_training_data(args)
+    source, X, features, target, task, y, classes, reason, id_column, dropped = _load_training_data(args)
     n, d = X.shape
     if reason == INTEGER_REASON and many_integer_classes(len(classes), n):
         # on stderr and also under --quiet: the decision is made silently otherwise, and
@@ -560,13 +611,18 @@ def cmd_train(args, out):
     sizes = [d, *args.layers, len(classes) if task == "classification" else 1]
     model = _make_model(fastbp, args, sizes, task)
     meta = {"format": CLI_FORMAT, "version": CLI_VERSION, "task": task, "target": target, "features": features,
-            "task_reason": reason, "standardized": not args.no_standardize,
+            "task_reason": reason, "standardized": not args.no_standardize, "id": id_column, "dropped": dropped,
             "source": "fastbp.datasets.load_digits" if args.data is None else os.path.basename(args.data)}
     bundle = Bundle(model, meta, x_mean, x_scale, classes=classes, y_mean=y_mean, y_scale=y_scale)
     say = (lambda *a: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
 
     kind = (f"{model.output}, cross-entropy" if task == "classification" else "linear output, mean squared error")
     say(f"data: {source}: {n:,} rows, {d} features, {_describe(task, classes, target)} [{reason}]")
+    # which columns the model reads: an id column or a column of no use is trained on
+    # otherwise, and only the count would show it
+    left_out = ([f"id {id_column!r} (not a feature; predict writes it first)"] if id_column else []) \
+        + ([f"dropped {_names(dropped)}"] if dropped else [])
+    say(f"features ({d}): {_names(features)}" + (f"; {'; '.join(left_out)}" if left_out else ""))
     say(f"model: MLP {'-'.join(map(str, sizes))}, {args.activation} hidden, {kind}, {model.optimizer!r}, "
         f"{args.dtype}, seed {args.seed}")
     scaled = ("features and target standardised" if task == "regression" else "features standardised") \
@@ -659,7 +715,16 @@ def cmd_predict(args, out):
     """``fastbp predict``: one prediction per data row, in order (a target column is ignored)."""
     bundle = Bundle.load(args.model)
     table = read_csv(args.data)
-    P = bundle.outputs(bundle.features_of(table))
+    if args.id is not None:
+        if args.id not in table.columns:
+            raise UsageError(f"{table.path}: no column {args.id!r} for --id; {_did_you_mean(args.id, table.columns)}"
+                             f"the file has {_names(table.columns)}")
+        if args.id == bundle.target:
+            raise UsageError(f"--id {args.id!r} is the model's target, the column predict writes")
+        id_column = args.id
+    else:  # the model's id column, if the data has it: without it, the rows' order is their id
+        id_column = bundle.id if bundle.id in table.columns else None
+    P = bundle.outputs(bundle.features_of(table, id_column, hint="; --id COL passes an id column through"))
     dtype = bundle.model.dtype
     if bundle.task == "classification":
         labels = [label_text(c) for c in bundle.classes]
@@ -672,6 +737,9 @@ def cmd_predict(args, out):
             rows = [[p] for p in predicted]
     else:
         header, rows = [bundle.target], [[_format_number(v, dtype)] for v in P]
+    if id_column is not None:
+        header = [id_column] + header
+        rows = [[cell] + row for cell, row in zip(table.column(table.index(id_column)), rows)]
     _write_csv(args.out, header, rows, out)
     if args.out is not None:
         print(f"wrote {len(rows):,} predictions to {args.out}", file=out)
@@ -759,6 +827,10 @@ def build_parser():
                "rows' mean and standard deviation unless --no-standardize.")
     train.add_argument("data", nargs="?", help="CSV file with a header row (default: the bundled digits)")
     train.add_argument("--target", help="the target column (default: the last column)")
+    train.add_argument("--drop", action="append", default=[], metavar="COL,...",
+                       help="columns that are not features: left out (comma-separated; may be repeated)")
+    train.add_argument("--id", metavar="COL",
+                       help="an id column: not a feature; predict writes it as its first column")
     train.add_argument("--task", choices=TASKS, help="override the task decided from the target's values")
     train.add_argument("--layers", type=_layers, default=[128, 64], metavar="N,N,...",
                        help="hidden layer sizes (default: 128,64; 'none' for no hidden layer)")
@@ -783,11 +855,15 @@ def build_parser():
     predict = commands.add_parser(
         "predict", help="predict with a model saved by 'fastbp train'",
         description="Write one prediction per data row (the original class label, or a value in the target's "
-                    "units) as CSV, in the rows' order; a target column in the data is ignored.")
+                    "units) as CSV, in the rows' order, after the id column (the model's, when the data has "
+                    "it, or --id); a target column and columns dropped in training are ignored.")
     predict.add_argument("model", help="a model file written by 'fastbp train'")
     predict.add_argument("data", help="CSV file with the model's feature columns (any order)")
     predict.add_argument("--out", help="write the predictions to this CSV file (default: standard output)")
     predict.add_argument("--proba", action="store_true", help="classification: add a probability column per class")
+    predict.add_argument("--id", metavar="COL",
+                         help="write this column first, to join the predictions back (default: the model's --id "
+                              "column, when the data has it)")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser(

@@ -361,6 +361,48 @@ def test_the_model_file_carries_scaler_labels_and_names(workdir, tmp_path):
     assert plain.sizes == [4, 8, 3]
 
 
+def test_id_and_dropped_columns_are_no_features_and_predict_writes_the_id_first(workdir, tmp_path):
+    """A string id, a numeric row number and a text column beside the features: --id and
+    --drop leave them out (the report says which columns are the features), the model file
+    names them, predict writes the id first when the data has it and needs neither."""
+    header, rows = species_data()
+    full = write_csv(tmp_path / "full.csv", ["patient", "row_no"] + header[:2] + ["note"] + header[2:],
+                     [[f"P{i:03d}", str(i)] + r[:2] + ["n/a"] + r[2:] for i, r in enumerate(rows)])
+    model = tmp_path / "m.npz"
+    out = run_main("train", full, "--id", "patient", "--drop", "row_no,note", "--val-split", 0, "--layers", 8,
+                   "--epochs", 3, "--dtype", "float64", "--out", model)
+    assert "data: " + str(full) + ": 300 rows, 4 features, target 'species'" in out
+    assert "features (4): 'petal', 'sepal', 'noise', 'const'; id 'patient' (not a feature; predict writes it " \
+           "first); dropped 'row_no', 'note'\n" in out
+    meta = json.loads(fileformat.load_with_extra(fastbp.MLP, model)[1]["cli"].tobytes())
+    assert (meta["features"], meta["id"], meta["dropped"]) == (header[:4], "patient", ["row_no", "note"])
+
+    # the same model as one trained on the features alone (the same seed: the same numbers)
+    plain = write_csv(tmp_path / "plain.csv", header, rows)
+    run_main("train", plain, "--val-split", 0, "--layers", 8, "--epochs", 3, "--dtype", "float64", "--quiet",
+             "--out", tmp_path / "plain.npz")
+    expected = read_csv(run_main("predict", tmp_path / "plain.npz", plain))[1]
+
+    got_header, got = read_csv(run_main("predict", model, full, "--proba"))
+    assert got_header == ["patient", "species", "p_setosa", "p_versicolor", "p_virginica"]
+    assert [r[0] for r in got] == [f"P{i:03d}" for i in range(300)] and [r[1] for r in got] == [r[0] for r in expected]
+    # neither the id nor the dropped columns are needed: no id column then
+    assert read_csv(run_main("predict", model, plain)) == (["species"], expected)
+    # predict --id: another column as the id
+    numbered = write_csv(tmp_path / "numbered.csv", ["row_no"] + header[:4], [[str(i)] + r[:4] for i, r in
+                                                                             enumerate(rows)])
+    got_header, got = read_csv(run_main("predict", model, numbered, "--id", "row_no"))
+    assert got_header == ["row_no", "species"] and got == [[str(i)] + e for i, e in enumerate(expected)]
+    # evaluate ignores them too
+    assert run_main("evaluate", model, full) == run_main("evaluate", model, plain).replace(str(plain), str(full))
+    # a model file from before --id and --drop (no such keys) is read as having none
+    loaded, extra = fileformat.load_with_extra(fastbp.MLP, model)
+    del meta["id"], meta["dropped"]
+    extra["cli"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fileformat.save(loaded, tmp_path / "older.npz", extra)
+    assert read_csv(run_main("predict", tmp_path / "older.npz", plain)) == (["species"], expected)
+
+
 def test_integer_targets_are_classes_unless_task_says_regression(tmp_path):
     rows = [[f"{i * 0.1:.1f}", str(i % 3 * 10)] for i in range(40)]
     write_csv(tmp_path / "ints.csv", ["x", "level"], rows)
@@ -427,6 +469,7 @@ def test_few_integer_classes_do_not_warn(tmp_path, capsys):
 def test_train_without_data_uses_the_bundled_digits(tmp_path):
     out = ok(fastbp_cmd("train", "--epochs", 3, cwd=tmp_path))
     assert "the bundled 8x8 digits" in out and "1,797 rows, 64 features" in out and "10 classes" in out
+    assert "\nfeatures (64): 'pixel_0_0', 'pixel_0_1', " in out and ", ... (52 more)\n" in out  # cut short
     assert "1,438 training / 359 validation rows" in out and "epoch 3/3" in out
     assert "compiled (or loaded from Numba's cache)" in out and "saved model.npz" in out
     assert report_value(out, "validation", 1) >= 0.85
@@ -465,6 +508,7 @@ def _error_files(d):
     write_csv(d / "other_features.csv", ["petal", "sepal", "noise", "colour"], [r[:4] for r in rows])
     write_csv(d / "extra_column.csv", header[:4] + ["id"], [r[:4] + ["1"] for r in rows])
     write_csv(d / "no_target.csv", header[:4], [r[:4] for r in rows])
+    write_csv(d / "ids.csv", ["patient", "row_no"] + header, [[f"P{i}", str(i)] + r for i, r in enumerate(rows)])
     # 'diagnosis' after the first 12 columns, where the list of them is cut short
     write_csv(d / "wide.csv", [f"f{j}" for j in range(20)] + ["diagnosis"], [[str(j) for j in range(21)]] * 3)
     np.savez(d / "foreign.npz", weights=np.ones(3))
@@ -482,6 +526,27 @@ ERRORS = [
      "no column 'specis' for --target; did you mean 'species'? the file has 'petal'"),
     ("non-numeric cell", ["train", "text_cell.csv"], "text_cell.csv, line 4 (data row 3): feature column 'b' holds "
                                                      "'five', which is not a number"),
+    ("string id as a feature", ["train", "ids.csv"], "feature column 'patient' holds 'P0', which is not a number "
+                                                     "(--id COL or --drop COL,... leave a column out of the features)"),
+    ("unknown --id", ["train", "ids.csv", "--id", "Patient"],
+     "ids.csv: no column 'Patient' for --id; did you mean 'patient'? the file has 'patient', 'row_no',"),
+    ("unknown --drop", ["train", "ids.csv", "--id", "patient", "--drop", "noise,rowno"],
+     "ids.csv: no column 'rowno' for --drop; did you mean 'row_no'? the file has"),
+    ("empty --drop name", ["train", "ids.csv", "--drop", "row_no,"], "--drop 'row_no,': an empty column name"),
+    ("--id also dropped", ["train", "ids.csv", "--id", "patient", "--drop", "row_no", "--drop", "patient"],
+     "column 'patient' is given to both --drop and --id"),
+    ("--target also dropped", ["train", "ids.csv", "--target", "noise", "--drop", "patient,noise"],
+     "column 'noise' is both --target and given to --drop"),
+    ("default target as --id", ["train", "ids.csv", "--id", "species"],
+     "column 'species' is both the target (the last column by default; --target names another) and given to --id"),
+    ("no feature left", ["train", "ids.csv", "--id", "patient", "--drop", "row_no,petal,sepal,noise,const"],
+     "ids.csv: no feature column is left: the file has 'patient', 'row_no', 'petal', 'sepal', 'noise', 'const', "
+     "'species', the target is 'species', --id 'patient', --drop 'row_no', 'petal', 'sepal', 'noise', 'const'"),
+    ("--drop without a file", ["train", "--drop", "pixel_0_0"], "--drop and --id name columns of a CSV file"),
+    ("unknown predict --id", ["predict", "model.npz", "ids.csv", "--id", "row"],
+     "ids.csv: no column 'row' for --id; did you mean 'row_no'? the file has"),
+    ("predict --id target", ["predict", "model.npz", "ids.csv", "--id", "species"],
+     "--id 'species' is the model's target, the column predict writes"),
     ("empty cell", ["train", "empty_cell.csv"], "empty_cell.csv, line 3 (data row 2): feature column 'b' is empty"),
     ("infinite cell", ["train", "nan_cell.csv"], "nan_cell.csv, line 3 (data row 2): feature column 'b' holds 'inf'"),
     ("empty file", ["train", "empty.csv"], "empty.csv: the file is empty"),
@@ -502,7 +567,8 @@ ERRORS = [
     ("features differ", ["predict", "model.npz", "other_features.csv"],
      "other_features.csv: the model's feature column 'const' is missing"),
     ("extra feature column", ["predict", "model.npz", "extra_column.csv"],
-     "extra_column.csv: column 'id' is not among the model's features"),
+     "extra_column.csv: column 'id' is not among the model's features ('petal', 'sepal', 'noise', 'const') nor "
+     "its target 'species'; --id COL passes an id column through"),
     ("CSV as model", ["predict", "train.csv", "train.csv"], "train.csv: not a fastbp model file"),
     ("foreign npz as model", ["predict", "foreign.npz", "train.csv"], "foreign.npz: not a fastbp model file"),
     ("plain model", ["predict", "plain.npz", "train.csv"], "plain.npz: a fastbp model, but not one written by"),
