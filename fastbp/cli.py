@@ -667,7 +667,8 @@ def cmd_train(args, out):
         print(f"speed-up: {ref_seconds / max(seconds, 1e-9):.1f}x (the same {ref_epochs} epochs"
               f"{' with per-epoch validation' if val is not None else ''}, data, settings and seed)", file=out)
     bundle.save(args.out)
-    print(f"saved {args.out} (the model, its feature scaler and "
+    # the full path: the default --out is relative to a working directory the user may not have in mind
+    print(f"saved {os.path.abspath(args.out)} (the model, its feature scaler and "
           f"{'class labels' if task == 'classification' else 'target scaler'})", file=out)
     return EXIT_OK
 

@@ -471,7 +471,8 @@ def test_train_without_data_uses_the_bundled_digits(tmp_path):
     assert "the bundled 8x8 digits" in out and "1,797 rows, 64 features" in out and "10 classes" in out
     assert "\nfeatures (64): 'pixel_0_0', 'pixel_0_1', " in out and ", ... (52 more)\n" in out  # cut short
     assert "1,438 training / 359 validation rows" in out and "epoch 3/3" in out
-    assert "compiled (or loaded from Numba's cache)" in out and "saved model.npz" in out
+    assert "compiled (or loaded from Numba's cache)" in out
+    assert f"saved {os.path.realpath(tmp_path / 'model.npz')} (" in out  # the default --out's full path
     assert report_value(out, "validation", 1) >= 0.85
     assert (tmp_path / "model.npz").exists()  # the default --out, in the working directory
     assert json.loads(fileformat.load_with_extra(fastbp.MLP, tmp_path / "model.npz")[1]["cli"].tobytes()
@@ -489,6 +490,52 @@ def test_compare_reference(workdir, tmp_path):
     assert fast and ref and speed, out
     assert fast.group(2) == ref.group(2)  # the same numbers: the same predictions
     assert float(fast.group(1)) > 0 and float(ref.group(1)) > 0 and float(speed.group(1)) > 0
+
+
+def readme_ci_commands():
+    """The commands README.md marks for CI (``<!-- ci -->``), read as ``.ci/run`` reads them."""
+    commands, want, inside = [], False, False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if "<!-- ci -->" in line:
+            want = True
+        elif want and line.startswith("```"):
+            inside = not inside
+            want = inside
+        elif inside and line.strip():
+            commands.append(line)
+    return commands
+
+
+def test_the_readme_main_command_leaves_no_file_in_the_checkout(tmp_path):
+    """README's main command, which CI runs from the repository's root, saves the model outside
+    the checkout and says where.  Run as CI runs it, but with a no-op ``pip`` (this checkout is
+    on PYTHONPATH) and ``fastbp`` as ``python -m fastbp ... --epochs 1``; ``mktemp -d`` makes
+    its directory under ``tmp_path`` (TMPDIR)."""
+    command = next(c for c in readme_ci_commands() if "fastbp train" in c)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pip").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "fastbp").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fastbp "$@" --epochs 1\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = dict(ENV, PATH=os.pathsep.join([str(bin_dir), os.environ["PATH"]]), TMPDIR=str(tmp_path))
+    before = set(os.listdir(ROOT))
+    try:
+        res = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+        created = set(os.listdir(ROOT)) - before
+    finally:  # a failing run must not leave its file behind either
+        for name in set(os.listdir(ROOT)) - before:
+            if name == "model.npz":
+                os.unlink(ROOT / name)
+    out = ok(res)
+    assert not created, f"{command!r} left {sorted(created)} in the checkout"
+    saved = re.search(r"^saved (\S+) \(the model", out, re.MULTILINE)
+    assert saved and os.path.isabs(saved.group(1)) and os.path.exists(saved.group(1)), out
+    assert Path(saved.group(1)).resolve().is_relative_to(tmp_path.resolve())
+    # a model file left in the checkout would show in `git status`: no ignore rule hides it
+    if (ROOT / ".git").exists():
+        assert subprocess.run(["git", "check-ignore", "-q", "model.npz"], cwd=ROOT).returncode == 1
 
 
 # ------------------------------------------------------------------ mistakes
