@@ -26,8 +26,9 @@ mapped back to the target's units); ``--no-standardize`` turns both off.  The va
 
 The model file is the model's own ``.npz`` (``fastbp.load`` reads it as a plain MLP) with
 arrays attached (``fastbp.fileformat.save``): ``cli`` (JSON: task, target name, feature names,
-how the task was decided, the id and dropped columns), ``x_mean`` / ``x_scale`` (the feature scaler), and ``classes`` (the
-original labels, in output order) or ``y_mean`` / ``y_scale`` (the target scaler).
+how the task was decided, the id and dropped columns), ``x_mean`` / ``x_scale`` (the feature
+scaler), and ``classes`` (the original labels, in output order) or ``y_mean`` / ``y_scale``
+(the target scaler).
 
 Errors: a user mistake (a missing or malformed file, a missing column, a non-numeric cell, a
 label the model does not know, features that differ from the model's, a bad option) prints
@@ -137,9 +138,9 @@ def _names(names, limit=12):
 
 def _did_you_mean(name, names):
     """``"did you mean 'x'? "`` for the names in ``names`` closest to ``name`` ('' if none):
-    the ones equal to it but for case first (the usual slip, which difflib ranks below a
-    near-miss like an extra letter), else difflib's close matches (case ignored).  It goes
-    before a list of the names, which ``_names`` may cut short of the one meant."""
+    the ones equal to it but for case, alone (the usual slip: no near-misses beside it), else
+    difflib's close matches (case ignored).  It goes before a list of the names, which
+    ``_names`` may cut short of the one meant."""
     matches = [n for n in names if n.casefold() == name.casefold()]
     if not matches:
         folded = {}
