@@ -1,21 +1,23 @@
 """The ``fastbp`` command: train an MLP on a CSV file (or the bundled digits), then predict
 with it or evaluate it on other CSV files.
 
-    fastbp train [data.csv] [--target COL] [--layers 128,64] [--epochs 20] [--out model.npz] ...
-    fastbp predict model.npz data.csv [--out preds.csv] [--proba]
+    fastbp train [data.csv] [--target COL] [--id COL] [--drop COL,...] [--layers 128,64] [--out model.npz] ...
+    fastbp predict model.npz data.csv [--out preds.csv] [--proba] [--id COL]
     fastbp evaluate model.npz data.csv
 
 (also ``python -m fastbp ...``; ``fastbp COMMAND --help`` lists every option).
 
 Data: a CSV file with a header row, read with Python's ``csv`` module (UTF-8, an optional
 byte-order mark, blank lines skipped).  The target column (``--target``, by default the last
-one) holds class labels or numbers; every other column is a feature and must hold a finite
-number in every row.
+one) holds class labels or numbers; every other column but the ``--id`` column and the ``--drop``
+ones is a feature and must hold a finite number in every row.  ``predict`` writes the id
+column (the model's, when the data has it, or ``predict --id``) first, to join the rows back.
 
 The task: ``--task`` if given; else classification when the target holds anything that is not a
 number, or only integer values (labels are encoded 0..k-1 in sorted order, the original labels
-kept), and regression otherwise.  Classification trains softmax + cross-entropy, regression a
-linear output + mean squared error.
+kept), and regression otherwise.  Integers giving many classes for the rows (``MANY_CLASSES``)
+are warned about on stderr, even under ``--quiet``: they are likely a quantity.  Classification
+trains softmax + cross-entropy, regression a linear output + mean squared error.
 
 Scaling: features are standardised with the mean and standard deviation (ddof 0) of the
 training rows (a constant column gets 1), and so is a regression target (predictions are
@@ -24,17 +26,20 @@ mapped back to the target's units); ``--no-standardize`` turns both off.  The va
 
 The model file is the model's own ``.npz`` (``fastbp.load`` reads it as a plain MLP) with
 arrays attached (``fastbp.fileformat.save``): ``cli`` (JSON: task, target name, feature names,
-how the task was decided), ``x_mean`` / ``x_scale`` (the feature scaler), and ``classes`` (the
-original labels, in output order) or ``y_mean`` / ``y_scale`` (the target scaler).
+how the task was decided, the id and dropped columns), ``x_mean`` / ``x_scale`` (the feature
+scaler), and ``classes`` (the original labels, in output order) or ``y_mean`` / ``y_scale``
+(the target scaler).
 
 Errors: a user mistake (a missing or malformed file, a missing column, a non-numeric cell, a
 label the model does not know, features that differ from the model's, a bad option) prints
 one line on stderr and exits with status 2; training that diverges (a NaN or inf loss) exits
-with 1; Ctrl-C exits with 130.  No traceback for any of them.
+with 1; Ctrl-C exits with 130.  No traceback for any of them.  Output cut short by its reader
+(``fastbp predict ... | head``) ends quietly with status 0.
 """
 
 import argparse
 import csv
+import difflib
 import json
 import math
 import os
@@ -60,6 +65,16 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "linear")
 TASKS = ("classification", "regression")
 # Inference runs in chunks of this many rows (the fast model's own chunk), also in the warm-up.
 _EVAL_ROWS = 1024
+# How the task is decided from a target of integers (kept in the model file: evaluate's hint).
+INTEGER_REASON = "the target holds only integers; --task regression to change"
+# Integer targets are taken for class codes, but many distinct integers among few rows are the
+# mark of a quantity (a count, a score, an age: the diabetes data's target holds 190 values in
+# 331 rows), which as classes cannot be learnt and gives labels unseen in training on new rows.
+# train warns when there are more than MANY_CLASSES classes (so ratings, grades, digits and
+# other small label sets never warn, whatever the row count) with fewer than ROWS_PER_CLASS
+# rows per class on average (too few to learn each class from, and a class set large for its
+# data: a real 100-class problem with thousands of rows is left alone).
+MANY_CLASSES, ROWS_PER_CLASS = 20, 20
 
 
 class UsageError(Exception):
@@ -119,6 +134,22 @@ def _names(names, limit=12):
     """``'a', 'b', 'c'`` (at most ``limit`` names, then how many more)."""
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _did_you_mean(name, names):
+    """``"did you mean 'x'? "`` for the names in ``names`` closest to ``name`` ('' if none):
+    the ones equal to it but for case, alone (the usual slip: no near-misses beside it), else
+    difflib's close matches (case ignored).  It goes before a list of the names, which
+    ``_names`` may cut short of the one meant."""
+    matches = [n for n in names if n.casefold() == name.casefold()]
+    if not matches:
+        folded = {}
+        for n in names:
+            folded.setdefault(n.casefold(), n)
+        matches = [folded[m] for m in difflib.get_close_matches(name.casefold(), list(folded), n=3)]
+    if not matches:
+        return ""
+    return f"did you mean {' or '.join(repr(m) for m in matches)}? "
 
 
 def read_csv(path):
@@ -187,7 +218,7 @@ def decide_task(table, j, task=None):
         if not numeric:
             task, reason = "classification", "the target holds labels that are not numbers"
         elif np.array_equal(values, np.round(values)):
-            task, reason = "classification", "the target holds only integers; --task regression to change"
+            task, reason = "classification", INTEGER_REASON
         else:
             task, reason = "regression", "the target holds non-integer numbers"
     else:
@@ -207,6 +238,12 @@ def decide_task(table, j, task=None):
         raise UsageError(f"{table.path}: the target column {name!r} holds one class only "
                          f"({label_text(classes[0])}); classification needs two or more")
     return task, y.astype(np.int64).reshape(-1), classes, reason
+
+
+def many_integer_classes(n_classes, n_rows):
+    """Whether ``n_classes`` integer classes in ``n_rows`` rows look like a quantity rather
+    than class codes (see ``MANY_CLASSES``)."""
+    return n_classes > MANY_CLASSES and n_rows < ROWS_PER_CLASS * n_classes
 
 
 def label_text(label):
@@ -230,12 +267,15 @@ def scaler(X, standardize):
 # ---------------------------------------------------------------- model files
 class Bundle:
     """A model with what the command line keeps beside it: ``task``, ``target`` and
-    ``features`` names, the feature scaler (``x_mean``, ``x_scale``), ``classes`` or the
-    target scaler (``y_mean``, ``y_scale``)."""
+    ``features`` names, the ``id`` column (or None) and the ``dropped`` ones, the feature
+    scaler (``x_mean``, ``x_scale``), ``classes`` or the target scaler (``y_mean``,
+    ``y_scale``)."""
 
     def __init__(self, model, meta, x_mean, x_scale, classes=None, y_mean=0.0, y_scale=1.0):
         self.model, self.meta = model, meta
         self.task, self.target, self.features = meta["task"], meta["target"], meta["features"]
+        # absent from the files of a fastbp without --id / --drop: read as none
+        self.id, self.dropped = meta.get("id"), meta.get("dropped", [])
         self.x_mean, self.x_scale, self.classes = x_mean, x_scale, classes
         self.y_mean, self.y_scale = float(y_mean), float(y_scale)
 
@@ -303,6 +343,10 @@ class Bundle:
         if not (isinstance(features, list) and len(features) == d and all(isinstance(f, str) for f in features)
                 and isinstance(meta["target"], str) and task in TASKS):
             raise ValueError("its task, target or feature names do not fit the model")
+        id_column, dropped = meta.get("id"), meta.get("dropped", [])
+        if not ((id_column is None or isinstance(id_column, str))
+                and isinstance(dropped, list) and all(isinstance(c, str) for c in dropped)):
+            raise ValueError("its id or dropped column names are malformed")
         x_mean, x_scale = (np.asarray(extra[key], dtype=np.float64) for key in ("x_mean", "x_scale"))
         if x_mean.shape != (d,) or x_scale.shape != (d,) or not (np.isfinite(x_mean).all()
                                                                  and np.isfinite(x_scale).all() and (x_scale > 0).all()):
@@ -319,20 +363,22 @@ class Bundle:
         return cls(model, meta, x_mean, x_scale, y_mean=y_mean, y_scale=y_scale)
 
     # -------------------------------------------------- applying the model
-    def features_of(self, table):
+    def features_of(self, table, id_column=None, hint=""):
         """The model's feature columns of ``table`` (by name, in the model's order), scaled;
         ``UsageError`` if some are missing, or there are columns that are neither features nor
-        the target."""
+        the target nor the model's id column (or ``id_column``) or dropped ones; ``hint`` ends
+        that message."""
         missing = [f for f in self.features if f not in table.columns]
         if missing:
             raise UsageError(f"{table.path}: the model's feature column{'s' if len(missing) > 1 else ''} "
                              f"{_names(missing)} {'are' if len(missing) > 1 else 'is'} missing "
                              f"(the file has {_names(table.columns)})")
-        unknown = [c for c in table.columns if c not in self.features and c != self.target]
+        known = {*self.features, self.target, self.id, id_column, *self.dropped}
+        unknown = [c for c in table.columns if c not in known]
         if unknown:
             raise UsageError(f"{table.path}: column{'s' if len(unknown) > 1 else ''} {_names(unknown)} "
                              f"{'are' if len(unknown) > 1 else 'is'} not among the model's features "
-                             f"({_names(self.features)}) nor its target {self.target!r}")
+                             f"({_names(self.features)}) nor its target {self.target!r}{hint}")
         X = np.column_stack([table.numbers(table.index(f)) for f in self.features])
         return self.scale(X)
 
@@ -355,8 +401,12 @@ class Bundle:
         unknown = np.flatnonzero(self.classes[codes] != labels)
         if unknown.size:
             i = int(unknown[0])
+            hint = ""
+            if self.meta.get("task_reason") == INTEGER_REASON and len(self.classes) > MANY_CLASSES:
+                hint = (f"; the target was taken for {len(self.classes)} integer classes: if it is a quantity, "
+                        "train again with --task regression")
             raise UsageError(f"{table.where(i)}: label {_short(cells[i])} in {self.target!r} was not seen in "
-                             f"training (the model knows {_names([label_text(c) for c in self.classes])})")
+                             f"training (the model knows {_names([label_text(c) for c in self.classes])}){hint}")
         return codes.astype(np.int64)
 
     def outputs(self, X):
@@ -412,32 +462,74 @@ def _digits_table():
     return X, y, features, "digit"
 
 
+def _columns_of_option(table, values, option):
+    """The columns ``values`` (an option's arguments, each a column's name or a comma-separated
+    list of them) name in ``table``, in order, each once; ``UsageError`` for a name that is no
+    column, with the close matches."""
+    names = []
+    for value in values:
+        # a name holding a comma is taken whole (CSV headers allow it)
+        parts = [value] if value in table.columns else [part.strip() for part in value.split(",")]
+        for name in parts:
+            if not name:
+                raise UsageError(f"{option} {value!r}: an empty column name")
+            if name not in table.columns:
+                raise UsageError(f"{table.path}: no column {name!r} for {option}; {_did_you_mean(name, table.columns)}"
+                                 f"the file has {_names(table.columns)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def _load_training_data(args):
-    """``(source, X, features, target, task, y, classes, reason)`` for ``train``: where the
-    data is from, the features (float64) and their names, the target's name, the task, the
-    targets (class codes or values), the class labels (None for regression) and how the task
-    was decided."""
+    """``(source, X, features, target, task, y, classes, reason, id_column, dropped)`` for
+    ``train``: where the data is from, the features (float64) and their names, the target's
+    name, the task, the targets (class codes or values), the class labels (None for
+    regression), how the task was decided, the ``--id`` column (or None) and the ``--drop``
+    columns."""
     if args.data is None:
+        if args.drop or args.id is not None:
+            raise UsageError("--drop and --id name columns of a CSV file; the bundled digits (no file given) "
+                             "have none to leave out")
         X, digits, features, target = _digits_table()
         classes = np.arange(10, dtype=np.float64)
         task = args.task or "classification"
         if task == "regression":
             return ("the bundled 8x8 digits (no CSV file given)", X, features, target, task,
-                    digits.astype(np.float64), None, "--task")
-        reason = "--task" if args.task else "the target holds only integers; --task regression to change"
-        return "the bundled 8x8 digits (no CSV file given)", X, features, target, task, digits, classes, reason
+                    digits.astype(np.float64), None, "--task", None, [])
+        reason = "--task" if args.task else INTEGER_REASON
+        return ("the bundled 8x8 digits (no CSV file given)", X, features, target, task, digits, classes, reason,
+                None, [])
     table = read_csv(args.data)
     if len(table.columns) < 2:
         raise UsageError(f"{args.data}: one column only ({table.columns[0]!r}); a target and at least one "
                          "feature column are needed")
     target = args.target if args.target is not None else table.columns[-1]
     if target not in table.columns:
-        raise UsageError(f"{args.data}: no column {target!r} for --target; the file has {_names(table.columns)}")
+        raise UsageError(f"{args.data}: no column {target!r} for --target; {_did_you_mean(target, table.columns)}"
+                         f"the file has {_names(table.columns)}")
     j = table.index(target)
-    features = [c for c in table.columns if c != target]
-    X = np.column_stack([table.numbers(table.index(f)) for f in features])
+    dropped = _columns_of_option(table, args.drop, "--drop")
+    id_column = _columns_of_option(table, [args.id], "--id")[0] if args.id is not None else None
+    if id_column is not None and id_column in dropped:
+        raise UsageError(f"column {id_column!r} is given to both --drop and --id; an id column is left out of "
+                         "the features already")
+    for option, names in (("--drop", dropped), ("--id", [id_column])):
+        if target in names:
+            which = "--target" if args.target is not None else "the target (the last column by default; " \
+                                                                "--target names another)"
+            raise UsageError(f"column {target!r} is both {which} and given to {option}")
+    features = [c for c in table.columns if c != target and c != id_column and c not in dropped]
+    if not features:
+        raise UsageError(f"{args.data}: no feature column is left: the file has {_names(table.columns)}, the "
+                         f"target is {target!r}" + (f", --id {id_column!r}" if id_column else "")
+                         + (f", --drop {_names(dropped)}" if dropped else ""))
+    try:
+        X = np.column_stack([table.numbers(table.index(f)) for f in features])
+    except UsageError as exc:  # e.g. a column of names or ids, which is no feature
+        raise UsageError(f"{exc} (--id COL or --drop COL,... leave a column out of the features)") from None
     task, y, classes, reason = decide_task(table, j, args.task)
-    return args.data, X, features, target, task, y, classes, reason
+    return args.data, X, features, target, task, y, classes, reason, id_column, dropped
 
 
 def _split(n, val_split, seed):
@@ -497,8 +589,15 @@ def _describe(task, classes, target):
 def cmd_train(args, out):
     """``fastbp train``: read, split, scale, train, report, save."""
     Bundle.check_writable(args.out)
-    source, X, features, target, task, y, classes, reason = _load_training_data(args)
+    source, X, features, target, task, y, classes, reason, id_column, dropped = _load_training_data(args)
     n, d = X.shape
+    if reason == INTEGER_REASON and many_integer_classes(len(classes), n):
+        # on stderr and also under --quiet: the decision is made silently otherwise, and
+        # the model it gives is no use for a quantity
+        _error(f"fastbp: warning: the target {target!r} holds {len(classes)} distinct integers in {n:,} rows "
+               f"({n / len(classes):.1f} rows per class): trained as {len(classes)} classes; if it is a quantity "
+               "rather than class labels, use --task regression (--task classification to keep the classes "
+               "without this warning)")
     train_rows, val_rows = _split(n, args.val_split, args.seed)
     x_mean, x_scale = scaler(X[train_rows], not args.no_standardize)
     Xs = (X - x_mean) / x_scale
@@ -513,13 +612,18 @@ def cmd_train(args, out):
     sizes = [d, *args.layers, len(classes) if task == "classification" else 1]
     model = _make_model(fastbp, args, sizes, task)
     meta = {"format": CLI_FORMAT, "version": CLI_VERSION, "task": task, "target": target, "features": features,
-            "task_reason": reason, "standardized": not args.no_standardize,
+            "task_reason": reason, "standardized": not args.no_standardize, "id": id_column, "dropped": dropped,
             "source": "fastbp.datasets.load_digits" if args.data is None else os.path.basename(args.data)}
     bundle = Bundle(model, meta, x_mean, x_scale, classes=classes, y_mean=y_mean, y_scale=y_scale)
     say = (lambda *a: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
 
     kind = (f"{model.output}, cross-entropy" if task == "classification" else "linear output, mean squared error")
     say(f"data: {source}: {n:,} rows, {d} features, {_describe(task, classes, target)} [{reason}]")
+    # which columns the model reads: an id column or a column of no use is trained on
+    # otherwise, and only the count would show it
+    left_out = ([f"id {id_column!r} (not a feature; predict writes it first)"] if id_column else []) \
+        + ([f"dropped {_names(dropped)}"] if dropped else [])
+    say(f"features ({d}): {_names(features)}" + (f"; {'; '.join(left_out)}" if left_out else ""))
     say(f"model: MLP {'-'.join(map(str, sizes))}, {args.activation} hidden, {kind}, {model.optimizer!r}, "
         f"{args.dtype}, seed {args.seed}")
     scaled = ("features and target standardised" if task == "regression" else "features standardised") \
@@ -564,7 +668,8 @@ def cmd_train(args, out):
         print(f"speed-up: {ref_seconds / max(seconds, 1e-9):.1f}x (the same {ref_epochs} epochs"
               f"{' with per-epoch validation' if val is not None else ''}, data, settings and seed)", file=out)
     bundle.save(args.out)
-    print(f"saved {args.out} (the model, its feature scaler and "
+    # the full path: the default --out is relative to a working directory the user may not have in mind
+    print(f"saved {os.path.abspath(args.out)} (the model, its feature scaler and "
           f"{'class labels' if task == 'classification' else 'target scaler'})", file=out)
     return EXIT_OK
 
@@ -612,7 +717,16 @@ def cmd_predict(args, out):
     """``fastbp predict``: one prediction per data row, in order (a target column is ignored)."""
     bundle = Bundle.load(args.model)
     table = read_csv(args.data)
-    P = bundle.outputs(bundle.features_of(table))
+    if args.id is not None:
+        if args.id not in table.columns:
+            raise UsageError(f"{table.path}: no column {args.id!r} for --id; {_did_you_mean(args.id, table.columns)}"
+                             f"the file has {_names(table.columns)}")
+        if args.id == bundle.target:
+            raise UsageError(f"--id {args.id!r} is the model's target, the column predict writes")
+        id_column = args.id
+    else:  # the model's id column, if the data has it: without it, the rows' order is their id
+        id_column = bundle.id if bundle.id in table.columns else None
+    P = bundle.outputs(bundle.features_of(table, id_column, hint="; --id COL passes an id column through"))
     dtype = bundle.model.dtype
     if bundle.task == "classification":
         labels = [label_text(c) for c in bundle.classes]
@@ -625,6 +739,9 @@ def cmd_predict(args, out):
             rows = [[p] for p in predicted]
     else:
         header, rows = [bundle.target], [[_format_number(v, dtype)] for v in P]
+    if id_column is not None:
+        header = [id_column] + header
+        rows = [[cell] + row for cell, row in zip(table.column(table.index(id_column)), rows)]
     _write_csv(args.out, header, rows, out)
     if args.out is not None:
         print(f"wrote {len(rows):,} predictions to {args.out}", file=out)
@@ -712,6 +829,10 @@ def build_parser():
                "rows' mean and standard deviation unless --no-standardize.")
     train.add_argument("data", nargs="?", help="CSV file with a header row (default: the bundled digits)")
     train.add_argument("--target", help="the target column (default: the last column)")
+    train.add_argument("--drop", action="append", default=[], metavar="COL,...",
+                       help="columns that are not features: left out (comma-separated; may be repeated)")
+    train.add_argument("--id", metavar="COL",
+                       help="an id column: not a feature; predict writes it as its first column")
     train.add_argument("--task", choices=TASKS, help="override the task decided from the target's values")
     train.add_argument("--layers", type=_layers, default=[128, 64], metavar="N,N,...",
                        help="hidden layer sizes (default: 128,64; 'none' for no hidden layer)")
@@ -736,11 +857,15 @@ def build_parser():
     predict = commands.add_parser(
         "predict", help="predict with a model saved by 'fastbp train'",
         description="Write one prediction per data row (the original class label, or a value in the target's "
-                    "units) as CSV, in the rows' order; a target column in the data is ignored.")
+                    "units) as CSV, in the rows' order, after the id column (the model's, when the data has "
+                    "it, or --id); a target column and columns dropped in training are ignored.")
     predict.add_argument("model", help="a model file written by 'fastbp train'")
     predict.add_argument("data", help="CSV file with the model's feature columns (any order)")
     predict.add_argument("--out", help="write the predictions to this CSV file (default: standard output)")
     predict.add_argument("--proba", action="store_true", help="classification: add a probability column per class")
+    predict.add_argument("--id", metavar="COL",
+                         help="write this column first, to join the predictions back (default: the model's --id "
+                              "column, when the data has it)")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser(
@@ -776,10 +901,14 @@ def main(argv=None):
             print(file=sys.stdout)
         _error("fastbp: interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `fastbp predict ... | head`: stop quietly
+    except BrokenPipeError:
+        # e.g. `fastbp predict ... | head -1`: the reader has all it wanted, which is no failure,
+        # so stop quietly with status 0, as Unix tools do.  Python would flush the unwritten
+        # rest of stdout at exit, fail again and print "Exception ignored": point stdout at
+        # /dev/null first (the recipe of Python's signal documentation).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_OK
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

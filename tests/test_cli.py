@@ -226,6 +226,13 @@ def test_the_task_is_decided_from_the_target(tmp_path, cells, task, expected, cl
         assert [cli.label_text(got_classes[k]) for k in y] == [cli.label_text(c) for c in given]
 
 
+def test_close_matches_of_a_column_name():
+    names = ["Age", "age_group", "diagnosis", "Diagnosis_code", "sex"]
+    assert cli._did_you_mean("AGE", names) == "did you mean 'Age'? "  # case first, not the near miss
+    assert cli._did_you_mean("diagnosys", names) == "did you mean 'diagnosis' or 'Diagnosis_code'? "
+    assert cli._did_you_mean("weight", names) == ""
+
+
 def test_label_text():
     assert [cli.label_text(v) for v in (3.0, -1.0, 0.5, 1e15, 1e20, np.str_("cat"), "1.0")] == \
         ["3", "-1", "0.5", "1000000000000000", "1e+20", "cat", "1.0"]
@@ -354,6 +361,48 @@ def test_the_model_file_carries_scaler_labels_and_names(workdir, tmp_path):
     assert plain.sizes == [4, 8, 3]
 
 
+def test_id_and_dropped_columns_are_no_features_and_predict_writes_the_id_first(workdir, tmp_path):
+    """A string id, a numeric row number and a text column beside the features: --id and
+    --drop leave them out (the report says which columns are the features), the model file
+    names them, predict writes the id first when the data has it and needs neither."""
+    header, rows = species_data()
+    full = write_csv(tmp_path / "full.csv", ["patient", "row_no"] + header[:2] + ["note"] + header[2:],
+                     [[f"P{i:03d}", str(i)] + r[:2] + ["n/a"] + r[2:] for i, r in enumerate(rows)])
+    model = tmp_path / "m.npz"
+    out = run_main("train", full, "--id", "patient", "--drop", "row_no,note", "--val-split", 0, "--layers", 8,
+                   "--epochs", 3, "--dtype", "float64", "--out", model)
+    assert "data: " + str(full) + ": 300 rows, 4 features, target 'species'" in out
+    assert "features (4): 'petal', 'sepal', 'noise', 'const'; id 'patient' (not a feature; predict writes it " \
+           "first); dropped 'row_no', 'note'\n" in out
+    meta = json.loads(fileformat.load_with_extra(fastbp.MLP, model)[1]["cli"].tobytes())
+    assert (meta["features"], meta["id"], meta["dropped"]) == (header[:4], "patient", ["row_no", "note"])
+
+    # the same model as one trained on the features alone (the same seed: the same numbers)
+    plain = write_csv(tmp_path / "plain.csv", header, rows)
+    run_main("train", plain, "--val-split", 0, "--layers", 8, "--epochs", 3, "--dtype", "float64", "--quiet",
+             "--out", tmp_path / "plain.npz")
+    expected = read_csv(run_main("predict", tmp_path / "plain.npz", plain))[1]
+
+    got_header, got = read_csv(run_main("predict", model, full, "--proba"))
+    assert got_header == ["patient", "species", "p_setosa", "p_versicolor", "p_virginica"]
+    assert [r[0] for r in got] == [f"P{i:03d}" for i in range(300)] and [r[1] for r in got] == [r[0] for r in expected]
+    # neither the id nor the dropped columns are needed: no id column then
+    assert read_csv(run_main("predict", model, plain)) == (["species"], expected)
+    # predict --id: another column as the id
+    numbered = write_csv(tmp_path / "numbered.csv", ["row_no"] + header[:4], [[str(i)] + r[:4] for i, r in
+                                                                             enumerate(rows)])
+    got_header, got = read_csv(run_main("predict", model, numbered, "--id", "row_no"))
+    assert got_header == ["row_no", "species"] and got == [[str(i)] + e for i, e in enumerate(expected)]
+    # evaluate ignores them too
+    assert run_main("evaluate", model, full) == run_main("evaluate", model, plain).replace(str(plain), str(full))
+    # a model file from before --id and --drop (no such keys) is read as having none
+    loaded, extra = fileformat.load_with_extra(fastbp.MLP, model)
+    del meta["id"], meta["dropped"]
+    extra["cli"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fileformat.save(loaded, tmp_path / "older.npz", extra)
+    assert read_csv(run_main("predict", tmp_path / "older.npz", plain)) == (["species"], expected)
+
+
 def test_integer_targets_are_classes_unless_task_says_regression(tmp_path):
     rows = [[f"{i * 0.1:.1f}", str(i % 3 * 10)] for i in range(40)]
     write_csv(tmp_path / "ints.csv", ["x", "level"], rows)
@@ -371,11 +420,59 @@ def test_integer_targets_are_classes_unless_task_says_regression(tmp_path):
     assert header == ["level"] and len(predicted) == 40 and {row[0] for row in predicted} <= {"0", "10", "20"}
 
 
+def test_the_many_classes_rule():
+    assert cli.many_integer_classes(190, 331)  # the diabetes data's target
+    assert cli.many_integer_classes(21, 419) and not cli.many_integer_classes(21, 420)  # 20 rows per class
+    assert not cli.many_integer_classes(20, 25)  # a small label set never warns
+    assert not cli.many_integer_classes(100, 50_000)
+
+
+def quantity_data(n=120, seed=2):
+    """An integer-valued quantity (like the diabetes data's target): ~100 distinct values."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    y = np.round(150 + 60 * X[:, 0] + 20 * rng.standard_normal(n)).astype(int)
+    return ["bmi", "bp", "progression"], [[f"{a:.4f}", f"{b:.4f}", str(v)] for (a, b), v in zip(X, y)]
+
+
+def test_many_integer_classes_warn_even_under_quiet_and_evaluate_hints_at_regression(tmp_path, capsys):
+    header, rows = quantity_data()
+    k = len({r[-1] for r in rows})
+    data = write_csv(tmp_path / "quantity.csv", header, rows)
+    common = ["--epochs", "1", "--layers", "4", "--val-split", "0", "--quiet"]
+    assert cli.main(["train", str(data), *common, "--out", str(tmp_path / "c.npz")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"fastbp: warning: the target 'progression' holds {k} distinct integers in 120 rows"), captured.err
+    assert "--task regression" in lines[0] and "warning" not in captured.out
+    for task in ("classification", "regression"):  # the task given: no warning
+        assert cli.main(["train", str(data), *common, "--task", task, "--out", str(tmp_path / "m.npz")]) == 0
+        assert capsys.readouterr().err == ""
+    # a new value of the quantity is an unseen label: the error says what went wrong
+    unseen = write_csv(tmp_path / "new.csv", header, rows[:3] + [rows[3][:2] + ["1000"]])
+    assert cli.main(["evaluate", str(tmp_path / "c.npz"), str(unseen)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "label '1000' in 'progression' was not seen in training" in err
+    assert err.rstrip().endswith(f"the target was taken for {k} integer classes: if it is a quantity, train again "
+                                 "with --task regression"), err
+
+
+def test_few_integer_classes_do_not_warn(tmp_path, capsys):
+    rows = [[f"{i * 0.1:.1f}", str(i % 3 * 10)] for i in range(40)]
+    write_csv(tmp_path / "ints.csv", ["x", "level"], rows)
+    assert cli.main(["train", str(tmp_path / "ints.csv"), "--epochs", "1", "--layers", "4", "--quiet", "--out",
+                     str(tmp_path / "c.npz")]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_train_without_data_uses_the_bundled_digits(tmp_path):
     out = ok(fastbp_cmd("train", "--epochs", 3, cwd=tmp_path))
     assert "the bundled 8x8 digits" in out and "1,797 rows, 64 features" in out and "10 classes" in out
+    assert "\nfeatures (64): 'pixel_0_0', 'pixel_0_1', " in out and ", ... (52 more)\n" in out  # cut short
     assert "1,438 training / 359 validation rows" in out and "epoch 3/3" in out
-    assert "compiled (or loaded from Numba's cache)" in out and "saved model.npz" in out
+    assert "compiled (or loaded from Numba's cache)" in out
+    assert f"saved {os.path.realpath(tmp_path / 'model.npz')} (" in out  # the default --out's full path
     assert report_value(out, "validation", 1) >= 0.85
     assert (tmp_path / "model.npz").exists()  # the default --out, in the working directory
     assert json.loads(fileformat.load_with_extra(fastbp.MLP, tmp_path / "model.npz")[1]["cli"].tobytes()
@@ -395,6 +492,62 @@ def test_compare_reference(workdir, tmp_path):
     assert float(fast.group(1)) > 0 and float(ref.group(1)) > 0 and float(speed.group(1)) > 0
 
 
+def readme_ci_commands():
+    """The commands README.md marks for CI (``<!-- ci -->``), read as ``.ci/run`` reads them."""
+    commands, want, inside = [], False, False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if "<!-- ci -->" in line:
+            want = True
+        elif want and line.startswith("```"):
+            inside = not inside
+            want = inside
+        elif inside and line.strip():
+            commands.append(line)
+    return commands
+
+
+def test_the_readme_main_command_leaves_no_file_in_the_checkout(tmp_path):
+    """README's main command, which CI runs from the repository's root, saves the model outside
+    the checkout and says where.  Run as CI runs it, but with a no-op ``pip`` (this checkout is
+    on PYTHONPATH) and ``fastbp`` as ``python -m fastbp ... --epochs 1``; ``mktemp -d`` makes
+    its directory under ``tmp_path`` (TMPDIR)."""
+    command = next(c for c in readme_ci_commands() if "fastbp train" in c)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pip").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "fastbp").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fastbp "$@" --epochs 1\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = dict(ENV, PATH=os.pathsep.join([str(bin_dir), os.environ["PATH"]]), TMPDIR=str(tmp_path))
+    before = set(os.listdir(ROOT))
+    try:
+        res = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+        created = set(os.listdir(ROOT)) - before
+    finally:  # a failing run must not leave its file behind either
+        for name in set(os.listdir(ROOT)) - before:
+            if name == "model.npz":
+                os.unlink(ROOT / name)
+    out = ok(res)
+    assert not created, f"{command!r} left {sorted(created)} in the checkout"
+    saved = re.search(r"^saved (\S+) \(the model", out, re.MULTILINE)
+    assert saved and os.path.isabs(saved.group(1)) and os.path.exists(saved.group(1)), out
+    assert Path(saved.group(1)).resolve().is_relative_to(tmp_path.resolve())
+
+
+def test_no_ignore_rule_hides_a_file_the_commands_write_by_default():
+    """A model or picture left in the checkout (by CI, a test, or a command run from the root)
+    must show in ``git status``: ``train``'s default --out and the examples' ones are not
+    ignored."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    defaults = ["model.npz"] + [m.group(1) for path in (ROOT / "examples").glob("*.py")
+                                for m in re.finditer(r'"--out", default="([^"]+)"', path.read_text())]
+    assert len(defaults) >= 3  # the examples' pictures were found
+    ignored = subprocess.run(["git", "check-ignore", *defaults], cwd=ROOT, capture_output=True, text=True).stdout
+    assert ignored == "", f".gitignore hides {ignored.split()}"
+
+
 # ------------------------------------------------------------------ mistakes
 def _error_files(d):
     """The CSV and model files of the error cases, in ``d``."""
@@ -412,6 +565,9 @@ def _error_files(d):
     write_csv(d / "other_features.csv", ["petal", "sepal", "noise", "colour"], [r[:4] for r in rows])
     write_csv(d / "extra_column.csv", header[:4] + ["id"], [r[:4] + ["1"] for r in rows])
     write_csv(d / "no_target.csv", header[:4], [r[:4] for r in rows])
+    write_csv(d / "ids.csv", ["patient", "row_no"] + header, [[f"P{i}", str(i)] + r for i, r in enumerate(rows)])
+    # 'diagnosis' after the first 12 columns, where the list of them is cut short
+    write_csv(d / "wide.csv", [f"f{j}" for j in range(20)] + ["diagnosis"], [[str(j) for j in range(21)]] * 3)
     np.savez(d / "foreign.npz", weights=np.ones(3))
     small_model(fastbp).save(d / "plain.npz")  # a fastbp model, but without the command's extras
 
@@ -421,8 +577,33 @@ ERRORS = [
     ("missing file", ["train", "nope.csv"], "nope.csv: no such file"),
     ("missing target", ["train", "train.csv", "--target", "colour"],
      "no column 'colour' for --target; the file has 'petal', 'sepal', 'noise', 'const', 'species'"),
+    ("target in another case", ["train", "wide.csv", "--target", "Diagnosis"],
+     "wide.csv: no column 'Diagnosis' for --target; did you mean 'diagnosis'? the file has 'f0', 'f1',"),
+    ("misspelt target", ["train", "train.csv", "--target", "specis"],
+     "no column 'specis' for --target; did you mean 'species'? the file has 'petal'"),
     ("non-numeric cell", ["train", "text_cell.csv"], "text_cell.csv, line 4 (data row 3): feature column 'b' holds "
                                                      "'five', which is not a number"),
+    ("string id as a feature", ["train", "ids.csv"], "feature column 'patient' holds 'P0', which is not a number "
+                                                     "(--id COL or --drop COL,... leave a column out of the features)"),
+    ("unknown --id", ["train", "ids.csv", "--id", "Patient"],
+     "ids.csv: no column 'Patient' for --id; did you mean 'patient'? the file has 'patient', 'row_no',"),
+    ("unknown --drop", ["train", "ids.csv", "--id", "patient", "--drop", "noise,rowno"],
+     "ids.csv: no column 'rowno' for --drop; did you mean 'row_no'? the file has"),
+    ("empty --drop name", ["train", "ids.csv", "--drop", "row_no,"], "--drop 'row_no,': an empty column name"),
+    ("--id also dropped", ["train", "ids.csv", "--id", "patient", "--drop", "row_no", "--drop", "patient"],
+     "column 'patient' is given to both --drop and --id"),
+    ("--target also dropped", ["train", "ids.csv", "--target", "noise", "--drop", "patient,noise"],
+     "column 'noise' is both --target and given to --drop"),
+    ("default target as --id", ["train", "ids.csv", "--id", "species"],
+     "column 'species' is both the target (the last column by default; --target names another) and given to --id"),
+    ("no feature left", ["train", "ids.csv", "--id", "patient", "--drop", "row_no,petal,sepal,noise,const"],
+     "ids.csv: no feature column is left: the file has 'patient', 'row_no', 'petal', 'sepal', 'noise', 'const', "
+     "'species', the target is 'species', --id 'patient', --drop 'row_no', 'petal', 'sepal', 'noise', 'const'"),
+    ("--drop without a file", ["train", "--drop", "pixel_0_0"], "--drop and --id name columns of a CSV file"),
+    ("unknown predict --id", ["predict", "model.npz", "ids.csv", "--id", "row"],
+     "ids.csv: no column 'row' for --id; did you mean 'row_no'? the file has"),
+    ("predict --id target", ["predict", "model.npz", "ids.csv", "--id", "species"],
+     "--id 'species' is the model's target, the column predict writes"),
     ("empty cell", ["train", "empty_cell.csv"], "empty_cell.csv, line 3 (data row 2): feature column 'b' is empty"),
     ("infinite cell", ["train", "nan_cell.csv"], "nan_cell.csv, line 3 (data row 2): feature column 'b' holds 'inf'"),
     ("empty file", ["train", "empty.csv"], "empty.csv: the file is empty"),
@@ -443,7 +624,8 @@ ERRORS = [
     ("features differ", ["predict", "model.npz", "other_features.csv"],
      "other_features.csv: the model's feature column 'const' is missing"),
     ("extra feature column", ["predict", "model.npz", "extra_column.csv"],
-     "extra_column.csv: column 'id' is not among the model's features"),
+     "extra_column.csv: column 'id' is not among the model's features ('petal', 'sepal', 'noise', 'const') nor "
+     "its target 'species'; --id COL passes an id column through"),
     ("CSV as model", ["predict", "train.csv", "train.csv"], "train.csv: not a fastbp model file"),
     ("foreign npz as model", ["predict", "foreign.npz", "train.csv"], "foreign.npz: not a fastbp model file"),
     ("plain model", ["predict", "plain.npz", "train.csv"], "plain.npz: a fastbp model, but not one written by"),
@@ -544,3 +726,21 @@ def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines() == ["fastbp: interrupted"]
     assert "epoch" in stdout and not (tmp_path / "m.npz").exists()
+
+
+def test_predict_into_a_pipe_closed_early_exits_quietly_with_status_0(workdir, tmp_path):
+    """``fastbp predict ... | head -1``: far more output than a pipe's buffer, so the writes
+    after ``head`` exits fail (EPIPE); the command stops with status 0 and says nothing."""
+    model = tmp_path / "m.npz"
+    run_main("train", workdir / "species.csv", "--epochs", 1, "--layers", 4, "--quiet", "--out", model)
+    header, rows = species_data()
+    big = write_csv(tmp_path / "big.csv", header, rows * 100)  # 30,000 rows: ~1.5 MB of --proba output
+    producer = subprocess.Popen([sys.executable, "-m", "fastbp", "predict", str(model), str(big), "--proba"],
+                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-n", "1"], stdin=producer.stdout, stdout=subprocess.PIPE)
+    producer.stdout.close()  # head holds the only read end: the pipe breaks when it exits
+    first, _ = head.communicate(timeout=300)
+    stderr = producer.stderr.read().decode()
+    producer.stderr.close()
+    assert producer.wait(timeout=300) == 0, stderr
+    assert stderr == "" and first == b"species,p_setosa,p_versicolor,p_virginica\n"
