@@ -38,9 +38,11 @@ with 1; Ctrl-C exits with 130.  No traceback for any of them.  Output cut short 
 """
 
 import argparse
+import contextlib
 import csv
 import difflib
 import json
+import logging
 import math
 import os
 import sys
@@ -51,7 +53,7 @@ import warnings
 import numpy as np
 
 import fastbp
-from . import datasets, fileformat
+from . import compile_notice, datasets, fileformat
 
 __all__ = ["main", "UsageError"]
 
@@ -851,7 +853,8 @@ def build_parser():
     train.add_argument("--out", default="model.npz", help="where to save the model (default: model.npz)")
     train.add_argument("--compare-reference", action="store_true",
                        help="also train fastbp.reference (plain NumPy) the same way and print both times")
-    train.add_argument("--quiet", action="store_true", help="no progress display: only the final report")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress display and no compile notice: only the final report (and warnings)")
     train.set_defaults(run=cmd_train)
 
     predict = commands.add_parser(
@@ -886,7 +889,8 @@ def main(argv=None):
         with warnings.catch_warnings():  # restores showwarning afterwards
             warnings.showwarning = _show_warning
             args = build_parser().parse_args(argv)
-            return args.run(args, out)
+            with _compile_notices(shown=not getattr(args, "quiet", False)):
+                return args.run(args, out)
     except UsageError as exc:
         _error(f"fastbp: error: {exc}")
         return EXIT_USAGE
@@ -909,6 +913,20 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+@contextlib.contextmanager
+def _compile_notices(shown):
+    """The library's notice of a cold compile ("fastbp: compiling ...", logger ``"fastbp"``,
+    on stderr unless logging is configured) while the command runs, unless ``--quiet``; the
+    logger's level as it was afterwards (``main`` also runs in-process, in tests)."""
+    level = compile_notice.logger.level
+    if not shown:
+        compile_notice.logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        compile_notice.logger.setLevel(level)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

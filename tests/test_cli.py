@@ -42,6 +42,13 @@ def fastbp_cmd(*args, cwd, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def without_notices(stderr):
+    """``stderr``'s lines but the library's compile notices ("fastbp: compiling ..."), which a
+    subprocess prints whenever it is the first to need a kernel (CI starts from an empty
+    on-disk cache)."""
+    return [line for line in stderr.splitlines() if not line.startswith("fastbp: compiling ")]
+
+
 def ok(res):
     assert res.returncode == 0, f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     assert "Traceback" not in res.stderr
@@ -660,7 +667,7 @@ def error_runs(error_dir):
 def check_one_line_error(returncode, stdout, stderr, message):
     assert returncode == 2, (stdout, stderr)
     assert "Traceback" not in stderr and stdout == ""
-    lines = stderr.splitlines()
+    lines = without_notices(stderr)
     assert len(lines) == 1 and lines[0].startswith(("fastbp: error: ", "fastbp train: error: ")), stderr
     assert message in lines[0]
 
@@ -724,7 +731,7 @@ def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines() == ["fastbp: interrupted"]
+    assert "Traceback" not in stderr and without_notices(stderr.strip()) == ["fastbp: interrupted"]
     assert "epoch" in stdout and not (tmp_path / "m.npz").exists()
 
 
@@ -743,4 +750,33 @@ def test_predict_into_a_pipe_closed_early_exits_quietly_with_status_0(workdir, t
     stderr = producer.stderr.read().decode()
     producer.stderr.close()
     assert producer.wait(timeout=300) == 0, stderr
-    assert stderr == "" and first == b"species,p_setosa,p_versicolor,p_virginica\n"
+    assert without_notices(stderr) == [] and first == b"species,p_setosa,p_versicolor,p_virginica\n"
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_cold_compile_is_announced_unless_quiet(workdir, tmp_path, caplog, monkeypatch, quiet):
+    """The library's notice reaches the command line's user (on stderr, by logging's last
+    resort, when nothing configured logging) before the compile; ``--quiet`` silences it, and
+    the logger's level is as it was afterwards."""
+    import logging
+    import fastbp.model
+    ready = fastbp.model._ready
+
+    def compiling_ready(dispatcher, args):  # what Numba broadcasts before a cold compile
+        from numba.core import event
+        with event.trigger_event("numba:compile", data=dict(dispatcher=dispatcher, return_type=None,
+                                                              args=tuple(dispatcher.typeof_pyval(a) for a in args))):
+            pass
+        return ready(dispatcher, args)
+
+    monkeypatch.setattr(fastbp.model, "_ready", compiling_ready)
+    caplog.set_level(logging.WARNING, logger="fastbp")
+    run_main("train", workdir / "species.csv", "--epochs", 1, "--layers", 4, "--out", tmp_path / "m.npz",
+             *(["--quiet"] if quiet else []))
+    notices = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fastbp: compiling ")]
+    if quiet:
+        assert notices == []
+    else:
+        assert notices and all(n.startswith("fastbp: compiling the training kernels for float32 (first use")
+                               for n in notices), notices
+    assert logging.getLogger("fastbp").level == logging.WARNING
