@@ -66,7 +66,7 @@ def _variant(args, array_at, cfg_at):
         cfg = args[cfg_at] if cfg_at is not None else None
         if isinstance(cfg, types.BaseTuple) and not any(isinstance(t, types.NoneType) for t in cfg.types):
             # chosen by the size of a call (its rows times the widest layer), not of the model
-            words.append("with parallel loops (used for calls large enough to split over the cores)")
+            words.append("with parallel loops for calls large enough to split over the cores")
         return ", ".join(words)
     except (TypeError, IndexError, AttributeError):
         return "this signature"

@@ -72,8 +72,8 @@ def test_the_notice_names_a_read_only_or_parallel_specialisation(caplog):
     compile_event(kernels.infer, tuple(parallel))
     assert [m.split(" (first use")[0] for m in notices(caplog)] == [
         "fastbp: compiling the inference kernel for float32, read-only inputs",
-        "fastbp: compiling the inference kernel for float32, with parallel loops (used for calls large enough "
-        "to split over the cores)"]
+        "fastbp: compiling the inference kernel for float32, with parallel loops for calls large enough to split "
+        "over the cores"]
 
 
 def test_other_compiles_are_not_announced(caplog):
