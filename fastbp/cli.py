@@ -54,6 +54,7 @@ import numpy as np
 
 import fastbp
 from . import compile_notice, datasets, fileformat
+from .training import on_a_terminal
 
 __all__ = ["main", "UsageError"]
 
@@ -901,7 +902,7 @@ def main(argv=None):
         _error("fastbp: error: out of memory (a smaller model, --batch-size or data file?)")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        if _isatty(sys.stdout):  # end the progress line the interrupt cut short
+        if on_a_terminal(sys.stdout):  # end the progress line the interrupt cut short
             print(file=sys.stdout)
         _error("fastbp: interrupted")
         return EXIT_INTERRUPTED
@@ -932,13 +933,6 @@ def _compile_notices(shown):
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """A warning (e.g. predict's NaN outputs) as one line on stderr, without the source line."""
     _error(f"fastbp: warning: {message}")
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _error(text):

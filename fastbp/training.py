@@ -331,7 +331,7 @@ def epoch_rates(lr_schedule, model, n, batch_size, shuffle, count, n_batches):
 _NO_PROGRESS = contextlib.nullcontext()
 
 
-def _on_a_terminal(stream):
+def on_a_terminal(stream):
     """Whether ``stream`` is a terminal: only there can a line be redrawn in place (in a log
     file or a pipe each redraw would be a line of its own)."""
     try:
@@ -345,7 +345,7 @@ def progress_bar(model, shown, epoch, epochs, n_batches, batch_size):
     ``shown`` and stdout is a terminal; the bar is gone (its thread joined) when the body
     ends, however it ends.  (Not shown: a shared no-op, since ``fit(epochs=1)`` in a loop
     pays for every object.)"""
-    if not shown or not _on_a_terminal(sys.stdout):
+    if not shown or not on_a_terminal(sys.stdout):
         return _NO_PROGRESS
     return _progress_shown(_Progress(model, epoch, epochs, n_batches, batch_size, sys.stdout))
 
@@ -459,7 +459,7 @@ class EpochLog:
         shown = " - ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         text = f"epoch {self.done}/{self.epochs} - {shown} - {samples_per_second:,.0f} samples/s"
         # on a terminal the line replaces the progress bar; elsewhere it is the only line
-        print("\r" + text.ljust(72) if _on_a_terminal(sys.stdout) else text, flush=True)
+        print("\r" + text.ljust(72) if on_a_terminal(sys.stdout) else text, flush=True)
 
     def nonfinite(self, status, layer, batch):
         """A non-finite loss, gradient or update (``status``, ``layer``) in batch ``batch`` (0-based) of
