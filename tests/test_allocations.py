@@ -20,6 +20,9 @@ import textwrap
 
 import pytest
 
+# allocation statistics measured in fresh processes: not in the quick run (README, Development)
+pytestmark = pytest.mark.slow
+
 SCRIPT = textwrap.dedent(
     """
     import json

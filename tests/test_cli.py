@@ -683,6 +683,7 @@ def test_a_mistake_is_one_line_on_stderr_and_exit_status_2(error_dir, monkeypatc
     check_one_line_error(status, captured.out, captured.err, message)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", IN_A_SUBPROCESS)
 def test_a_mistake_in_a_subprocess(error_runs, name):
     res = error_runs[name]
@@ -713,6 +714,7 @@ def test_a_warning_is_one_line(workdir, tmp_path, capsys):
     assert captured.out.startswith("species\n")
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", str(workdir / "species.csv"), "--epochs",
                              "1000000", "--layers", "8", "--out", "m.npz"], cwd=tmp_path, env=ENV,
@@ -735,6 +737,7 @@ def test_ctrl_c_exits_with_130_without_a_traceback(workdir, tmp_path):
     assert "epoch" in stdout and not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.slow
 def test_predict_into_a_pipe_closed_early_exits_quietly_with_status_0(workdir, tmp_path):
     """``fastbp predict ... | head -1``: far more output than a pipe's buffer, so the writes
     after ``head`` exits fail (EPIPE); the command stops with status 0 and says nothing."""

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import fastbp
 from fastbp.kernels import codes
 
@@ -78,6 +80,7 @@ def _run(root):
     return float(value), int(hits), int(misses)
 
 
+@pytest.mark.slow
 def test_changing_a_constant_in_codes_recompiles_the_kernels_that_use_it(tmp_path):
     """``batchnorm.py`` uses ``BN_EPS`` from ``codes.py``.  Numba alone checks a cached kernel
     against its own file only, and would run the old constant (fastbp at commit 16b14d3)."""

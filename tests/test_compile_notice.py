@@ -153,6 +153,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_only_a_real_cold_compile_is_announced(tmp_path):
     """End to end, from an empty on-disk cache: the first process compiles the data check
     and the inference kernel and says so on stderr, once each, with no logging configured;

@@ -16,6 +16,9 @@ import time
 import numpy as np
 import pytest
 
+# MPI jobs under mpiexec: not in the quick run (README, Development)
+pytestmark = pytest.mark.slow
+
 if os.environ.get("FASTBP_REQUIRE_MPI"):  # set by CI, which installs the mpi extra: a failure, not a skip
     from mpi4py import MPI
 else:

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+# every example as a script in its own process: not in the quick run (README, Development)
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("sklearn", reason="the examples' datasets come from scikit-learn")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -197,6 +197,7 @@ def _o_tmpfile_works(directory):
         return False
 
 
+@pytest.mark.slow
 def test_killed_saves_leave_no_temporary_file(tmp_path):
     """Where the platform has unnamed temporaries (Linux O_TMPFILE), a save killed while
     writing leaves nothing in the directory."""

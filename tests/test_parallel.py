@@ -168,6 +168,7 @@ def trained_weights_hash(dtype, blocks):
     return digest.hexdigest()
 
 
+@pytest.mark.slow
 @needs_threads
 @pytest.mark.parametrize("dtype,blocks", [("float32", 3), ("float64", 2)])
 def test_a_process_with_one_thread_gets_the_same_bits(dtype, blocks):
@@ -319,6 +320,7 @@ print(sum(len(f.signatures) for f in loops))
 """
 
 
+@pytest.mark.slow
 def test_a_small_models_first_session_compiles_no_parallel_loop(tmp_path):
     """fit, predict, evaluate and train_step of a small model, compiled from an empty cache,
     compile none of the parallel loops (what that saves: README, "Start-up"), and Numba shows

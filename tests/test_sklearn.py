@@ -27,6 +27,7 @@ def expected_failed_checks(estimator):
     return EXPECTED_FAILED.get(type(estimator).__name__, {})
 
 
+@pytest.mark.slow
 @parametrize_with_checks([MLPClassifier(random_state=0), MLPRegressor(random_state=0)],
                          expected_failed_checks=expected_failed_checks)
 def test_scikit_learn_conformance(estimator, check):
