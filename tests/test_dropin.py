@@ -64,6 +64,17 @@ def assert_weights_close(a, b, dtype):
         np.testing.assert_allclose(ba, bb, **TOL[dtype], err_msg=f"b[{l}]")
 
 
+def decided_by_less_than(P, loss, margin):
+    """Where a classifier's decision from outputs ``P`` is within ``margin`` of its boundary:
+    per row, the two largest softmax outputs (cross-entropy); per output, 0.5 (binary).
+    There, outputs that agree to rounding may still decide differently (BLAS builds round
+    differently, so this is where the two implementations' labels may part)."""
+    if loss == "cross_entropy":
+        top2 = np.sort(P, axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0] < margin
+    return np.abs(P - 0.5) < margin
+
+
 def assert_same_outputs(fast, ref, X, y, dtype):
     """predict, evaluate, predict_classes and loss_and_grads agree."""
     Pa, Pb = fast.predict(X), ref.predict(X)
@@ -73,8 +84,12 @@ def assert_same_outputs(fast, ref, X, y, dtype):
     assert ea.keys() == eb.keys()
     np.testing.assert_allclose(ea["loss"], eb["loss"], rtol=TOL[dtype]["rtol"])
     if "accuracy" in ea:
-        # a tie at the decision boundary could flip one label in float32; never more
-        assert abs(ea["accuracy"] - eb["accuracy"]) <= (0 if dtype == "float64" else 1 / len(X))
+        # a tie at the decision boundary could flip one label in float32; never more.  In
+        # float64 only decisions within 1e-9 of the boundary may differ (there were none in
+        # these tests on the machines tried: then the accuracies are equal)
+        ties = int(np.count_nonzero(decided_by_less_than(Pb, ref.loss, 1e-9)))
+        assert abs(ea["accuracy"] - eb["accuracy"]) <= ((ties / (Pb.size if ref.loss == "binary_cross_entropy"
+                                                                else len(X))) if dtype == "float64" else 1 / len(X))
     la, ga = fast.loss_and_grads(X, y)
     lb, gb = ref.loss_and_grads(X, y)
     np.testing.assert_allclose(la, lb, rtol=TOL[dtype]["rtol"])
@@ -184,7 +199,10 @@ def test_variants_agree(variant, opt, dtype):
     X, y = rng.standard_normal((31, sizes[0])), make_y(31)
     assert_same_outputs(fast, ref, X, y, dtype)
     if loss != "mse":
-        assert np.array_equal(fast.predict_classes(X), ref.predict_classes(X)) or dtype == "float32"
+        if dtype == "float64":  # the same labels wherever the decision is not a near-tie
+            ca, cb = fast.predict_classes(X), ref.predict_classes(X)
+            clear = ~decided_by_less_than(ref.predict(X), loss, 1e-9).reshape(ca.shape)
+            assert clear.any() and np.array_equal(ca[clear], cb[clear])
     # 3 epochs of fit, batch size not dividing n
     fast, ref = twins(sizes, opt, dtype, output=output, loss=loss, seed=4, **kw)
     ha = fast.fit(X, y, epochs=3, batch_size=4, shuffle=True)
