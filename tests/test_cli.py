@@ -772,8 +772,10 @@ def test_a_cold_compile_is_announced_unless_quiet(workdir, tmp_path, caplog, mon
             pass
         return ready(dispatcher, args)
 
+    run_main("train", workdir / "species.csv", "--epochs", 1, "--layers", 4, "--out", tmp_path / "m.npz")  # warm
     monkeypatch.setattr(fastbp.model, "_ready", compiling_ready)
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()
     run_main("train", workdir / "species.csv", "--epochs", 1, "--layers", 4, "--out", tmp_path / "m.npz",
              *(["--quiet"] if quiet else []))
     notices = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fastbp: compiling ")]

@@ -55,6 +55,7 @@ def test_a_compile_of_an_entry_point_is_announced(caplog, entry, call, what, dty
     model = fastbp.MLP([3, 4, 3], dtype=dtype, seed=0)
     args = warm_signature(dispatcher, lambda: call(model), dtype)
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()  # (a cold cache: the warm-up's own notices)
     compile_event(dispatcher, args)
     assert notices(caplog) == [f"fastbp: compiling {what} for {dtype} (first use; cached on disk afterwards, "
                                f"~{dict(train_epochs=30, infer=5, loss_and_grads=20)[entry]} s)"]
@@ -64,6 +65,7 @@ def test_the_notice_names_a_read_only_or_parallel_specialisation(caplog):
     sig = list(warm_signature(kernels.infer, lambda: fastbp.MLP([3, 4, 3], seed=0).predict(X)))
     x_at, cfg_at = 3, 5  # infer(P, net, ws, X, T, cfg)
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()  # (a cold cache: the warm-up's own notices)
     read_only = list(sig)
     read_only[x_at] = sig[x_at].copy(readonly=True)
     compile_event(kernels.infer, tuple(read_only))
@@ -89,6 +91,7 @@ def test_calls_of_compiled_kernels_say_nothing(fb, caplog):
     for call in calls:  # compiled (or loaded) here if no earlier test did it
         call()
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()  # (a cold cache: the warm-up's own notices)
     for call in calls:
         call()
     assert notices(caplog) == []
@@ -99,6 +102,7 @@ def test_the_data_checks_are_announced_too(caplog):
     seconds: their compile is announced like the entry points'."""
     fastbp.MLP([3, 4, 3], seed=0).fit(X, Y)
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()  # (a cold cache: the warm-up's own notices)
     for dispatcher, at in [(kernels.all_finite, 0), (kernels.one_hot, 0)]:
         sig = next(sig for sig in dispatcher.signatures if str(sig[at].dtype) == "float32")
         compile_event(dispatcher, sig)
@@ -194,7 +198,9 @@ def compiles_on_ready(monkeypatch):
 def test_the_estimators_announce_a_compile_too(caplog, compiles_on_ready):
     pytest.importorskip("sklearn")
     from fastbp.sklearn import MLPClassifier
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, Y)  # compiled or loaded
     caplog.set_level(logging.WARNING, logger="fastbp")
+    caplog.clear()  # (a cold cache: the warm-up's own notices)
     MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, Y)
     assert notices(caplog) and all(n.startswith("fastbp: compiling the training kernels for ")
                                    for n in notices(caplog)), notices(caplog)

@@ -12,15 +12,16 @@ import hashlib
 import inspect
 import os
 import platform
+import warnings
 
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import caching, cgutils
 from numba.core.extending import intrinsic, overload
 from numba.core.imputils import impl_ret_borrowed
 from numba.np.arrayobj import populate_array
 
-_OPTIONS = dict(cache=True, error_model="numpy", nogil=True)
+_OPTIONS = dict(error_model="numpy", nogil=True)  # and the on-disk cache: ``_KernelCache``
 
 
 def _sources_digest():
@@ -56,12 +57,65 @@ def _stamp_with_package(dispatcher):
     return dispatcher
 
 
+class _ReadOnlyInTreeLocator(caching.InTreeCacheLocator):
+    """The package's own ``__pycache__`` when Numba finds no location it can write to (a
+    package installed by another user, an unwritable or missing home directory, an unusable
+    ``NUMBA_CACHE_DIR``): the kernels cached there still load, and what is not cached is
+    compiled in memory (``_KernelCache.save_overload``).  Numba's own locators, which need a
+    writable directory, come first; without this last one, ``import fastbp`` would fail
+    ("cannot cache function ...: no locator available")."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        return cls(py_func, py_file)  # no write check: reading may still work
+
+
+class _CacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [*caching.CompileResultCacheImpl._locator_classes, _ReadOnlyInTreeLocator]
+
+
+_UNSAVED = []  # the first cache location a compiled kernel could not be saved to (warned once)
+
+
+class _KernelCache(caching.FunctionCache):
+    """Numba's on-disk cache of a kernel, where a location that cannot be read or written
+    (permissions, a full disk) costs a compile instead of failing the call: a kernel that
+    cannot be loaded is compiled; one that cannot be saved is kept in memory for this
+    process, with one warning per process."""
+
+    _impl_class = _CacheImpl
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except OSError:  # (an unreadable index: as if nothing were cached)
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            if not _UNSAVED:
+                _UNSAVED.append(self._cache_path)
+                warnings.warn(f"fastbp: cannot save compiled kernels to {self._cache_path} ({exc.strerror or exc}): "
+                              "they are kept in memory, and each new process compiles them again; set "
+                              "NUMBA_CACHE_DIR to a writable directory to keep them", RuntimeWarning, stacklevel=2)
+
+
+def _cached(dispatcher):
+    """``dispatcher`` with fastbp's on-disk cache (what ``cache=True`` does with Numba's),
+    keyed on every file of this package."""
+    dispatcher._cache = _KernelCache(dispatcher.py_func)
+    return _stamp_with_package(dispatcher)
+
+
 def jit(func=None, **options):
-    """``numba.njit`` with the project's options; ``@jit`` or ``@jit(inline="always")``."""
+    """``numba.njit`` with the project's options and on-disk cache; ``@jit`` or
+    ``@jit(inline="always")``."""
     options = {**_OPTIONS, **options}
     if func is None:
-        return lambda f: _stamp_with_package(njit(**options)(f))
-    return _stamp_with_package(njit(**options)(func))
+        return lambda f: _cached(njit(**options)(f))
+    return _cached(njit(**options)(func))
 
 
 def by_threshold(stub, whole, split, threshold="par_elements"):
