@@ -669,7 +669,11 @@ class BaseMLP:
 
     @classmethod
     def load(cls: type[_Model], path: PathLike) -> _Model:
-        """Rebuild a model written by ``save`` (by either implementation)."""
+        """Rebuild a model written by ``save`` (by either implementation).
+
+        A damaged or foreign file, or one holding what no model holds (what ``set_state``
+        refuses, a negative second moment of the optimizer, impossible counts), is refused
+        with a ``ValueError`` naming it, before anything large is read or allocated."""
         return fileformat.load(cls, path)
 
     # ------------------------------------------------------------ describing the model
