@@ -651,7 +651,9 @@ class BaseMLP:
         The file is written to a temporary file in the same directory, flushed, fsynced
         and renamed over ``path``, so an interrupted save never destroys an older file.
         Its permissions are those ``np.savez`` would give it (``0o666 & ~umask`` for a new
-        file; a file replaced keeps its permission bits).
+        file; a file replaced keeps its permission bits).  A symbolic link is followed (the
+        link stays, the file it leads to is replaced); a read-only file is not replaced
+        (``PermissionError``, also for root).
         Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
         with self._access.reading():  # a consistent copy; written to disk outside the lock

@@ -29,6 +29,7 @@ checksum, and what ``set_state`` would refuse it refuses too.
 """
 
 import contextlib
+import errno
 import io
 import json
 import math
@@ -141,8 +142,12 @@ def _write_atomically(path, arrays):
 
     The file's permissions are those ``np.savez(path)`` would give it: a new file gets
     ``0o666 & ~umask`` (the temporary is created with mode 0o666, which the system masks
-    with the umask, as ``open`` does), a file replaced keeps its permission bits.
+    with the umask, as ``open`` does), a file replaced keeps its permission bits.  As
+    ``np.savez(path)`` would, a save to a symbolic link writes where it leads (the link stays,
+    its target is replaced: ``_link_target``); unlike a rename, it refuses a file the one
+    saving may not write (``_replaced_mode``).
     """
+    path = _link_target(path)
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(directory)
     mode = _replaced_mode(path)
@@ -165,13 +170,36 @@ def _write_atomically(path, arrays):
         raise
 
 
+def _link_target(path):
+    """The file a save to ``path`` replaces: ``path``, or the file the symbolic link at
+    ``path`` leads to (through any chain of links; it need not exist yet).  A rename over
+    ``path`` itself would turn the link into a regular file and leave its target as it was."""
+    if not os.path.islink(path):
+        return path
+    target = os.path.realpath(path)
+    if os.path.islink(target):  # the links go round in a loop
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    return target
+
+
 def _replaced_mode(path):
-    """The permission bits of the regular file at ``path`` (which the save replaces), or None."""
+    """The permission bits of the regular file at ``path`` (which the save replaces), or None.
+
+    ``PermissionError`` if the one saving may not write the file: a rename needs only the
+    directory's permission, and would replace a file made read-only, which writing it in
+    place (``np.savez``, ``cp`` without ``-f``) refuses.  Root, whom file modes do not stop,
+    is refused a file whose owner may not write it."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    root = getattr(os, "geteuid", lambda: -1)() == 0
+    if not (st.st_mode & stat.S_IWUSR if root else os.access(path, os.W_OK)):
+        raise PermissionError(errno.EACCES, f"the file is read-only (mode {stat.S_IMODE(st.st_mode):o}): a save does "
+                                            "not replace it; make it writable or remove it first", path)
+    return stat.S_IMODE(st.st_mode) & 0o777
 
 
 def _temporary_name():
