@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import fileformat, metrics
 from .kernels.codes import STATE, STATUS_OK
 from .locking import Exclusive, ReadWriteLock
-from .layout import allocate_state, init_weights, model_layer_table
+from .layout import allocate_state, init_weights, model_layer_table, state_views
 from .training import (
     EarlyStopper,
     EarlyStopping,
@@ -592,16 +592,8 @@ class BaseMLP:
                 self._b[l][...] = b
 
     def _state_views(self):
-        """The model's state as views into the parameter buffer, by name, layer by layer:
-        ``W{l}``, ``b{l}``, and for a batch-normalised layer ``gamma{l}``, ``beta{l}``,
-        ``running_mean{l}``, ``running_var{l}``."""
-        views = {}
-        for l in range(self.n_layers):
-            views[f"W{l}"], views[f"b{l}"] = self._W[l], self._b[l]
-            if self._gamma[l] is not None:
-                views[f"gamma{l}"], views[f"beta{l}"] = self._gamma[l], self._beta[l]
-                views[f"running_mean{l}"], views[f"running_var{l}"] = self._run_mean[l], self._run_var[l]
-        return views
+        """The model's state as views into the parameter buffer, by name (``layout.state_views``)."""
+        return state_views(self._layers, self._params_ext)
 
     def get_state(self) -> dict[str, NDArray[np.floating]]:
         """Copies of everything that makes the model's predictions: a dict of named arrays,
@@ -659,7 +651,9 @@ class BaseMLP:
         The file is written to a temporary file in the same directory, flushed, fsynced
         and renamed over ``path``, so an interrupted save never destroys an older file.
         Its permissions are those ``np.savez`` would give it (``0o666 & ~umask`` for a new
-        file; a file replaced keeps its permission bits).
+        file; a file replaced keeps its permission bits).  A symbolic link is followed (the
+        link stays, the file it leads to is replaced); a read-only file is not replaced
+        (``PermissionError``, also for root).
         Each array carries a CRC32 checksum; nothing is pickled (``fastbp.fileformat``).
         """
         with self._access.reading():  # a consistent copy; written to disk outside the lock
@@ -677,7 +671,11 @@ class BaseMLP:
 
     @classmethod
     def load(cls: type[_Model], path: PathLike) -> _Model:
-        """Rebuild a model written by ``save`` (by either implementation)."""
+        """Rebuild a model written by ``save`` (by either implementation).
+
+        A damaged or foreign file, or one holding what no model holds (what ``set_state``
+        refuses, a negative second moment of the optimizer, impossible counts), is refused
+        with a ``ValueError`` naming it, before anything large is read or allocated."""
         return fileformat.load(cls, path)
 
     # ------------------------------------------------------------ describing the model

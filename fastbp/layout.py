@@ -55,6 +55,22 @@ def model_layer_table(sizes, activations, output, batch_norm, dropout):
     return layer_table(sizes, codes, batch_norm, dropout)
 
 
+def state_views(layers, flat):
+    """The model state in ``flat`` (a parameter buffer followed by its running averages) as
+    views by name, layer by layer (``get_state``'s names): ``W{l}`` (``n_in x n_out``),
+    ``b{l}``, and for a batch-normalised layer ``gamma{l}``, ``beta{l}``,
+    ``running_mean{l}``, ``running_var{l}``.  Together they cover all of ``flat``."""
+    views = {}
+    for l, lay in enumerate(layers):
+        w, b, n_in, n_out, gamma, running = (int(lay[k]) for k in ("w", "b", "n_in", "n_out", "gamma", "running"))
+        views[f"W{l}"], views[f"b{l}"] = flat[w:w + n_in * n_out].reshape(n_in, n_out), flat[b:b + n_out]
+        if gamma >= 0:
+            views[f"gamma{l}"], views[f"beta{l}"] = flat[gamma:gamma + n_out], flat[gamma + n_out:gamma + 2 * n_out]
+            views[f"running_mean{l}"] = flat[running:running + n_out]
+            views[f"running_var{l}"] = flat[running + n_out:running + 2 * n_out]
+    return views
+
+
 def workspace_widths(layers):
     """``(width, bn_width)``: the columns of every layer's rows in the workspace, and of the
     batch-normalised layers' (``make_workspace`` takes them; computed once per model)."""

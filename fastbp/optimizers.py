@@ -44,6 +44,9 @@ class Optimizer:
 
     code = -1
     n_slots = 0
+    # The slots that hold averages or sums of squared gradients (the update takes their
+    # square root): never negative (``validation.check_optimizer_state``).
+    squared_slots: tuple[int, ...] = ()
     lr: float
     _config: dict
 
@@ -119,6 +122,7 @@ class RMSprop(Optimizer):
 
     code = codes.RMSPROP
     n_slots = 1
+    squared_slots = (0,)  # s
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
@@ -137,6 +141,7 @@ class Adam(Optimizer):
 
     code = codes.ADAM
     n_slots = 2
+    squared_slots = (1,)  # v
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)
@@ -169,6 +174,7 @@ class AdaGrad(Optimizer):
 
     code = codes.ADAGRAD
     n_slots = 1
+    squared_slots = (0,)  # s
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10) -> None:
         self.lr = _check("lr", lr, 0.0, low_open=True)

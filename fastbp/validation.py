@@ -407,6 +407,21 @@ def check_state(state, shapes, dtype):
     return checked
 
 
+def check_optimizer_state(optimizer, slots, dtype):
+    """``slots`` (``optimizer``'s state, one row per slot, as ``save`` stores it) as an array of
+    ``dtype``: finite, and the rows of squared gradients (``optimizer.squared_slots``) >= 0."""
+    with np.errstate(over="ignore"):  # a value too large for dtype becomes inf: refused below
+        slots = as_float_array(slots, "the optimizer state", dtype)
+    if not _all_finite(slots):
+        raise ValueError(f"the optimizer state contains NaN or inf (or values too large for "
+                         f"{np.dtype(dtype).name})")
+    for row in optimizer.squared_slots:
+        if (slots[row] < 0).any():
+            raise ValueError(f"the optimizer state holds a negative value in {type(optimizer).__name__}'s slot {row}, "
+                             "an average or sum of squared gradients (never negative)")
+    return slots
+
+
 def check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose):
     """``fit``'s options, checked before its data."""
     if not isinstance(shuffle, (bool, np.bool_)):

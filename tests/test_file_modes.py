@@ -1,9 +1,11 @@
 """Saved files get the permissions ``np.savez`` would give them: ``0o666 & ~umask`` for a new
 file, the old permission bits for a file replaced (a temporary file used to make every save
 0o600 whatever the umask) — and saving stays atomic: temporary, fsync, rename, nothing left
-behind on failure.  Through the unnamed temporary (Linux ``O_TMPFILE``) and the named one."""
+behind on failure.  A symbolic link is followed and a read-only file is not replaced.
+Through the unnamed temporary (Linux ``O_TMPFILE``) and the named one."""
 
 import os
+import re
 import stat
 import sys
 
@@ -90,3 +92,56 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, temporary,
     with pytest.raises(OSError, match="disk full"):
         fb.MLP([3, 4, 2], seed=1).save(path)
     assert os.listdir(tmp_path) == ["model.npz"] and path.read_bytes() == before and mode(path) == 0o640
+
+
+def weights_of(path):
+    return fb.load(path).get_weights()[0][0]
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative", "chain", "dangling"])
+def test_a_save_to_a_symbolic_link_replaces_its_target(tmp_path, temporary, link):
+    """As ``np.savez(path)`` (``open``) would: the link stays a link, the file it leads to is
+    replaced (atomically, its permission bits kept; a new one when the link dangles), and no
+    temporary is left in either directory."""
+    real, links = tmp_path / "real", tmp_path / "links"
+    real.mkdir(), links.mkdir()
+    target = real / "model.npz"
+    if link != "dangling":
+        fb.MLP([3, 4, 2], seed=0).save(target)
+        os.chmod(target, 0o640)
+    to = {"absolute": target, "relative": os.path.join("..", "real", "model.npz"), "dangling": target,
+          "chain": links / "first.npz"}[link]
+    if link == "chain":
+        os.symlink(target, links / "first.npz")
+    os.symlink(to, links / "model.npz")
+    model = fb.MLP([3, 4, 2], seed=1)
+    with Umask(0o022):
+        model.save(links / "model.npz")
+    assert os.path.islink(links / "model.npz") and os.readlink(links / "model.npz") == os.fspath(to)
+    assert mode(target) == (0o644 if link == "dangling" else 0o640)
+    np.testing.assert_array_equal(weights_of(target), model.get_weights()[0][0])
+    assert os.listdir(real) == ["model.npz"]
+    assert sorted(os.listdir(links)) == (["first.npz", "model.npz"] if link == "chain" else ["model.npz"])
+
+
+@pytest.mark.parametrize("read_only", [0o444, 0o400, 0o440, "through-a-link"])
+def test_a_read_only_file_is_not_replaced(tmp_path, temporary, read_only):
+    """A save refuses a file its user may not write (``PermissionError`` naming it), as writing
+    it in place would, although renaming over it needs only the directory's permission; the
+    file stays as it was.  Root, whom modes do not stop, is refused it too (the owner's write
+    bit is checked): the tests run as root as well as not."""
+    path = tmp_path / "model.npz"
+    old = fb.MLP([3, 4, 2], seed=0)
+    old.save(path)
+    os.chmod(path, 0o444 if read_only == "through-a-link" else read_only)
+    before, bits = path.read_bytes(), mode(path)
+    if read_only == "through-a-link":
+        os.symlink(path, tmp_path / "link.npz")
+    with pytest.raises(PermissionError, match=r"read-only .*" + re.escape(repr(os.fspath(path)))):
+        fb.MLP([3, 4, 2], seed=1).save(tmp_path / ("link.npz" if read_only == "through-a-link" else "model.npz"))
+    assert path.read_bytes() == before and mode(path) == bits
+    assert sorted(os.listdir(tmp_path)) == (["link.npz", "model.npz"] if read_only == "through-a-link"
+                                            else ["model.npz"])
+    os.chmod(path, 0o644)  # writable again: saved over as before
+    fb.MLP([3, 4, 2], seed=1).save(path)
+    assert not np.array_equal(weights_of(path), old.get_weights()[0][0])

@@ -37,9 +37,9 @@ def names_file(path):
     return re.escape(os.fspath(path))
 
 
-def saved_model(tmp_path, fb=fastbp, name="model.npz"):
+def saved_model(tmp_path, fb=fastbp, name="model.npz", **kw):
     X, y = data()
-    model = make(fb)
+    model = make(fb, **kw)
     model.fit(X, y, epochs=1, batch_size=8)
     path = tmp_path / name
     model.save(path)
@@ -311,9 +311,9 @@ def test_foreign_files_are_refused_naming_them(fb, tmp_path, kind):
 
 
 # ------------------------------------------------------------- forged files
-def _forge(path, tmp_path, edit_arrays=None, edit_config=None):
-    """A copy of the file at ``path`` with arrays / config changed and every checksum made
-    valid again: what a forger (or a buggy writer) could produce."""
+def _forge(path, tmp_path, edit_arrays=None, edit_config=None, edit_header=None):
+    """A copy of the file at ``path`` with arrays / config / header changed and every checksum
+    made valid again: what a forger (or a buggy writer) could produce."""
     import zlib
 
     with np.load(path) as f:
@@ -323,6 +323,8 @@ def _forge(path, tmp_path, edit_arrays=None, edit_config=None):
         edit_arrays(arrays)
     if edit_config:
         edit_config(header["config"])
+    if edit_header:
+        edit_header(header)
     header["crc32"] = {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8)) for k, v in arrays.items()}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     forged = tmp_path / "forged.npz"
@@ -390,6 +392,245 @@ def test_forged_files_are_refused_naming_them_before_allocating(fb, tmp_path, ki
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20, f"refusing {kind} allocated {peak / 2**20:.0f} MiB"
+
+
+def _slot(row, value):
+    """An edit: the first entry of optimizer slot ``row`` set to ``value``."""
+    def edit(arrays):
+        slots = arrays["slots"].copy()
+        slots[row, 0] = value
+        arrays["slots"] = slots
+    return edit
+
+
+def _float32_config(config):
+    config["dtype"] = "float32"
+
+
+def _rng_state_with(state):
+    def edit(arrays):
+        rng = json.loads(arrays["rng_state"].tobytes().decode())
+        rng["state"]["state"] = state
+        arrays["rng_state"] = np.frombuffer(json.dumps(rng).encode(), dtype=np.uint8)
+    return edit
+
+
+# What a file with valid checksums may not hold, though it is well-formed: the model
+# (``make``'s keyword arguments), the forgery, and what the refusal must say.
+IMPOSSIBLE = {
+    "float64-parameters-overflowing-float32": (
+        {}, dict(edit_arrays=_set("params", lambda a: np.full_like(a, 1e39)), edit_config=_float32_config),
+        r"set_state's checks: state\['W0'\] .* too large for float32"),
+    "optimizer-state-overflowing-float32": (
+        {}, dict(edit_arrays=_set("slots", lambda a: np.full_like(a, 1e39)), edit_config=_float32_config),
+        "optimizer state .* too large for float32"),
+    "negative-running-variance": (  # the last entry of params: the last normalised layer's running variance
+        dict(batch_norm=True), dict(edit_arrays=_set("params", lambda a: np.concatenate([a[:-1], [-1.0]]))),
+        r"state\['running_var1'\] holds a negative variance"),
+    "negative-adam-second-moment": ({}, dict(edit_arrays=_slot(1, -1e-6)), "negative value in Adam's slot 1"),
+    "negative-adamw-second-moment": (dict(opt=lambda fb: fb.AdamW(0.01)), dict(edit_arrays=_slot(1, -1e-6)),
+                                     "negative value in AdamW's slot 1"),
+    "negative-rmsprop-average": (dict(opt=lambda fb: fb.RMSprop(0.01)), dict(edit_arrays=_slot(0, -1e-6)),
+                                 "negative value in RMSprop's slot 0"),
+    "negative-adagrad-sum": (dict(opt=lambda fb: fb.AdaGrad(0.01)), dict(edit_arrays=_slot(0, -1e-6)),
+                             "negative value in AdaGrad's slot 0"),
+    "step-uint64-max": ({}, dict(edit_arrays=_set("step", np.array([2**64 - 1, 1, 8, 0], dtype=np.uint64))),
+                        r"optimizer step in 'step' is 18446744073709551615"),
+    "step-int64-max": ({}, dict(edit_arrays=_set("step", np.array([2**63 - 1, 1, 8, 0]))),
+                       r"optimizer step in 'step' is 9223372036854775807"),
+    "epochs-beyond-any-run": ({}, dict(edit_arrays=_set("step", np.array([8, 2**62, 8, 0]))), "epoch count"),
+    "dropout-key-out-of-range": ({}, dict(edit_arrays=_set("step", np.array([8, 1, 8, 2**63 - 1]))), "dropout key"),
+    "unfinished-epoch-uint64-max": (
+        {}, dict(edit_arrays=_set("unfinished_epoch", np.array([2**64 - 1, 61, 8, 1, 0], dtype=np.uint64))),
+        "batch in 'unfinished_epoch' is 18446744073709551615"),
+    "generator-state-out-of-range": ({}, dict(edit_arrays=_rng_state_with(2**200)), "not one PCG64 takes"),
+    "generator-state-negative": ({}, dict(edit_arrays=_rng_state_with(-1)), "not one PCG64 takes"),
+    "version-true": ({}, dict(edit_header=lambda h: h.update(version=True)), "version True is not supported"),
+    "version-2.0": ({}, dict(edit_header=lambda h: h.update(version=2.0)), "version 2.0 is not supported"),
+}
+
+
+@pytest.mark.parametrize("kind", list(IMPOSSIBLE))
+def test_impossible_contents_are_refused_as_set_state_refuses_them(fb, tmp_path, kind):
+    """Well-formed, checksummed files holding what no model holds (parameters that overflow
+    the dtype or a negative running variance, which ``set_state`` refuses; a negative
+    optimizer second moment; counts no training reaches; generator integers PCG64 refuses; a
+    version that is not an integer) are refused with a ValueError naming the file and what is
+    wrong, never loaded (to fail later, elsewhere) nor refused with another exception."""
+    model_kw, forgery, message = IMPOSSIBLE[kind]
+    _, path = saved_model(tmp_path, fb, **model_kw)
+    forged = _forge(path, tmp_path, **forgery)
+    with pytest.raises(ValueError, match=names_file(forged) + ".*" + message):
+        fb.load(forged)
+
+
+@pytest.mark.parametrize("kind", ["sgd-momentum-negative", "adam-first-moment-negative", "float64-under-float32"])
+def test_what_a_model_may_hold_still_loads(fb, tmp_path, kind):
+    """The edits above, where they are possible: momentum and Adam's first moment may be
+    negative; float64 arrays within float32's range load converted (as set_state converts)."""
+    model_kw, forgery = {
+        "sgd-momentum-negative": (dict(opt=lambda fb: fb.SGD(0.01, momentum=0.9)), dict(edit_arrays=_slot(0, -5.0))),
+        "adam-first-moment-negative": ({}, dict(edit_arrays=_slot(0, -5.0))),
+        "float64-under-float32": ({}, dict(edit_config=_float32_config)),
+    }[kind]
+    model, path = saved_model(tmp_path, fb, **model_kw)
+    loaded = fb.load(_forge(path, tmp_path, **forgery))
+    assert loaded.dtype == (np.float32 if kind == "float64-under-float32" else np.float64)
+    for (W, b), (W0, b0) in zip(loaded.get_weights(), model.get_weights()):
+        assert np.array_equal(W, W0.astype(loaded.dtype)) and np.array_equal(b, b0.astype(loaded.dtype))
+    if kind != "float64-under-float32":
+        assert loaded._slots[0, 0] == -5.0
+
+
+def test_a_header_load_would_refuse_is_not_written(tmp_path, monkeypatch):
+    """``load`` bounds the header's size (no configuration implies it), so ``save`` refuses a
+    model whose header would exceed the bound, before writing anything."""
+    from fastbp import fileformat
+
+    model = make(fastbp.reference)
+    monkeypatch.setattr(fileformat, "MAX_HEADER_BYTES", 200)
+    with pytest.raises(ValueError, match="at most 200"):
+        model.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
+# -------------------------------------------------------- decompression bombs
+BOMB = 128 * 2**20  # bytes of zeros in one member: compressed, the file stays ~150 kB
+MEMORY_ALLOWED = 50 * 2**20
+
+
+def _npy_header(dtype, shape):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _write_member(archive, name, head, body, size, fill=b"\0"):
+    """Member ``name.npy``: ``head``, ``body``, then ``fill`` bytes up to ``size`` bytes after
+    ``head``, streamed; returns the CRC32 of those ``size`` bytes."""
+    import zlib
+
+    block = fill * 2**20
+    crc = zlib.crc32(body)
+    with archive.open(name + ".npy", "w", force_zip64=True) as f:
+        f.write(head + body)
+        left = size - len(body)
+        while left:
+            piece = block[:min(left, len(block))]
+            f.write(piece)
+            crc = zlib.crc32(piece, crc)
+            left -= len(piece)
+    return crc
+
+
+def _bombed(path, out, kind):
+    """The model file at ``path`` rewritten with ZIP_DEFLATED and a member of ``BOMB`` bytes
+    (mostly zeros, which deflate ~1000:1): a file of a few hundred kB.  ``kind`` says which
+    member; the header's checksums are made valid for it where it has one."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    big = {  # name -> (npy header, first bytes, data size, fill)
+        "unknown-member": ("bomb", _npy_header(np.uint8, (BOMB,)), b"", BOMB, b"\0"),
+        "repeated-member": ("params", _npy_header(np.float64, (BOMB // 8,)), b"", BOMB, b"\0"),
+        "parameters-larger-than-configured": ("params", _npy_header(np.float64, (BOMB // 8,)), b"", BOMB, b"\0"),
+        "generator-state-padded": ("rng_state", _npy_header(np.uint8, (BOMB,)), arrays["rng_state"].tobytes(), BOMB,
+                                   b" "),
+        "member-longer-than-its-array": ("step", _npy_header(np.int64, (4,)), arrays["step"].tobytes(),
+                                         BOMB, b"\0"),
+        "attached-array-not-listed": ("extra.bomb", _npy_header(np.uint8, (BOMB,)), b"", BOMB, b"\0"),
+    }.get(kind)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            if big is None or name != big[0] or kind == "repeated-member":
+                _write_member(archive, name, _npy_header(array.dtype, array.shape), array.tobytes(), array.nbytes)
+        if big is not None:
+            name, head, body, size, fill = big
+            crc = _write_member(archive, name, head, body, size, fill)
+            if name in header["crc32"] and kind != "member-longer-than-its-array":
+                header["crc32"][name] = crc
+        text = json.dumps(header).encode()
+        if kind == "header-padded":  # valid JSON: trailing white space
+            _write_member(archive, "header", _npy_header(np.uint8, (BOMB,)), text, BOMB, b" ")
+        else:
+            _write_member(archive, "header", _npy_header(np.uint8, (len(text),)), text, len(text))
+    assert os.path.getsize(out) < 2**20
+    return out
+
+
+def _peak_memory(call):
+    """``call()``'s exception (None if it returned) and the peak of memory it allocated."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            call()
+            raised = None
+        except Exception as exc:
+            raised = exc
+        return raised, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BOMBS = ["unknown-member", "repeated-member", "parameters-larger-than-configured", "header-padded",
+         "generator-state-padded", "member-longer-than-its-array", "attached-array-not-listed"]
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the zip module's, writing the repeated member
+@pytest.mark.parametrize("kind", BOMBS)
+def test_a_small_file_cannot_make_load_decompress_gigabytes(tmp_path, kind):
+    """A valid model file with a large member of zeros (unknown, repeated, larger than the
+    configuration implies, padding the header or the generator state, or following an array's
+    data) is refused with a ValueError naming the file, from the members' sizes and array
+    headers, before any of it is decompressed.  (One implementation: the file format is
+    theirs in common.)"""
+    _, path = saved_model(tmp_path, fastbp.reference)
+    bomb = _bombed(path, tmp_path / f"{kind}.npz", kind)
+    raised, peak = _peak_memory(lambda: fastbp.reference.load(bomb))
+    assert isinstance(raised, ValueError) and os.fspath(bomb) in str(raised), raised
+    assert peak < MEMORY_ALLOWED, f"refusing {kind} allocated {peak / 2**20:.0f} MiB"
+
+
+def test_unpickling_cannot_be_made_to_decompress_gigabytes(tmp_path):
+    """Unpickling reads the bytes of a model file the same way (``fileformat.from_bytes``)."""
+    from fastbp import fileformat
+
+    _, path = saved_model(tmp_path, fastbp.reference)
+    data = _bombed(path, tmp_path / "bomb.npz", "unknown-member").read_bytes()
+    raised, peak = _peak_memory(lambda: fileformat.from_bytes(fastbp.reference.MLP, data))
+    assert isinstance(raised, ValueError) and "pickled fastbp model" in str(raised), raised
+    assert peak < MEMORY_ALLOWED, f"allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_large_attached_array_is_verified_without_being_held(tmp_path):
+    """An attached array the header lists (``fileformat.save(model, path, extra)``) may be
+    large: the plain load checks its checksum block by block, without holding it, and
+    ``load_with_extra`` returns it."""
+    from fastbp import fileformat
+
+    model, path = saved_model(tmp_path, fastbp.reference)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    bomb = tmp_path / "large-extra.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            _write_member(archive, name, _npy_header(array.dtype, array.shape), array.tobytes(), array.nbytes)
+        header["crc32"]["extra.zeros"] = _write_member(archive, "extra.zeros", _npy_header(np.uint8, (BOMB,)), b"",
+                                                       BOMB)
+        header["extra"] = ["zeros"]
+        text = json.dumps(header).encode()
+        _write_member(archive, "header", _npy_header(np.uint8, (len(text),)), text, len(text))
+    raised, peak = _peak_memory(lambda: fastbp.reference.load(bomb))
+    assert raised is None and peak < MEMORY_ALLOWED, (raised, f"{peak / 2**20:.0f} MiB")
+    loaded, extra = fileformat.load_with_extra(fastbp.reference.MLP, bomb)
+    assert extra["zeros"].shape == (BOMB,) and not extra["zeros"].any()
+    assert_bitwise_equal(loaded.get_weights(), model.get_weights())
 
 
 def test_a_consistent_unfinished_epoch_loads(fb, tmp_path):
