@@ -197,7 +197,8 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------- subclass hooks
     # _output_and_loss(self): fastbp's (output, loss) for the encoded targets
-    # _encode_targets(self, y, first): y -> fastbp's targets (first: learn the encoding)
+    # _encode_targets(self, y, first, incremental, classes): y checked -> fastbp's targets (first:
+    #     learn the encoding; partial_fit's ``classes``)
     # _decode(self, T): fastbp's targets back to y
     # _validation_score(self, X, y): the score early stopping watches
     _split_stratified = False  # the early-stopping hold-out keeps the classes' shares
@@ -264,18 +265,16 @@ class _BaseMLP(BaseEstimator):
                 raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
             if value is not None:
                 raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
-        self._hidden = _check_params(self)
-        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
-        X, y = self._validate_input(X, y, reset=first)
-        if first:
-            self._random_state = check_random_state(self.random_state)
-        T = self._encode_targets(y, first, classes)
-        n_outputs = T.shape[1] if T.ndim == 2 else len(self.classes_)
-        dtype = self._compute_dtype(X) if first else self._model.dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
-        batch = self._batch(X.shape[0])
-        if first:
-            self._build(X.shape[1], n_outputs, batch, dtype)
+        # A refused call leaves the estimator as it was: the checks below set attributes as they
+        # go (validate_data sets n_features_in_, the classifier its classes_), so they are put
+        # back if any of them fails. (Training itself starts only once every check has passed.)
+        before = dict(vars(self))
+        try:
+            X, T, batch = self._prepare(X, y, incremental, classes)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
         self._no_improvement_count = 0
         if incremental:
             self._epochs(X, T, batch, 1)
@@ -289,6 +288,23 @@ class _BaseMLP(BaseEstimator):
             batch = self._batch(X.shape[0])
         self._train(X, T, batch, X_val, y_val)
         return self
+
+    def _prepare(self, X, y, incremental, classes):
+        """Every check of a ``fit`` / ``partial_fit`` call, then the model it trains (built on a
+        first fit): ``(X, T, batch)``, the inputs in the model's dtype and the encoded targets."""
+        self._hidden = _check_params(self)
+        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        X, y = self._validate_input(X, y, reset=first)
+        if first:
+            self._random_state = check_random_state(self.random_state)
+        T = self._encode_targets(y, first, incremental, classes)
+        n_outputs = T.shape[1] if T.ndim == 2 else len(self.classes_)
+        dtype = self._compute_dtype(X) if first else self._model.dtype
+        X = np.ascontiguousarray(X, dtype=dtype)
+        batch = self._batch(X.shape[0])
+        if first:
+            self._build(X.shape[1], n_outputs, batch, dtype)
+        return X, T, batch
 
     def _train(self, X, T, batch, X_val, y_val):
         """Epochs until ``max_iter`` or scikit-learn's stopping rule; with early stopping, the
@@ -398,8 +414,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.input_tags.sparse = False
         return tags
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, incremental, classes):
+        """The labels checked as scikit-learn checks them and encoded; ``first``: learn the
+        classes (from ``classes`` when given: partial_fit's first call)."""
         check_classification_targets(y)
+        multilabel = type_of_target(y).startswith("multilabel")
+        if incremental and first and classes is None and not multilabel:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if incremental and not first and classes is not None \
+                and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit "
+                             f"({self.classes_!r})")
         if first:
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if classes is None else classes)
@@ -407,12 +432,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(self.classes_) < 2 and not self._label_binarizer.y_type_.startswith("multilabel"):
                 raise ValueError(f"MLPClassifier needs at least 2 classes to train; y has 1 class "
                                  f"({self.classes_[0]!r})")
-        else:
-            if type_of_target(y).startswith("multilabel") != self._multilabel:
-                raise ValueError("y is multi-label (an indicator matrix) in one call and not in the other")
-            unseen = np.setdiff1d(unique_labels(y), self.classes_) if not self._multilabel else []
-            if len(unseen):
-                raise ValueError(f"y has labels not seen in the first fit: {list(unseen)[:5]}")
+        elif multilabel != self._multilabel:
+            raise ValueError("y is multi-label (an indicator matrix) in one call and not in the other")
+        labels = unique_labels(y)
+        if incremental and (not first or classes is not None):
+            # partial_fit trains the classes it was given: a label outside them has no output
+            if len(np.setdiff1d(labels, self.classes_)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {labels}.")
+        elif not first and set(labels) != set(self.classes_):  # a warm start: the classes of its first fit
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                             f"to fit. Previously got {self.classes_}, `y` has {labels}")
         self._multilabel = self._label_binarizer.y_type_.startswith("multilabel")
         if self._multilabel:
             return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=np.float64)
@@ -445,12 +475,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch over (X, y) (scikit-learn's one iteration). ``classes``: every label the
         calls will see, required on the first call (not for multi-label indicator targets).
         ``sample_weight`` is not supported yet (only None)."""
-        if not hasattr(self, "_model"):
-            if classes is None and not type_of_target(y).startswith("multilabel"):
-                raise ValueError("classes must be passed on the first call to partial_fit")
-        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit "
-                             f"({self.classes_!r})")
         return self._fit(X, y, incremental=True, fit_params=fit_params, classes=classes)
 
     def predict_proba(self, X):
@@ -490,7 +514,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.input_tags.sparse = False
         return tags
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, incremental, classes=None):
         T = np.asarray(y, dtype=np.float64)
         if first:
             self._y_1d = T.ndim == 1

@@ -212,7 +212,7 @@ def test_one_class_is_refused_and_unseen_labels_too():
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(X, np.zeros(len(X), dtype=int))
     est = MLPClassifier((8,), max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
-    with pytest.raises(ValueError, match="not seen"):
+    with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`"):
         est.partial_fit(X, np.where(y == 2, 5, y))
 
 
@@ -278,3 +278,35 @@ def test_refusing_arguments_leaves_the_estimator_contract_alone():
         assert not has_fit_parameter(est, "sample_weight")
         restored = pickle.loads(pickle.dumps(est))
         assert restored.get_params() == est.get_params()
+
+
+# ------------------------------------------------------------ labels a continuation cannot take
+@pytest.mark.parametrize("classes, y", [
+    ([0, 1], [0, 1, 2, 0, 1, 2]),
+    (["a", "b"], ["a", "b", "c", "a", "b", "c"]),
+    ([0, 1, 2], [0, 1, 3, 0, 1, 2]),
+])
+def test_partial_fit_refuses_labels_not_in_classes_on_the_first_call(classes, y):
+    """scikit-learn's rule and message; before, a label outside ``classes`` was trained as one
+    of them (2 as class 0, 'c' as 'a'). Nothing is fitted by the refused call."""
+    X = np.random.RandomState(0).normal(size=(len(y), 4))
+    est = MLPClassifier((4,), random_state=0)
+    with pytest.raises(ValueError, match=r"^`y` has classes not in `self.classes_`"):
+        est.partial_fit(X, np.array(y), classes=classes)
+    assert not hasattr(est, "classes_") and not hasattr(est, "n_iter_") and not hasattr(est, "n_features_in_")
+
+
+def test_later_partial_fits_and_warm_starts_refuse_other_classes_as_scikit_learn_does():
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=2, random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    before = est.predict_proba(X)
+    with pytest.raises(ValueError, match=r"^`y` has classes not in `self.classes_`"):
+        est.partial_fit(X, np.where(y == 2, 5, y))
+    assert est.n_iter_ == 1 and np.array_equal(est.predict_proba(X), before)
+    est.partial_fit(X[y < 2], y[y < 2])  # a subset of the classes: fine in partial_fit
+    warm = MLPClassifier((8,), max_iter=2, random_state=0, warm_start=True).fit(X, y)
+    for other in (np.where(y == 2, 5, y), np.where(y == 2, 0, y)):  # a new class; one class fewer
+        with pytest.raises(ValueError, match=r"^warm_start can only be used where `y` has the same classes as in "
+                                             r"the previous call to fit"):
+            warm.fit(X, other)
+    assert warm.n_iter_ == 2
