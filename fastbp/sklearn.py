@@ -13,7 +13,8 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
 
 * ``alpha``: scikit-learn adds ``alpha / 2 * ||W||^2 / batch_size`` to each mini-batch's loss;
   fastbp's model takes ``l2 = alpha / batch_size`` (the same term, with the nominal batch
-  size also for a smaller last batch).
+  size of the fit that made the model also for a smaller last batch, and for a later
+  ``partial_fit`` of fewer rows).
 * ``MLPRegressor``'s loss is the mean squared error (scikit-learn: half of it), so
   ``loss_curve_`` is twice scikit-learn's for the same fit, and plain SGD steps are twice
   as long for the same ``learning_rate_init``.
@@ -33,6 +34,32 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
 * ``dtype``: the dtype fastbp computes in; None (default) follows X as scikit-learn does
   (float32 stays float32, anything else becomes float64).
 
+Parameters changed on a fitted estimator (``set_params`` between calls), as scikit-learn
+reads them:
+
+* Each ``fit`` reads every parameter again. A warm start (``warm_start=True``, fitted) keeps
+  the fitted weights (batch norm's statistics too), the classes and the record (``n_iter_``,
+  ``t_``, ``loss_curve_``, ``best_loss_``, ...) and trains them with a new optimizer, as
+  scikit-learn's ``fit`` makes one each time: the current ``solver``, ``learning_rate_init``,
+  ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``, ``alpha``,
+  ``clip_norm`` and ``dropout`` apply, the optimizer's state and step count (so
+  ``lr_schedule``) start over, and ``random_state`` is read again (an int seeds the
+  shuffling, dropout and early-stopping hold-out as at the first fit). Turning
+  ``early_stopping`` on or off starts that rule's record afresh.
+* ``partial_fit`` goes on with the fitted model and its optimizer (state included), as
+  scikit-learn's goes on with its optimizer; a new ``learning_rate_init`` applies to it.
+  fastbp's model fixes the others when it is made, so a changed ``solver``, ``momentum``,
+  ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``, ``alpha``, ``clip_norm`` or
+  ``dropout`` is refused by name (a warm-start ``fit`` applies them; scikit-learn's
+  ``partial_fit`` ignores a new solver or rate and applies a new alpha). ``early_stopping=True``
+  is refused, as scikit-learn refuses it.
+* Neither can change the network: a changed ``hidden_layer_sizes``, ``activation``,
+  ``batch_norm`` or ``dtype`` (None keeps the fitted one) is refused by name (``ValueError``),
+  as are other classes (scikit-learn's rules and messages), another number of outputs or of
+  features; ``fit`` with ``warm_start=False`` trains a new network.
+* ``batch_size``, ``shuffle``, ``max_iter``, ``tol``, ``n_iter_no_change``,
+  ``validation_fraction``, ``verbose`` and ``lr_schedule`` are read by every call.
+
 Stopping follows scikit-learn exactly: without ``early_stopping``, training stops once the
 training loss has failed to fall below ``best_loss_ - tol`` more than ``n_iter_no_change``
 epochs running; with it, once the validation score (accuracy or R²) has failed to rise
@@ -41,6 +68,7 @@ Epochs that no stopping test can end run as one compiled call, so the estimator 
 at the speed of ``fastbp.MLP.fit``.
 """
 
+import copy
 import inspect
 import numbers
 import warnings
@@ -57,6 +85,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from . import optimizers
 from .model import MLP
+from .validation import check_config, check_representable
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -68,24 +97,28 @@ SOLVERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad")
 OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "linear": "identity"}
 
 
-def _optimizer(est):
-    """The fastbp optimizer for the estimator's ``solver`` and its settings."""
-    lr = est.learning_rate_init
-    if est.solver == "adam":
-        return optimizers.Adam(lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon)
-    if est.solver == "adamw":
-        return optimizers.AdamW(lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon)
-    if est.solver == "sgd":
-        return optimizers.SGD(lr, momentum=est.momentum, nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
-    if est.solver == "rmsprop":
+def _optimizer(p):
+    """The fastbp optimizer for the parameters ``p`` (name -> value): ``solver`` and its settings."""
+    lr = p["learning_rate_init"]
+    if p["solver"] == "adam":
+        return optimizers.Adam(lr, beta1=p["beta_1"], beta2=p["beta_2"], eps=p["epsilon"])
+    if p["solver"] == "adamw":
+        return optimizers.AdamW(lr, beta1=p["beta_1"], beta2=p["beta_2"], eps=p["epsilon"])
+    if p["solver"] == "sgd":
+        return optimizers.SGD(lr, momentum=p["momentum"], nesterov=bool(p["nesterovs_momentum"]) and p["momentum"] > 0)
+    if p["solver"] == "rmsprop":
         return optimizers.RMSprop(lr)
     return optimizers.AdaGrad(lr)
 
 
+def _hidden_sizes(value):
+    """``hidden_layer_sizes`` as a list (one int is one hidden layer)."""
+    return [value] if isinstance(value, numbers.Integral) else list(value)
+
+
 def _check_params(est):
     """The constructor's arguments (scikit-learn checks them in ``fit``, not ``__init__``)."""
-    sizes = est.hidden_layer_sizes
-    sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+    sizes = _hidden_sizes(est.hidden_layer_sizes)
     if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
         raise ValueError(f"hidden_layer_sizes must be positive integers, got {est.hidden_layer_sizes!r}")
     if est.activation not in ACTIVATIONS:
@@ -133,6 +166,46 @@ _UNSUPPORTED_FIT_PARAMS = {
     "sample_weight": "does not support sample_weight yet (fastbp trains with an unweighted loss); to weight "
                      "samples, repeat or resample the rows in proportion to their weights",
 }
+
+
+# The parameters the fastbp model is made from. A warm start (``fit`` with ``warm_start=True``)
+# and a later ``partial_fit`` go on training the fitted network: the architecture cannot change
+# (refused by name). A warm start builds a new model from the fitted weights with the others (a
+# new optimizer: scikit-learn's ``fit`` makes one each time); ``partial_fit`` goes on with the
+# model's optimizer (as scikit-learn's does) and takes a new learning rate only.
+_ARCHITECTURE = ("hidden_layer_sizes", "activation", "batch_norm", "dtype")
+_SETTINGS = ("solver", "momentum", "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "alpha", "clip_norm",
+             "dropout")
+_MODEL_PARAMS = _ARCHITECTURE + _SETTINGS + ("learning_rate_init",)
+# The optimizer's settings (fastbp's names) -> the parameters (scikit-learn's)
+_OPTIMIZER_PARAMS = {"momentum": "momentum", "nesterov": "nesterovs_momentum", "beta1": "beta_1", "beta2": "beta_2",
+                     "eps": "epsilon", "lr": "learning_rate_init"}
+
+
+def _changed(built, now, model):
+    """The parameters (names, in ``_MODEL_PARAMS``) whose values in ``now`` make another fastbp
+    model than those in ``built`` (both: name -> value), the fitted ``model``: compared as the
+    model takes them (by its own checks), so hidden_layer_sizes ``8`` and ``(8,)`` are one
+    network, ``dropout=0.5`` and ``[0.5]`` one rate, and momentum is nothing to Adam. ``dtype``:
+    None keeps the model's."""
+    if _hidden_sizes(now["hidden_layer_sizes"]) != _hidden_sizes(built["hidden_layer_sizes"]):
+        return ["hidden_layer_sizes"]  # (the others are read per hidden layer)
+    changed = []
+    if now["dtype"] is not None and np.dtype(now["dtype"]) != model.dtype:
+        changed.append("dtype")
+    old, new = (check_config(model.sizes, ACTIVATIONS[p["activation"]], model.output, model.loss, _optimizer(p),
+                             "xavier", model.dtype, None, p["alpha"], p["clip_norm"], model.leaky_slope, p["dropout"],
+                             p["batch_norm"]) for p in (built, now))
+    for param, key in (("activation", "activations"), ("batch_norm", "batch_norm"), ("alpha", "l2"),
+                       ("clip_norm", "clip_norm"), ("dropout", "dropout")):
+        if old[key] != new[key]:
+            changed.append(param)
+    if type(old["optimizer"]) is not type(new["optimizer"]):
+        changed.append("solver")
+    else:
+        old_opt, new_opt = old["optimizer"].get_config(), new["optimizer"].get_config()
+        changed += [_OPTIMIZER_PARAMS[key] for key in old_opt if old_opt[key] != new_opt[key]]
+    return changed
 
 
 class _InitSignature:
@@ -233,20 +306,22 @@ class _BaseMLP(BaseEstimator):
     def _batch(self, n):
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
-    def _build(self, n_features, n_outputs, batch, dtype):
-        """A fresh fastbp model; its seed from ``random_state`` (as scikit-learn draws from it)."""
+    def _new_model(self, n_features, n_outputs, batch, dtype):
+        """A fastbp model of the estimator's parameters; its seed from ``random_state`` (as
+        scikit-learn draws from it)."""
         output, loss = self._output_and_loss()
-        activation = ACTIVATIONS[self.activation]
+        params = self.get_params(deep=False)
         seed = int(self._random_state.randint(0, 2**31 - 1))
-        self._model = MLP([n_features, *self._hidden, n_outputs], activation=activation, output=output, loss=loss,
-                          optimizer=_optimizer(self), init="xavier",
-                          dtype=dtype, seed=seed, l2=self.alpha / batch, clip_norm=self.clip_norm,
-                          dropout=self.dropout, batch_norm=self.batch_norm)
-        self.n_outputs_ = n_outputs
-        self.n_layers_ = len(self._hidden) + 2
-        self.out_activation_ = OUT_ACTIVATION_NAMES[output]
-        self.n_iter_, self.t_ = 0, 0
-        self.loss_curve_ = []
+        model = MLP([n_features, *self._hidden, n_outputs], activation=ACTIVATIONS[self.activation], output=output,
+                    loss=loss, optimizer=_optimizer(params), init="xavier", dtype=dtype, seed=seed,
+                    l2=self.alpha / batch, clip_norm=self.clip_norm, dropout=self.dropout, batch_norm=self.batch_norm)
+        # what the model was made from (copies: a list the caller changes in place is a change)
+        self._model_params = copy.deepcopy({name: params[name] for name in _MODEL_PARAMS})
+        return model
+
+    def _start_record(self):
+        """The stopping rule's record as a first fit starts it: for the training loss
+        (``best_loss_``), or with ``early_stopping`` for the validation score."""
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
@@ -254,6 +329,42 @@ class _BaseMLP(BaseEstimator):
         else:
             self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = np.inf
+
+    def _check_continuation(self, incremental):
+        """A warm start or a later ``partial_fit`` goes on training the fitted network: refuse
+        a parameter that would need another one; ``partial_fit`` also goes on with the fitted
+        model's optimizer and settings (as scikit-learn's goes on with its optimizer): refuse a
+        change to those too, but the learning rate (``_continue_with_new_rate``)."""
+        cls = type(self).__name__
+        built = self._model_params
+        now = {name: getattr(self, name) for name in _MODEL_PARAMS}
+        changed = _changed(built, now, self._model)
+
+        def listed(names):
+            return ", ".join(f"{name}={now[name]!r} (fitted with {built[name]!r})" if name != "dtype" else
+                             f"dtype={now[name]!r} (fitted in {self._model.dtype.name})" for name in names)
+
+        caller = f"{cls}.partial_fit" if incremental else f"{cls}.fit with warm_start=True"
+        architecture = [name for name in changed if name in _ARCHITECTURE]
+        if architecture:
+            raise ValueError(f"{caller} goes on training the fitted network, and {listed(architecture)} would need "
+                             f"a new one: fit with warm_start=False to train a new network, or set "
+                             f"{' and '.join(architecture)} back")
+        settings = [name for name in changed if name in _SETTINGS]
+        if incremental and settings:
+            raise ValueError(f"{caller} goes on with the fitted model's optimizer and settings (as scikit-learn's "
+                             f"partial_fit goes on with its optimizer), and {listed(settings)} changed since it was "
+                             f"built: fit with warm_start=True applies them to the fitted weights (with a new "
+                             f"optimizer), or set {' and '.join(settings)} back")
+        return "learning_rate_init" in changed
+
+    def _continue_with_new_rate(self):
+        """``partial_fit`` with a new ``learning_rate_init``: the model's optimizer takes it
+        (its state goes on), checked against the model's dtype first."""
+        check_representable(_optimizer(self.get_params(deep=False)), self._model.l2, self._model.leaky_slope,
+                            self._model.dtype)
+        self._model.optimizer.lr = self.learning_rate_init
+        self._model_params["learning_rate_init"] = self.learning_rate_init
 
     def _fit(self, X, y, incremental, fit_params, classes=None):
         """``fit`` (``incremental`` False) or ``partial_fit`` (one epoch, no stopping test);
@@ -290,12 +401,17 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _prepare(self, X, y, incremental, classes):
-        """Every check of a ``fit`` / ``partial_fit`` call, then the model it trains (built on a
-        first fit): ``(X, T, batch)``, the inputs in the model's dtype and the encoded targets."""
+        """Every check of a ``fit`` / ``partial_fit`` call, then the model it trains (a new one
+        on a first fit or a warm start): ``(X, T, batch)``, the inputs in the model's dtype and
+        the encoded targets."""
         self._hidden = _check_params(self)
+        if incremental and self.early_stopping:
+            raise ValueError(f"{type(self).__name__}.partial_fit does not support early_stopping=True (as "
+                             "scikit-learn's): it trains one epoch, with no stopping test; fit stops early")
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        new_rate = False if first else self._check_continuation(incremental)
         X, y = self._validate_input(X, y, reset=first)
-        if first:
+        if first or not incremental:  # read again by each fit, as scikit-learn does
             self._random_state = check_random_state(self.random_state)
         T = self._encode_targets(y, first, incremental, classes)
         n_outputs = T.shape[1] if T.ndim == 2 else len(self.classes_)
@@ -303,7 +419,21 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=dtype)
         batch = self._batch(X.shape[0])
         if first:
-            self._build(X.shape[1], n_outputs, batch, dtype)
+            self._model = self._new_model(X.shape[1], n_outputs, batch, dtype)
+            self.n_outputs_ = n_outputs
+            self.n_layers_ = len(self._hidden) + 2
+            self.out_activation_ = OUT_ACTIVATION_NAMES[self._model.output]
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_ = []
+            self._start_record()
+        elif not incremental:  # a warm start: the fitted network, with every other parameter as it is now
+            model = self._new_model(X.shape[1], n_outputs, batch, dtype)
+            model.set_state(self._model.get_state())
+            self._model = model
+            if (self.best_loss_ is None) != bool(self.early_stopping):  # early_stopping turned on or off
+                self._start_record()
+        elif new_rate:
+            self._continue_with_new_rate()
         return X, T, batch
 
     def _train(self, X, T, batch, X_val, y_val):
