@@ -60,6 +60,10 @@ reads them:
 * ``batch_size``, ``shuffle``, ``max_iter``, ``tol``, ``n_iter_no_change``,
   ``validation_fraction``, ``verbose`` and ``lr_schedule`` are read by every call.
 
+Threads: an estimator runs one ``fit``, ``partial_fit`` or ``set_params`` at a time; one
+called while another thread runs one raises ``RuntimeError`` naming the estimator (as
+``fastbp.MLP`` refuses training from two threads): use a clone in each thread.
+
 Stopping follows scikit-learn exactly: without ``early_stopping``, training stops once the
 training loss has failed to fall below ``best_loss_ - tol`` more than ``n_iter_no_change``
 epochs running; with it, once the validation score (accuracy or R²) has failed to rise
@@ -68,9 +72,11 @@ Epochs that no stopping test can end run as one compiled call, so the estimator 
 at the speed of ``fastbp.MLP.fit``.
 """
 
+import contextlib
 import copy
 import inspect
 import numbers
+import threading
 import warnings
 
 import numpy as np
@@ -235,7 +241,36 @@ class _BaseMLP(BaseEstimator):
                 if name in cls._unsupported:
                     raise TypeError(f"{cls.__name__} {cls._unsupported[name]}") from None
             raise TypeError(f"{cls.__name__}(): {exc}") from None
-        return super().__new__(cls)
+        est = super().__new__(cls)
+        # Held by each fit, partial_fit and set_params (``_alone``). Made here: clones, pickled
+        # and copied estimators skip ``__init__``, and each needs a lock of its own.
+        est._busy = threading.Lock()
+        return est
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # (a copy: object's is the instance's own dict)
+        state.pop("_busy", None)  # a lock does not pickle; the copy has its own (``__new__``)
+        return state
+
+    @contextlib.contextmanager
+    def _alone(self, method):
+        """Run a call that trains or changes the estimator, refusing (``RuntimeError``) one
+        while another thread runs one: two fits would share the model and the stopping
+        counters, and a parameter changed during a fit would change it half-way."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{type(self).__name__}.{method}: this estimator is being fitted or changed in "
+                               "another thread; fit, partial_fit and set_params run one at a time: use an estimator "
+                               "from one thread at a time, or a clone of it in each thread (sklearn.base.clone)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``, refused (``RuntimeError``) while another thread fits
+        the estimator."""
+        with self._alone("set_params"):
+            return super().set_params(**params)
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
@@ -371,34 +406,35 @@ class _BaseMLP(BaseEstimator):
         ``fit_params``: their keyword arguments beyond X, y and classes (refused but for
         ``sample_weight=None``)."""
         method = "partial_fit" if incremental else "fit"
-        for name, value in fit_params.items():
-            if name not in _UNSUPPORTED_FIT_PARAMS:
-                raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
-            if value is not None:
-                raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
-        # A refused call leaves the estimator as it was: the checks below set attributes as they
-        # go (validate_data sets n_features_in_, the classifier its classes_), so they are put
-        # back if any of them fails. (Training itself starts only once every check has passed.)
-        before = dict(vars(self))
-        try:
-            X, T, batch = self._prepare(X, y, incremental, classes)
-        except BaseException:
-            vars(self).clear()
-            vars(self).update(before)
-            raise
-        self._no_improvement_count = 0
-        if incremental:
-            self._epochs(X, T, batch, 1)
+        with self._alone(method):
+            for name, value in fit_params.items():
+                if name not in _UNSUPPORTED_FIT_PARAMS:
+                    raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
+                if value is not None:
+                    raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
+            # A refused call leaves the estimator as it was: the checks below set attributes as they
+            # go (validate_data sets n_features_in_, the classifier its classes_), so they are put
+            # back if any of them fails. (Training itself starts only once every check has passed.)
+            before = dict(vars(self))
+            try:
+                X, T, batch = self._prepare(X, y, incremental, classes)
+            except BaseException:
+                vars(self).clear()
+                vars(self).update(before)
+                raise
+            self._no_improvement_count = 0
+            if incremental:
+                self._epochs(X, T, batch, 1)
+                return self
+            X_val = y_val = None
+            if self.early_stopping:
+                X, X_val, T, T_val = train_test_split(X, T, random_state=self._random_state,
+                                                      test_size=self.validation_fraction,
+                                                      stratify=y if self._split_stratified else None)
+                y_val = self._decode(T_val)
+                batch = self._batch(X.shape[0])
+            self._train(X, T, batch, X_val, y_val)
             return self
-        X_val = y_val = None
-        if self.early_stopping:
-            X, X_val, T, T_val = train_test_split(X, T, random_state=self._random_state,
-                                                  test_size=self.validation_fraction,
-                                                  stratify=y if self._split_stratified else None)
-            y_val = self._decode(T_val)
-            batch = self._batch(X.shape[0])
-        self._train(X, T, batch, X_val, y_val)
-        return self
 
     def _prepare(self, X, y, incremental, classes):
         """Every check of a ``fit`` / ``partial_fit`` call, then the model it trains (a new one

@@ -241,14 +241,15 @@ def test_partial_fit_takes_a_new_learning_rate_and_refuses_the_other_settings_by
     assert 0 < max(np.abs(W - W0).max() for W, W0 in zip(est.coefs_, before)) < 1e-10
     for params, listed in [(dict(solver="sgd"), "solver='sgd' (fitted with 'adam')"),
                            (dict(alpha=10.0), "alpha=10.0 (fitted with 0.0001)"),
-                           (dict(beta_1=0.5, epsilon=1e-4), "beta_1=0.5 (fitted with 0.9), epsilon=0.0001 (fitted with 1e-08)"),
+                           (dict(beta_1=0.5, epsilon=1e-4),
+                            "beta_1=0.5 (fitted with 0.9), epsilon=0.0001 (fitted with 1e-08)"),
                            (dict(dropout=0.5), "dropout=0.5 (fitted with 0.0)"),
                            (dict(clip_norm=1.0), "clip_norm=1.0 (fitted with None)")]:
         est2 = clone(est).partial_fit(X, y, classes=[0, 1, 2])
         est2.set_params(**params)
         with pytest.raises(ValueError, match=r"^MLPClassifier\.partial_fit goes on with the fitted model's optimizer "
-                                             r"and settings .*, and " + re.escape(listed) + " changed since it was built: "
-                                             r"fit with warm_start=True applies them"):
+                                             r"and settings .*, and " + re.escape(listed)
+                                             + " changed since it was built: fit with warm_start=True applies them"):
             est2.partial_fit(X, y)
         assert est2.n_iter_ == 1
         est2.set_params(warm_start=True).fit(X, y)  # applies them
@@ -419,3 +420,62 @@ def test_later_partial_fits_and_warm_starts_refuse_other_classes_as_scikit_learn
                                              r"the previous call to fit"):
             warm.fit(X, other)
     assert warm.n_iter_ == 2
+
+
+# ----------------------------------------------------------------------- threads
+import threading  # noqa: E402
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_calls_while_another_thread_fits_are_refused_and_the_fit_goes_on_untouched(cls):
+    """One estimator, one fit at a time: a fit, partial_fit or set_params from another thread
+    raises RuntimeError naming the estimator (before, a second fit shared the first's model
+    and counters, and set_params(early_stopping=True) crashed it). The overlap is made
+    certain by an lr_schedule that holds the first fit inside its training until released."""
+    X, y = classification()
+    inside, release = threading.Event(), threading.Event()
+
+    def schedule(epoch):
+        if not inside.is_set():  # the first call only: the first fit's first epoch
+            inside.set()
+            release.wait(60)
+        return 1e-3
+
+    est = cls((8,), max_iter=5, n_iter_no_change=100, random_state=0, lr_schedule=schedule)
+    errors = []
+
+    def fit():
+        try:
+            est.fit(X, y)
+        except BaseException as exc:  # (reported below, in the test's thread)
+            errors.append(exc)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    try:
+        assert inside.wait(60), "the fit never started training"
+        classes = {"classes": np.unique(y)} if cls is MLPClassifier else {}
+        for method, call in [("fit", lambda: est.fit(X, y)), ("partial_fit", lambda: est.partial_fit(X, y, **classes)),
+                             ("set_params", lambda: est.set_params(early_stopping=True))]:
+            with pytest.raises(RuntimeError, match=rf"^{cls.__name__}\.{method}: this estimator is being fitted or "
+                                                   r"changed in another thread"):
+                call()
+    finally:
+        release.set()
+        thread.join(60)
+    assert not thread.is_alive() and not errors
+    assert est.n_iter_ == 5 and est.early_stopping is False
+    assert est.loss_curve_ == clone(est).fit(X, y).loss_curve_  # as if it had been alone
+
+
+def test_the_estimators_lock_is_its_own_and_released_however_a_call_ends():
+    import copy
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        est.set_params(max_iter=0).fit(X, y)
+    est.set_params(max_iter=2).fit(X, y)
+    for twin in (clone(est), pickle.loads(pickle.dumps(est)), copy.deepcopy(est), copy.copy(est)):
+        assert twin._busy is not est._busy
+        twin.set_params(max_iter=3).fit(X, y)
+    assert est.max_iter == 2
