@@ -13,7 +13,8 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
 
 * ``alpha``: scikit-learn adds ``alpha / 2 * ||W||^2 / batch_size`` to each mini-batch's loss;
   fastbp's model takes ``l2 = alpha / batch_size`` (the same term, with the nominal batch
-  size also for a smaller last batch).
+  size of the fit that made the model also for a smaller last batch, and for a later
+  ``partial_fit`` of fewer rows).
 * ``MLPRegressor``'s loss is the mean squared error (scikit-learn: half of it), so
   ``loss_curve_`` is twice scikit-learn's for the same fit, and plain SGD steps are twice
   as long for the same ``learning_rate_init``.
@@ -33,6 +34,36 @@ Where fastbp differs from ``sklearn.neural_network`` (README, "scikit-learn esti
 * ``dtype``: the dtype fastbp computes in; None (default) follows X as scikit-learn does
   (float32 stays float32, anything else becomes float64).
 
+Parameters changed on a fitted estimator (``set_params`` between calls), as scikit-learn
+reads them:
+
+* Each ``fit`` reads every parameter again. A warm start (``warm_start=True``, fitted) keeps
+  the fitted weights (batch norm's statistics too), the classes and the record (``n_iter_``,
+  ``t_``, ``loss_curve_``, ``best_loss_``, ...) and trains them with a new optimizer, as
+  scikit-learn's ``fit`` makes one each time: the current ``solver``, ``learning_rate_init``,
+  ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``, ``alpha``,
+  ``clip_norm`` and ``dropout`` apply, the optimizer's state and step count (so
+  ``lr_schedule``) start over, and ``random_state`` is read again (an int seeds the
+  shuffling, dropout and early-stopping hold-out as at the first fit). Turning
+  ``early_stopping`` on or off starts that rule's record afresh.
+* ``partial_fit`` goes on with the fitted model and its optimizer (state included), as
+  scikit-learn's goes on with its optimizer; a new ``learning_rate_init`` applies to it.
+  fastbp's model fixes the others when it is made, so a changed ``solver``, ``momentum``,
+  ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``, ``alpha``, ``clip_norm`` or
+  ``dropout`` is refused by name (a warm-start ``fit`` applies them; scikit-learn's
+  ``partial_fit`` ignores a new solver or rate and applies a new alpha). ``early_stopping=True``
+  is refused, as scikit-learn refuses it.
+* Neither can change the network: a changed ``hidden_layer_sizes``, ``activation``,
+  ``batch_norm`` or ``dtype`` (None keeps the fitted one) is refused by name (``ValueError``),
+  as are other classes (scikit-learn's rules and messages), another number of outputs or of
+  features; ``fit`` with ``warm_start=False`` trains a new network.
+* ``batch_size``, ``shuffle``, ``max_iter``, ``tol``, ``n_iter_no_change``,
+  ``validation_fraction``, ``verbose`` and ``lr_schedule`` are read by every call.
+
+Threads: an estimator runs one ``fit``, ``partial_fit`` or ``set_params`` at a time; one
+called while another thread runs one raises ``RuntimeError`` naming the estimator (as
+``fastbp.MLP`` refuses training from two threads): use a clone in each thread.
+
 Stopping follows scikit-learn exactly: without ``early_stopping``, training stops once the
 training loss has failed to fall below ``best_loss_ - tol`` more than ``n_iter_no_change``
 epochs running; with it, once the validation score (accuracy or R²) has failed to rise
@@ -41,8 +72,11 @@ Epochs that no stopping test can end run as one compiled call, so the estimator 
 at the speed of ``fastbp.MLP.fit``.
 """
 
+import contextlib
+import copy
 import inspect
 import numbers
+import threading
 import warnings
 
 import numpy as np
@@ -57,6 +91,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from . import optimizers
 from .model import MLP
+from .validation import check_config, check_representable
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -68,24 +103,28 @@ SOLVERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad")
 OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "linear": "identity"}
 
 
-def _optimizer(est):
-    """The fastbp optimizer for the estimator's ``solver`` and its settings."""
-    lr = est.learning_rate_init
-    if est.solver == "adam":
-        return optimizers.Adam(lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon)
-    if est.solver == "adamw":
-        return optimizers.AdamW(lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon)
-    if est.solver == "sgd":
-        return optimizers.SGD(lr, momentum=est.momentum, nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
-    if est.solver == "rmsprop":
+def _optimizer(p):
+    """The fastbp optimizer for the parameters ``p`` (name -> value): ``solver`` and its settings."""
+    lr = p["learning_rate_init"]
+    if p["solver"] == "adam":
+        return optimizers.Adam(lr, beta1=p["beta_1"], beta2=p["beta_2"], eps=p["epsilon"])
+    if p["solver"] == "adamw":
+        return optimizers.AdamW(lr, beta1=p["beta_1"], beta2=p["beta_2"], eps=p["epsilon"])
+    if p["solver"] == "sgd":
+        return optimizers.SGD(lr, momentum=p["momentum"], nesterov=bool(p["nesterovs_momentum"]) and p["momentum"] > 0)
+    if p["solver"] == "rmsprop":
         return optimizers.RMSprop(lr)
     return optimizers.AdaGrad(lr)
 
 
+def _hidden_sizes(value):
+    """``hidden_layer_sizes`` as a list (one int is one hidden layer)."""
+    return [value] if isinstance(value, numbers.Integral) else list(value)
+
+
 def _check_params(est):
     """The constructor's arguments (scikit-learn checks them in ``fit``, not ``__init__``)."""
-    sizes = est.hidden_layer_sizes
-    sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+    sizes = _hidden_sizes(est.hidden_layer_sizes)
     if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
         raise ValueError(f"hidden_layer_sizes must be positive integers, got {est.hidden_layer_sizes!r}")
     if est.activation not in ACTIVATIONS:
@@ -135,6 +174,46 @@ _UNSUPPORTED_FIT_PARAMS = {
 }
 
 
+# The parameters the fastbp model is made from. A warm start (``fit`` with ``warm_start=True``)
+# and a later ``partial_fit`` go on training the fitted network: the architecture cannot change
+# (refused by name). A warm start builds a new model from the fitted weights with the others (a
+# new optimizer: scikit-learn's ``fit`` makes one each time); ``partial_fit`` goes on with the
+# model's optimizer (as scikit-learn's does) and takes a new learning rate only.
+_ARCHITECTURE = ("hidden_layer_sizes", "activation", "batch_norm", "dtype")
+_SETTINGS = ("solver", "momentum", "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "alpha", "clip_norm",
+             "dropout")
+_MODEL_PARAMS = _ARCHITECTURE + _SETTINGS + ("learning_rate_init",)
+# The optimizer's settings (fastbp's names) -> the parameters (scikit-learn's)
+_OPTIMIZER_PARAMS = {"momentum": "momentum", "nesterov": "nesterovs_momentum", "beta1": "beta_1", "beta2": "beta_2",
+                     "eps": "epsilon", "lr": "learning_rate_init"}
+
+
+def _changed(built, now, model):
+    """The parameters (names, in ``_MODEL_PARAMS``) whose values in ``now`` make another fastbp
+    model than those in ``built`` (both: name -> value), the fitted ``model``: compared as the
+    model takes them (by its own checks), so hidden_layer_sizes ``8`` and ``(8,)`` are one
+    network, ``dropout=0.5`` and ``[0.5]`` one rate, and momentum is nothing to Adam. ``dtype``:
+    None keeps the model's."""
+    if _hidden_sizes(now["hidden_layer_sizes"]) != _hidden_sizes(built["hidden_layer_sizes"]):
+        return ["hidden_layer_sizes"]  # (the others are read per hidden layer)
+    changed = []
+    if now["dtype"] is not None and np.dtype(now["dtype"]) != model.dtype:
+        changed.append("dtype")
+    old, new = (check_config(model.sizes, ACTIVATIONS[p["activation"]], model.output, model.loss, _optimizer(p),
+                             "xavier", model.dtype, None, p["alpha"], p["clip_norm"], model.leaky_slope, p["dropout"],
+                             p["batch_norm"]) for p in (built, now))
+    for param, key in (("activation", "activations"), ("batch_norm", "batch_norm"), ("alpha", "l2"),
+                       ("clip_norm", "clip_norm"), ("dropout", "dropout")):
+        if old[key] != new[key]:
+            changed.append(param)
+    if type(old["optimizer"]) is not type(new["optimizer"]):
+        changed.append("solver")
+    else:
+        old_opt, new_opt = old["optimizer"].get_config(), new["optimizer"].get_config()
+        changed += [_OPTIMIZER_PARAMS[key] for key in old_opt if old_opt[key] != new_opt[key]]
+    return changed
+
+
 class _InitSignature:
     """A class's ``inspect.signature``: its ``__init__``'s parameters after ``self``. (Python
     would read the catch-all ``*args, **kwargs`` of ``_BaseMLP.__new__``; scikit-learn's
@@ -162,7 +241,36 @@ class _BaseMLP(BaseEstimator):
                 if name in cls._unsupported:
                     raise TypeError(f"{cls.__name__} {cls._unsupported[name]}") from None
             raise TypeError(f"{cls.__name__}(): {exc}") from None
-        return super().__new__(cls)
+        est = super().__new__(cls)
+        # Held by each fit, partial_fit and set_params (``_alone``). Made here: clones, pickled
+        # and copied estimators skip ``__init__``, and each needs a lock of its own.
+        est._busy = threading.Lock()
+        return est
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # (a copy: object's is the instance's own dict)
+        state.pop("_busy", None)  # a lock does not pickle; the copy has its own (``__new__``)
+        return state
+
+    @contextlib.contextmanager
+    def _alone(self, method):
+        """Run a call that trains or changes the estimator, refusing (``RuntimeError``) one
+        while another thread runs one: two fits would share the model and the stopping
+        counters, and a parameter changed during a fit would change it half-way."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{type(self).__name__}.{method}: this estimator is being fitted or changed in "
+                               "another thread; fit, partial_fit and set_params run one at a time: use an estimator "
+                               "from one thread at a time, or a clone of it in each thread (sklearn.base.clone)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``, refused (``RuntimeError``) while another thread fits
+        the estimator."""
+        with self._alone("set_params"):
+            return super().set_params(**params)
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
@@ -197,7 +305,8 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------- subclass hooks
     # _output_and_loss(self): fastbp's (output, loss) for the encoded targets
-    # _encode_targets(self, y, first): y -> fastbp's targets (first: learn the encoding)
+    # _encode_targets(self, y, first, incremental, classes): y checked -> fastbp's targets (first:
+    #     learn the encoding; partial_fit's ``classes``)
     # _decode(self, T): fastbp's targets back to y
     # _validation_score(self, X, y): the score early stopping watches
     _split_stratified = False  # the early-stopping hold-out keeps the classes' shares
@@ -232,20 +341,22 @@ class _BaseMLP(BaseEstimator):
     def _batch(self, n):
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
-    def _build(self, n_features, n_outputs, batch, dtype):
-        """A fresh fastbp model; its seed from ``random_state`` (as scikit-learn draws from it)."""
+    def _new_model(self, n_features, n_outputs, batch, dtype):
+        """A fastbp model of the estimator's parameters; its seed from ``random_state`` (as
+        scikit-learn draws from it)."""
         output, loss = self._output_and_loss()
-        activation = ACTIVATIONS[self.activation]
+        params = self.get_params(deep=False)
         seed = int(self._random_state.randint(0, 2**31 - 1))
-        self._model = MLP([n_features, *self._hidden, n_outputs], activation=activation, output=output, loss=loss,
-                          optimizer=_optimizer(self), init="xavier",
-                          dtype=dtype, seed=seed, l2=self.alpha / batch, clip_norm=self.clip_norm,
-                          dropout=self.dropout, batch_norm=self.batch_norm)
-        self.n_outputs_ = n_outputs
-        self.n_layers_ = len(self._hidden) + 2
-        self.out_activation_ = OUT_ACTIVATION_NAMES[output]
-        self.n_iter_, self.t_ = 0, 0
-        self.loss_curve_ = []
+        model = MLP([n_features, *self._hidden, n_outputs], activation=ACTIVATIONS[self.activation], output=output,
+                    loss=loss, optimizer=_optimizer(params), init="xavier", dtype=dtype, seed=seed,
+                    l2=self.alpha / batch, clip_norm=self.clip_norm, dropout=self.dropout, batch_norm=self.batch_norm)
+        # what the model was made from (copies: a list the caller changes in place is a change)
+        self._model_params = copy.deepcopy({name: params[name] for name in _MODEL_PARAMS})
+        return model
+
+    def _start_record(self):
+        """The stopping rule's record as a first fit starts it: for the training loss
+        (``best_loss_``), or with ``early_stopping`` for the validation score."""
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
@@ -254,41 +365,112 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = np.inf
 
+    def _check_continuation(self, incremental):
+        """A warm start or a later ``partial_fit`` goes on training the fitted network: refuse
+        a parameter that would need another one; ``partial_fit`` also goes on with the fitted
+        model's optimizer and settings (as scikit-learn's goes on with its optimizer): refuse a
+        change to those too, but the learning rate (``_continue_with_new_rate``)."""
+        cls = type(self).__name__
+        built = self._model_params
+        now = {name: getattr(self, name) for name in _MODEL_PARAMS}
+        changed = _changed(built, now, self._model)
+
+        def listed(names):
+            return ", ".join(f"{name}={now[name]!r} (fitted with {built[name]!r})" if name != "dtype" else
+                             f"dtype={now[name]!r} (fitted in {self._model.dtype.name})" for name in names)
+
+        caller = f"{cls}.partial_fit" if incremental else f"{cls}.fit with warm_start=True"
+        architecture = [name for name in changed if name in _ARCHITECTURE]
+        if architecture:
+            raise ValueError(f"{caller} goes on training the fitted network, and {listed(architecture)} would need "
+                             f"a new one: fit with warm_start=False to train a new network, or set "
+                             f"{' and '.join(architecture)} back")
+        settings = [name for name in changed if name in _SETTINGS]
+        if incremental and settings:
+            raise ValueError(f"{caller} goes on with the fitted model's optimizer and settings (as scikit-learn's "
+                             f"partial_fit goes on with its optimizer), and {listed(settings)} changed since it was "
+                             f"built: fit with warm_start=True applies them to the fitted weights (with a new "
+                             f"optimizer), or set {' and '.join(settings)} back")
+        return "learning_rate_init" in changed
+
+    def _continue_with_new_rate(self):
+        """``partial_fit`` with a new ``learning_rate_init``: the model's optimizer takes it
+        (its state goes on), checked against the model's dtype first."""
+        check_representable(_optimizer(self.get_params(deep=False)), self._model.l2, self._model.leaky_slope,
+                            self._model.dtype)
+        self._model.optimizer.lr = self.learning_rate_init
+        self._model_params["learning_rate_init"] = self.learning_rate_init
+
     def _fit(self, X, y, incremental, fit_params, classes=None):
         """``fit`` (``incremental`` False) or ``partial_fit`` (one epoch, no stopping test);
         ``fit_params``: their keyword arguments beyond X, y and classes (refused but for
         ``sample_weight=None``)."""
         method = "partial_fit" if incremental else "fit"
-        for name, value in fit_params.items():
-            if name not in _UNSUPPORTED_FIT_PARAMS:
-                raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
-            if value is not None:
-                raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
+        with self._alone(method):
+            for name, value in fit_params.items():
+                if name not in _UNSUPPORTED_FIT_PARAMS:
+                    raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument {name!r}")
+                if value is not None:
+                    raise TypeError(f"{type(self).__name__}.{method} {_UNSUPPORTED_FIT_PARAMS[name]}")
+            # A refused call leaves the estimator as it was: the checks below set attributes as they
+            # go (validate_data sets n_features_in_, the classifier its classes_), so they are put
+            # back if any of them fails. (Training itself starts only once every check has passed.)
+            before = dict(vars(self))
+            try:
+                X, T, batch = self._prepare(X, y, incremental, classes)
+            except BaseException:
+                vars(self).clear()
+                vars(self).update(before)
+                raise
+            self._no_improvement_count = 0
+            if incremental:
+                self._epochs(X, T, batch, 1)
+                return self
+            X_val = y_val = None
+            if self.early_stopping:
+                X, X_val, T, T_val = train_test_split(X, T, random_state=self._random_state,
+                                                      test_size=self.validation_fraction,
+                                                      stratify=y if self._split_stratified else None)
+                y_val = self._decode(T_val)
+                batch = self._batch(X.shape[0])
+            self._train(X, T, batch, X_val, y_val)
+            return self
+
+    def _prepare(self, X, y, incremental, classes):
+        """Every check of a ``fit`` / ``partial_fit`` call, then the model it trains (a new one
+        on a first fit or a warm start): ``(X, T, batch)``, the inputs in the model's dtype and
+        the encoded targets."""
         self._hidden = _check_params(self)
+        if incremental and self.early_stopping:
+            raise ValueError(f"{type(self).__name__}.partial_fit does not support early_stopping=True (as "
+                             "scikit-learn's): it trains one epoch, with no stopping test; fit stops early")
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        new_rate = False if first else self._check_continuation(incremental)
         X, y = self._validate_input(X, y, reset=first)
-        if first:
+        if first or not incremental:  # read again by each fit, as scikit-learn does
             self._random_state = check_random_state(self.random_state)
-        T = self._encode_targets(y, first, classes)
+        T = self._encode_targets(y, first, incremental, classes)
         n_outputs = T.shape[1] if T.ndim == 2 else len(self.classes_)
         dtype = self._compute_dtype(X) if first else self._model.dtype
         X = np.ascontiguousarray(X, dtype=dtype)
         batch = self._batch(X.shape[0])
         if first:
-            self._build(X.shape[1], n_outputs, batch, dtype)
-        self._no_improvement_count = 0
-        if incremental:
-            self._epochs(X, T, batch, 1)
-            return self
-        X_val = y_val = None
-        if self.early_stopping:
-            X, X_val, T, T_val = train_test_split(X, T, random_state=self._random_state,
-                                                  test_size=self.validation_fraction,
-                                                  stratify=y if self._split_stratified else None)
-            y_val = self._decode(T_val)
-            batch = self._batch(X.shape[0])
-        self._train(X, T, batch, X_val, y_val)
-        return self
+            self._model = self._new_model(X.shape[1], n_outputs, batch, dtype)
+            self.n_outputs_ = n_outputs
+            self.n_layers_ = len(self._hidden) + 2
+            self.out_activation_ = OUT_ACTIVATION_NAMES[self._model.output]
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_ = []
+            self._start_record()
+        elif not incremental:  # a warm start: the fitted network, with every other parameter as it is now
+            model = self._new_model(X.shape[1], n_outputs, batch, dtype)
+            model.set_state(self._model.get_state())
+            self._model = model
+            if (self.best_loss_ is None) != bool(self.early_stopping):  # early_stopping turned on or off
+                self._start_record()
+        elif new_rate:
+            self._continue_with_new_rate()
+        return X, T, batch
 
     def _train(self, X, T, batch, X_val, y_val):
         """Epochs until ``max_iter`` or scikit-learn's stopping rule; with early stopping, the
@@ -398,8 +580,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.input_tags.sparse = False
         return tags
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, incremental, classes):
+        """The labels checked as scikit-learn checks them and encoded; ``first``: learn the
+        classes (from ``classes`` when given: partial_fit's first call)."""
         check_classification_targets(y)
+        multilabel = type_of_target(y).startswith("multilabel")
+        if incremental and first and classes is None and not multilabel:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if incremental and not first and classes is not None \
+                and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit "
+                             f"({self.classes_!r})")
         if first:
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if classes is None else classes)
@@ -407,12 +598,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(self.classes_) < 2 and not self._label_binarizer.y_type_.startswith("multilabel"):
                 raise ValueError(f"MLPClassifier needs at least 2 classes to train; y has 1 class "
                                  f"({self.classes_[0]!r})")
-        else:
-            if type_of_target(y).startswith("multilabel") != self._multilabel:
-                raise ValueError("y is multi-label (an indicator matrix) in one call and not in the other")
-            unseen = np.setdiff1d(unique_labels(y), self.classes_) if not self._multilabel else []
-            if len(unseen):
-                raise ValueError(f"y has labels not seen in the first fit: {list(unseen)[:5]}")
+        elif multilabel != self._multilabel:
+            raise ValueError("y is multi-label (an indicator matrix) in one call and not in the other")
+        labels = unique_labels(y)
+        if incremental and (not first or classes is not None):
+            # partial_fit trains the classes it was given: a label outside them has no output
+            if len(np.setdiff1d(labels, self.classes_)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {labels}.")
+        elif not first and set(labels) != set(self.classes_):  # a warm start: the classes of its first fit
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                             f"to fit. Previously got {self.classes_}, `y` has {labels}")
         self._multilabel = self._label_binarizer.y_type_.startswith("multilabel")
         if self._multilabel:
             return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=np.float64)
@@ -445,12 +641,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch over (X, y) (scikit-learn's one iteration). ``classes``: every label the
         calls will see, required on the first call (not for multi-label indicator targets).
         ``sample_weight`` is not supported yet (only None)."""
-        if not hasattr(self, "_model"):
-            if classes is None and not type_of_target(y).startswith("multilabel"):
-                raise ValueError("classes must be passed on the first call to partial_fit")
-        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit "
-                             f"({self.classes_!r})")
         return self._fit(X, y, incremental=True, fit_params=fit_params, classes=classes)
 
     def predict_proba(self, X):
@@ -490,7 +680,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.input_tags.sparse = False
         return tags
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, incremental, classes=None):
         T = np.asarray(y, dtype=np.float64)
         if first:
             self._y_1d = T.ndim == 1

@@ -2,6 +2,7 @@
 next to ``sklearn.neural_network`` and ``fastbp.MLP``."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -144,12 +145,121 @@ def test_partial_fit_is_one_epoch_at_a_time():
         MLPClassifier().partial_fit(X, y)
 
 
-def test_warm_start_continues():
+def test_warm_start_trains_the_fitted_weights_with_the_parameters_as_they_are_now():
+    """As scikit-learn's: each fit makes a new optimizer from the current parameters and reads
+    random_state again; a warm start keeps the weights and the record. Here the solver,
+    learning rate, momentum, alpha, clip_norm and dropout all change: the second fit is a
+    fastbp.MLP with those settings, started from the first fit's weights."""
     X, y = classification()
-    a = MLPClassifier((8,), random_state=0, max_iter=3, n_iter_no_change=100, warm_start=True)
-    a.fit(X, y).fit(X, y)
-    b = MLPClassifier((8,), random_state=0, max_iter=6, n_iter_no_change=100).fit(X, y)
-    assert a.n_iter_ == 6 and np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    est = MLPClassifier((8,), batch_size=32, max_iter=3, n_iter_no_change=100, warm_start=True, random_state=4)
+    est.fit(X, y)
+    fitted = list(zip(est.coefs_, est.intercepts_))
+    est.set_params(solver="sgd", learning_rate_init=0.05, momentum=0.5, nesterovs_momentum=False, alpha=1e-2,
+                   clip_norm=1.0, dropout=0.5)
+    est.fit(X, y)
+    seed = int(np.random.RandomState(4).randint(0, 2**31 - 1))  # random_state read again, as at the first fit
+    model = fastbp.MLP([8, 8, 3], activation="relu", output="softmax", loss="cross_entropy",
+                       optimizer=fastbp.SGD(0.05, momentum=0.5), init="xavier", dtype="float64", seed=seed,
+                       l2=1e-2 / 32, clip_norm=1.0, dropout=0.5)
+    model.set_weights(fitted)
+    history = model.fit(X, y, epochs=3, batch_size=32)
+    assert est.n_iter_ == 6 and est.t_ == 6 * len(X) and est.loss_curve_[3:] == list(history)
+    for (W, b), W_est, b_est in zip(model.get_weights(), est.coefs_, est.intercepts_):
+        assert np.array_equal(W, W_est) and np.array_equal(b, b_est)
+
+
+def test_a_warm_start_applies_a_new_learning_rate():
+    """scikit-learn's weights move ~1e-12 per step after learning_rate_init=1e-12 (before, fastbp
+    went on at the old rate)."""
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=3, n_iter_no_change=100, warm_start=True, random_state=0).fit(X, y)
+    before = est.coefs_
+    est.set_params(learning_rate_init=1e-12).fit(X, y)
+    moved = max(np.abs(W - W0).max() for W, W0 in zip(est.coefs_, before))
+    assert 0 < moved < 1e-10
+
+
+def test_a_warm_start_can_turn_early_stopping_on_and_off():
+    X, y = classification(300)
+    est = MLPClassifier((8,), max_iter=3, n_iter_no_change=100, warm_start=True, random_state=0).fit(X, y)
+    est.set_params(early_stopping=True).fit(X, y)
+    assert est.n_iter_ == 6 and len(est.validation_scores_) == 3 and est.best_loss_ is None
+    est.set_params(early_stopping=False).fit(X, y)
+    assert est.n_iter_ == 9 and est.validation_scores_ is None and est.best_loss_ == min(est.loss_curve_[6:])
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("params, fitted", [
+    (dict(hidden_layer_sizes=(3, 3)), "(8,)"),
+    (dict(hidden_layer_sizes=(4,)), "(8,)"),
+    (dict(activation="tanh"), "'relu'"),
+    (dict(batch_norm=True), "False"),
+    (dict(dtype="float32"), "float64"),
+])
+def test_a_continuation_refuses_another_network_by_name(method, params, fitted):
+    """A warm start and a later partial_fit go on training the fitted network: a parameter
+    that would need another one is refused by name, and nothing changes."""
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    before = est.predict_proba(X)
+    name, value = next(iter(params.items()))
+    est.set_params(**params)
+    with pytest.raises(ValueError, match=rf"^MLPClassifier\.{method}.* goes on training the fitted network, and "
+                                         rf"{name}={re.escape(repr(value))} \(fitted (with|in) {re.escape(fitted)}\) "
+                                         r"would need a new one"):
+        getattr(est, method)(X, y)
+    assert est.n_iter_ == 2 and np.array_equal(est.predict_proba(X), before)
+    est.set_params(warm_start=False).fit(X, y)  # a new network
+    assert est.n_iter_ == 2
+
+
+def test_a_continuation_takes_the_same_network_however_it_is_written():
+    X, y = classification()
+    est = MLPClassifier((8,), activation="logistic", max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    est.set_params(hidden_layer_sizes=8, activation="sigmoid", dtype="float64", momentum=0.5).fit(X, y)
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 5
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_continuation_refuses_another_number_of_outputs(method):
+    X, Y = make_regression(100, 4, n_targets=2, random_state=0)
+    reg = MLPRegressor((4,), max_iter=2, warm_start=True, random_state=0).fit(X, Y[:, 0])
+    with pytest.raises(ValueError, match="y has 2 outputs but this model was fitted with 1"):
+        getattr(reg, method)(X, Y)
+    assert reg.n_iter_ == 2
+
+
+def test_partial_fit_takes_a_new_learning_rate_and_refuses_the_other_settings_by_name():
+    """partial_fit goes on with the model's optimizer, as scikit-learn's does: a new
+    learning_rate_init applies to it; solver, alpha, ... (which fit with warm_start applies) are
+    refused by name. (Before, partial_fit went on with the old ones silently.)"""
+    X, y = classification()
+    est = MLPClassifier((8,), random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    before = est.coefs_
+    est.set_params(learning_rate_init=1e-12).partial_fit(X, y)
+    assert 0 < max(np.abs(W - W0).max() for W, W0 in zip(est.coefs_, before)) < 1e-10
+    for params, listed in [(dict(solver="sgd"), "solver='sgd' (fitted with 'adam')"),
+                           (dict(alpha=10.0), "alpha=10.0 (fitted with 0.0001)"),
+                           (dict(beta_1=0.5, epsilon=1e-4),
+                            "beta_1=0.5 (fitted with 0.9), epsilon=0.0001 (fitted with 1e-08)"),
+                           (dict(dropout=0.5), "dropout=0.5 (fitted with 0.0)"),
+                           (dict(clip_norm=1.0), "clip_norm=1.0 (fitted with None)")]:
+        est2 = clone(est).partial_fit(X, y, classes=[0, 1, 2])
+        est2.set_params(**params)
+        with pytest.raises(ValueError, match=r"^MLPClassifier\.partial_fit goes on with the fitted model's optimizer "
+                                             r"and settings .*, and " + re.escape(listed)
+                                             + " changed since it was built: fit with warm_start=True applies them"):
+            est2.partial_fit(X, y)
+        assert est2.n_iter_ == 1
+        est2.set_params(warm_start=True).fit(X, y)  # applies them
+    est.set_params(momentum=0.1, nesterovs_momentum=False).partial_fit(X, y)  # nothing to Adam
+
+
+def test_partial_fit_refuses_early_stopping_as_scikit_learn_does():
+    X, y = classification()
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
 
 
 @pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 7, 11]), np.array([False, True])])
@@ -212,7 +322,7 @@ def test_one_class_is_refused_and_unseen_labels_too():
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(X, np.zeros(len(X), dtype=int))
     est = MLPClassifier((8,), max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
-    with pytest.raises(ValueError, match="not seen"):
+    with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`"):
         est.partial_fit(X, np.where(y == 2, 5, y))
 
 
@@ -278,3 +388,94 @@ def test_refusing_arguments_leaves_the_estimator_contract_alone():
         assert not has_fit_parameter(est, "sample_weight")
         restored = pickle.loads(pickle.dumps(est))
         assert restored.get_params() == est.get_params()
+
+
+# ------------------------------------------------------------ labels a continuation cannot take
+@pytest.mark.parametrize("classes, y", [
+    ([0, 1], [0, 1, 2, 0, 1, 2]),
+    (["a", "b"], ["a", "b", "c", "a", "b", "c"]),
+    ([0, 1, 2], [0, 1, 3, 0, 1, 2]),
+])
+def test_partial_fit_refuses_labels_not_in_classes_on_the_first_call(classes, y):
+    """scikit-learn's rule and message; before, a label outside ``classes`` was trained as one
+    of them (2 as class 0, 'c' as 'a'). Nothing is fitted by the refused call."""
+    X = np.random.RandomState(0).normal(size=(len(y), 4))
+    est = MLPClassifier((4,), random_state=0)
+    with pytest.raises(ValueError, match=r"^`y` has classes not in `self.classes_`"):
+        est.partial_fit(X, np.array(y), classes=classes)
+    assert not hasattr(est, "classes_") and not hasattr(est, "n_iter_") and not hasattr(est, "n_features_in_")
+
+
+def test_later_partial_fits_and_warm_starts_refuse_other_classes_as_scikit_learn_does():
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=2, random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    before = est.predict_proba(X)
+    with pytest.raises(ValueError, match=r"^`y` has classes not in `self.classes_`"):
+        est.partial_fit(X, np.where(y == 2, 5, y))
+    assert est.n_iter_ == 1 and np.array_equal(est.predict_proba(X), before)
+    est.partial_fit(X[y < 2], y[y < 2])  # a subset of the classes: fine in partial_fit
+    warm = MLPClassifier((8,), max_iter=2, random_state=0, warm_start=True).fit(X, y)
+    for other in (np.where(y == 2, 5, y), np.where(y == 2, 0, y)):  # a new class; one class fewer
+        with pytest.raises(ValueError, match=r"^warm_start can only be used where `y` has the same classes as in "
+                                             r"the previous call to fit"):
+            warm.fit(X, other)
+    assert warm.n_iter_ == 2
+
+
+# ----------------------------------------------------------------------- threads
+import threading  # noqa: E402
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_calls_while_another_thread_fits_are_refused_and_the_fit_goes_on_untouched(cls):
+    """One estimator, one fit at a time: a fit, partial_fit or set_params from another thread
+    raises RuntimeError naming the estimator (before, a second fit shared the first's model
+    and counters, and set_params(early_stopping=True) crashed it). The overlap is made
+    certain by an lr_schedule that holds the first fit inside its training until released."""
+    X, y = classification()
+    inside, release = threading.Event(), threading.Event()
+
+    def schedule(epoch):
+        if not inside.is_set():  # the first call only: the first fit's first epoch
+            inside.set()
+            release.wait(60)
+        return 1e-3
+
+    est = cls((8,), max_iter=5, n_iter_no_change=100, random_state=0, lr_schedule=schedule)
+    errors = []
+
+    def fit():
+        try:
+            est.fit(X, y)
+        except BaseException as exc:  # (reported below, in the test's thread)
+            errors.append(exc)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    try:
+        assert inside.wait(60), "the fit never started training"
+        classes = {"classes": np.unique(y)} if cls is MLPClassifier else {}
+        for method, call in [("fit", lambda: est.fit(X, y)), ("partial_fit", lambda: est.partial_fit(X, y, **classes)),
+                             ("set_params", lambda: est.set_params(early_stopping=True))]:
+            with pytest.raises(RuntimeError, match=rf"^{cls.__name__}\.{method}: this estimator is being fitted or "
+                                                   r"changed in another thread"):
+                call()
+    finally:
+        release.set()
+        thread.join(60)
+    assert not thread.is_alive() and not errors
+    assert est.n_iter_ == 5 and est.early_stopping is False
+    assert est.loss_curve_ == clone(est).fit(X, y).loss_curve_  # as if it had been alone
+
+
+def test_the_estimators_lock_is_its_own_and_released_however_a_call_ends():
+    import copy
+    X, y = classification()
+    est = MLPClassifier((8,), max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        est.set_params(max_iter=0).fit(X, y)
+    est.set_params(max_iter=2).fit(X, y)
+    for twin in (clone(est), pickle.loads(pickle.dumps(est)), copy.deepcopy(est), copy.copy(est)):
+        assert twin._busy is not est._busy
+        twin.set_params(max_iter=3).fit(X, y)
+    assert est.max_iter == 2
