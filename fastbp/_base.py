@@ -228,7 +228,7 @@ class BaseMLP:
         (as the constructor checks it), then ``_optimizer_changed``."""
         lr = self.optimizer.lr
         if lr != self._lr:
-            check_representable(self.optimizer, self.l2, self.leaky_slope, self.dtype)
+            check_representable(self.optimizer, self.l2, self.leaky_slope, self.clip_norm, self.dtype)
             self._lr = lr
             self._optimizer_changed()
 

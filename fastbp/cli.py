@@ -21,8 +21,11 @@ trains softmax + cross-entropy, regression a linear output + mean squared error.
 
 Scaling: features are standardised with the mean and standard deviation (ddof 0) of the
 training rows (a constant column gets 1), and so is a regression target (predictions are
-mapped back to the target's units); ``--no-standardize`` turns both off.  The validation rows
-(``--val-split``) are drawn at random with ``--seed``.
+mapped back to the target's units); ``--no-standardize`` turns both off.  Any finite
+magnitude is scaled (``scaler``: 1e200 and 1e-300 alike); a column the model could not
+learn from once scaled is refused, naming it (``check_learnable``: a spread below float64's
+smallest normal number, or values beyond the model's dtype or all one value in it).  The
+validation rows (``--val-split``) are drawn at random with ``--seed``.
 
 The model file is the model's own ``.npz`` (``fastbp.load`` reads it as a plain MLP) with
 arrays attached (``fastbp.fileformat.save``): ``cli`` (JSON: task, target name, feature names,
@@ -40,6 +43,7 @@ with 1; Ctrl-C exits with 130.  No traceback for any of them.  Output cut short 
 import argparse
 import contextlib
 import csv
+import decimal
 import difflib
 import json
 import logging
@@ -259,12 +263,74 @@ def label_text(label):
 
 
 def scaler(X, standardize):
-    """``(mean, scale)`` of the columns of ``X`` (float64): mean and standard deviation, a
-    constant column's scale 1; with ``standardize`` False, 0 and 1 (no change)."""
+    """``(mean, scale)`` of the columns of ``X`` (float64): mean and standard deviation (ddof
+    0), a constant column's scale 1; with ``standardize`` False, 0 and 1 (no change).
+
+    Robust to any finite magnitude: each column is divided by its largest magnitude first and
+    the results multiplied back, so neither the sum nor the squares can overflow (values of
+    1e200, whose squares are inf, gave a scale of inf and a model file ``predict`` refused)
+    or underflow (a spread of 1e-170 squares to 0: such a column was taken for a constant and
+    reached the model as ~0).  A spread that is itself below float64's smallest normal
+    number comes back as it is, possibly 0: ``check_learnable`` refuses it."""
     if not standardize:
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    mean, std = X.mean(axis=0), X.std(axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+    peak = np.abs(X).max(axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    Z = X / peak
+    mean, std = Z.mean(axis=0) * peak, Z.std(axis=0) * peak
+    constant = X.max(axis=0) == X.min(axis=0)  # (its std may be a rounding error of the mean, not 0)
+    return mean, np.where(constant, 1.0, std)
+
+
+def check_learnable(X, scale, Xs, names, what, dtype, standardized):
+    """``UsageError`` (one line, naming the column) for the first column of ``X`` (float64, one
+    per name in ``names``; ``what``: "feature" or "target") that would reach the model as
+    something it cannot learn from: ``Xs``, the column scaled by ``scale`` (``scaler``), as
+    the model's ``dtype`` holds it.
+
+    Refused rather than trained on: a column whose values differ but whose scale is below
+    float64's smallest normal number (values of ~1e-320: subnormal numbers carry a few bits
+    at most, and fastbp's kernels flush them to 0, so a scale of that size is no scale to
+    rely on); scaled values beyond the dtype's range; and a column whose values differ but
+    are all one value in the dtype once the kernels flush subnormals (``--no-standardize``:
+    1e-50 in float32 is 0).  Each would otherwise train a model that learned nothing from
+    the column, or one ``predict`` refuses, and exit 0."""
+    info, tiny64 = np.finfo(dtype), np.finfo(np.float64).tiny
+    varies = X.max(axis=0) > X.min(axis=0)
+    with np.errstate(over="ignore"):
+        held = Xs.astype(dtype)
+    seen = np.where(np.abs(held) < info.tiny, 0, held)  # as the kernels see them
+    for j, name in enumerate(names):
+        if varies[j] and not scale[j] >= tiny64:
+            raise UsageError(f"{what} column {name!r}: its standard deviation, {scale[j]:.3g}, is below float64's "
+                             f"smallest normal number ({tiny64:.3g}), too little to standardise by; rescale the "
+                             "column in the file")
+        beyond = ~np.isfinite(held[:, j])
+        if beyond.any():
+            value = X[int(np.argmax(beyond)), j]
+            raise UsageError(f"{what} column {name!r} holds {float(value)!r}, which"
+                             f"{', standardised,' if standardized else ''} is beyond "
+                             f"{dtype.name}'s range (the model's dtype: at most {float(info.max):.4g} in magnitude); "
+                             f"{_remedies(X[:, j], dtype, standardized)}")
+        if varies[j] and seen[:, j].min() == seen[:, j].max():
+            raise UsageError(f"{what} column {name!r} varies, but its {'standardised ' if standardized else ''}"
+                             f"values are all {seen[0, j]:g} in {dtype.name}, the model's dtype (whose subnormal numbers fastbp's kernels flush to "
+                             f"0): the model could learn nothing from it; {_remedies(X[:, j], dtype, standardized)}")
+
+
+def _remedies(column, dtype, standardized):
+    """What would let the model learn from ``column`` (float64) that ``check_learnable``
+    refuses: standardising it (if its spread is a normal float64), float64 (if it varies
+    there), and in any case rescaling it in the file."""
+    tiny64 = np.finfo(np.float64).tiny
+    options = []
+    if not standardized and scaler(column.reshape(-1, 1), True)[1][0] >= tiny64:
+        options.append("drop --no-standardize")
+    if dtype == np.float32 and not standardized:
+        seen = np.where(np.abs(column) < tiny64, 0, column)
+        if seen.max() > seen.min():
+            options.append("use --dtype float64")
+    return ", or ".join(options + ["rescale the column in the file"])
 
 
 # ---------------------------------------------------------------- model files
@@ -422,11 +488,17 @@ class Bundle:
     def metrics(self, X, y):
         """``{"loss": ..., "accuracy": ...}`` (classification: mean cross-entropy) or
         ``{"loss": ..., "r2": ...}`` (regression: mean squared error in the target's units, and
-        the coefficient of determination) of the model on scaled ``X`` against ``y``."""
+        the coefficient of determination) of the model on scaled ``X`` against ``y``.
+
+        Regression is measured on the standardised targets, as the model is trained (R^2 does
+        not change with the units; in them a target of ~1e200 gives squared errors of ~1e398,
+        inf in float64), and the loss then taken to the target's units (``_in_target_units``)."""
         if self.task == "classification":
             return _library_call(self.model.evaluate, X, y)
-        pred = self.outputs(X)
-        return {"loss": float(np.mean((pred - y) ** 2)), "r2": r2_score(y, pred)}
+        pred = _library_call(self.model.predict, X)[:, 0].astype(np.float64)
+        target = (y - self.y_mean) / self.y_scale
+        return {"loss": _in_target_units(float(np.mean((pred - target) ** 2)), self.y_scale),
+                "r2": r2_score(target, pred)}
 
 
 def _number_or_nan(cell):
@@ -434,6 +506,16 @@ def _number_or_nan(cell):
         return float(cell)
     except ValueError:
         return math.nan  # matches no class: reported as an unknown label
+
+
+def _in_target_units(mse, y_scale):
+    """The mean squared error ``mse`` of standardised targets in the target's units (times
+    ``y_scale`` squared): a float, or, where that is beyond a float64 (a target of ~1e200,
+    ~1e-200), the exact ``Decimal``, which prints the same way (``format(.., ".4g")``)."""
+    loss = mse * y_scale * y_scale
+    if mse == 0 or np.finfo(np.float64).tiny <= loss < math.inf:
+        return loss
+    return decimal.Decimal(mse) * decimal.Decimal(y_scale) ** 2
 
 
 def r2_score(y, pred):
@@ -602,12 +684,17 @@ def cmd_train(args, out):
                "rather than class labels, use --task regression (--task classification to keep the classes "
                "without this warning)")
     train_rows, val_rows = _split(n, args.val_split, args.seed)
-    x_mean, x_scale = scaler(X[train_rows], not args.no_standardize)
-    Xs = (X - x_mean) / x_scale
+    standardize, dtype = not args.no_standardize, np.dtype(args.dtype)
+    x_mean, x_scale = scaler(X[train_rows], standardize)
+    with np.errstate(all="ignore"):  # a scale of 0, a value beyond float64: check_learnable names it
+        Xs = (X - x_mean) / x_scale
+    check_learnable(X, x_scale, Xs, features, "feature", dtype, standardize)
     if task == "regression":
-        y_mean, y_scale = scaler(y[train_rows].reshape(-1, 1), not args.no_standardize)
+        y_mean, y_scale = scaler(y[train_rows].reshape(-1, 1), standardize)
         y_mean, y_scale = float(y_mean[0]), float(y_scale[0])
-        y_fit = (y - y_mean) / y_scale
+        with np.errstate(all="ignore"):
+            y_fit = (y - y_mean) / y_scale
+        check_learnable(y.reshape(-1, 1), [y_scale], y_fit.reshape(-1, 1), [target], "target", dtype, standardize)
     else:
         y_mean, y_scale, y_fit = 0.0, 1.0, y
     X_tr, y_tr = Xs[train_rows], y_fit[train_rows]
@@ -680,7 +767,12 @@ def cmd_train(args, out):
 # -------------------------------------------------------- predict, evaluate
 def _format_number(value, dtype):
     """A float for a CSV cell: the shortest text that reads back as the same value of the
-    model's dtype."""
+    model's dtype.  A prediction in the target's units outside float32's normal range (the
+    target scaler undone for a target of ~1e200: float32 would write inf) is written with
+    float32's 9 significant digits, as a float64."""
+    info = np.finfo(np.float32)
+    if dtype == np.float32 and value != 0 and not info.tiny <= abs(value) <= info.max:
+        return f"{float(value):.9g}"
     if dtype == np.float32:
         return np.format_float_positional(np.float32(value), unique=True, trim="-") \
             if 1e-4 <= abs(value) < 1e16 or value == 0 else np.format_float_scientific(np.float32(value), unique=True)

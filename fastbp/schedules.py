@@ -20,6 +20,9 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from .representable import problem_in_dtype
 
 __all__ = ["Schedule", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "rates_for_epochs"]
 
@@ -140,9 +143,12 @@ class Warmup(Schedule):
 
 
 def rates_for_epochs(schedule: Callable[[int], float], first_epoch: int, first_step: int, n_epochs: int,
-                     n_batches: int) -> np.ndarray:
+                     n_batches: int, dtype: DTypeLike | None = None) -> np.ndarray:
     """Per-batch learning rates, shape ``(n_epochs, n_batches)``, for epochs starting at
-    ``first_epoch`` whose first mini-batch is number ``first_step``; checked finite and > 0."""
+    ``first_epoch`` whose first mini-batch is number ``first_step``; checked finite and > 0,
+    and, given the model's ``dtype``, normal numbers of it (as the optimizer's own ``lr`` is
+    checked: a rate that overflows, or that underflows to 0 or a subnormal the kernels flush
+    to 0, is refused naming the schedule's value, not met as a diverged or frozen epoch)."""
     unit = getattr(schedule, "unit", "epoch")
     _unit(unit)
     rates = np.empty((n_epochs, n_batches))
@@ -155,4 +161,9 @@ def rates_for_epochs(schedule: Callable[[int], float], first_epoch: int, first_s
     if not (np.isfinite(rates).all() and (rates > 0).all()):
         bad = rates[~(np.isfinite(rates) & (rates > 0))][0]
         raise ValueError(f"lr_schedule returned {bad!r}; learning rates must be finite and > 0")
+    if dtype is not None and rates.size:
+        for value in (rates.min(), rates.max()):  # the smallest may underflow, the largest overflow
+            problem = problem_in_dtype(value, dtype)
+            if problem:
+                raise ValueError(f"lr_schedule returned {float(value)!r}, which {problem}")
     return rates

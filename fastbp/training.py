@@ -322,10 +322,13 @@ class _Passing:
 def epoch_rates(lr_schedule, model, n, batch_size, shuffle, count, n_batches):
     """The learning rate of each mini-batch of the next ``count`` epochs of ``model`` over ``n``
     rows, ``(count, n_batches)``, from the counts at their first batch (``chunk_start``); rows
-    of length 0 without a schedule (the optimizer's own rate)."""
+    of length 0 without a schedule (the optimizer's own rate).  The schedule's rates are
+    checked against the model's dtype here, where both implementations and
+    ``fastbp.distributed`` make them."""
     if lr_schedule is None:
         return np.empty((count, 0))
-    return schedules.rates_for_epochs(lr_schedule, *chunk_start(model, n, batch_size, shuffle), count, n_batches)
+    return schedules.rates_for_epochs(lr_schedule, *chunk_start(model, n, batch_size, shuffle), count, n_batches,
+                                      dtype=model.dtype)
 
 
 _NO_PROGRESS = contextlib.nullcontext()

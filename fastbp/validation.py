@@ -24,6 +24,7 @@ from .kernels.codes import (
     TANH,
 )
 from .optimizers import get_optimizer
+from .representable import problem_in_dtype
 from .training import EarlyStopping
 
 # ---------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, 
     leaky_slope = _check_float("leaky_slope", leaky_slope, allow_zero=True)
     rates = _check_dropout(dropout, n_hidden)
     bn = _check_batch_norm(batch_norm, n_hidden)
-    check_representable(optimizer, l2, leaky_slope, np.dtype(DTYPES[dtype]))
+    check_representable(optimizer, l2, leaky_slope, clip_norm, np.dtype(DTYPES[dtype]))
     return {
         "sizes": sizes, "activations": activations, "output": output, "loss": loss, "optimizer": optimizer,
         "init": init, "dtype": np.dtype(DTYPES[dtype]), "seed": None if seed is None else int(seed),
@@ -119,33 +120,27 @@ def check_config(sizes, activation, output, loss, optimizer, init, dtype, seed, 
     }
 
 
-# The settings the arithmetic casts to the model's dtype (as NumPy casts a Python float
-# against an array): the optimizer's lr, momentum, rho, beta1, beta2, eps, and l2 and
-# leaky_slope.  (weight_decay only enters as ``1 - lr * weight_decay``, computed in float64.)
+# The settings the arithmetic takes in the model's dtype (as NumPy casts a Python float
+# against an array): the optimizer's lr, momentum, rho, beta1, beta2, eps, and l2,
+# leaky_slope and clip_norm (the kernels compute its coefficient from it in float64, where a
+# subnormal clip_norm is flushed to 0 and clipping is off; in float32 a clip_norm below the
+# smallest normal float32 makes a coefficient flushed to 0 for any gradient norm >= 1).
+# (weight_decay only enters as ``1 - lr * weight_decay``, computed in float64.)
 _CAST_HYPER = ("lr", "momentum", "rho", "beta1", "beta2", "eps")
 
 
-def check_representable(optimizer, l2, leaky_slope, dtype):
-    """Refuse a setting that is not 0 but would be 0 or subnormal in ``dtype`` (the kernels
-    flush subnormal numbers to zero, so an ``eps`` of 1e-310 would divide by zero in float64
-    there and not in the reference), or that overflows to inf in ``dtype``."""
-    info = np.finfo(dtype)
+def check_representable(optimizer, l2, leaky_slope, clip_norm, dtype):
+    """Refuse a setting that is not 0 but would be 0 or subnormal in ``dtype``, or that
+    overflows to inf in ``dtype`` (``representable.problem_in_dtype``); ``clip_norm`` None is
+    no clipping."""
     settings = [(f"{type(optimizer).__name__}({name}=...)", getattr(optimizer, name)) for name in _CAST_HYPER
                 if hasattr(optimizer, name)] + [("l2", l2), ("leaky_slope", leaky_slope)]
+    if clip_norm is not None:
+        settings.append(("clip_norm", clip_norm))
     for name, value in settings:
-        if value == 0:
-            continue
-        with np.errstate(over="ignore"):
-            cast = abs(float(dtype.type(value)))
-        if cast < info.tiny:
-            raise ValueError(
-                f"{name}: {value!r} underflows in {dtype.name} (it would be "
-                f"{'0' if cast == 0 else 'subnormal, which the kernels flush to 0'}; the smallest normal "
-                f"{dtype.name} is {float(info.tiny):.4g}); use a value >= {float(info.tiny):.4g}"
-                f"{' or dtype=float64' if dtype == np.float32 else ''}")
-        if not math.isfinite(cast):
-            raise ValueError(f"{name}: {value!r} overflows to inf in {dtype.name} (the largest is "
-                             f"{float(info.max):.4g})")
+        problem = problem_in_dtype(value, dtype)
+        if problem:
+            raise ValueError(f"{name}: {value!r} {problem}")
 
 
 def _check_sizes(sizes):

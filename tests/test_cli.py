@@ -109,6 +109,16 @@ def price_data(n=300, seed=1):
     return header, rows
 
 
+def magnitude_data(feature=1.0, target=None, n=200, seed=3):
+    """Column 'a' decides the target, times ``feature``; 'b' is noise.  The target: classes
+    'lo' / 'hi' by the sign of 'a', or (``target`` a number) the value ``(2 a + noise) * target``."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    y = [("hi" if v > 0 else "lo") for v in a] if target is None else \
+        [repr(float(v)) for v in (2 * a + 0.05 * rng.standard_normal(n)) * target]
+    return ["a", "b", "y"], [[repr(float(v * feature)), repr(float(w)), t] for v, w, t in zip(a, b, y)]
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A directory with the small CSV files of the round trips."""
@@ -346,6 +356,69 @@ def test_regression_round_trip(workdir, tmp_path):
     assert float(match.group(1)) == pytest.approx(np.mean((pred - truth) ** 2), rel=1e-3)
 
 
+@pytest.mark.parametrize("magnitude", [1e200, 1e-300], ids=["1e200", "1e-300"])
+def test_features_of_any_finite_magnitude_are_standardised_and_the_model_is_usable(tmp_path, capsys, magnitude):
+    """Values of 1e200 (whose squares overflow: the scale was inf, the model written but
+    refused by predict and evaluate) and 1e-300 (whose squares underflow: the column was
+    taken for a constant and reached the model as 0)."""
+    header, rows = magnitude_data(feature=magnitude)
+    data, model = write_csv(tmp_path / "d.csv", header, rows), tmp_path / "m.npz"
+    out = run_main("train", data, "--layers", 8, "--epochs", 30, "--lr", 0.01, "--quiet", "--out", model)
+    assert report_value(out, "validation", 1) >= 0.9
+    a = np.array([float(r[0]) for r in rows])
+    extra = fileformat.load_with_extra(fastbp.MLP, model)[1]
+    train_rows = cli._split(len(rows), 0.2, 0)[0]
+    assert float(extra["x_scale"][0]) == pytest.approx((a[train_rows] / magnitude).std() * magnitude, rel=1e-12)
+    predicted = [r[0] for r in read_csv(run_main("predict", model, data))[1]]
+    assert np.mean([p == r[-1] for p, r in zip(predicted, rows)]) >= 0.9
+    assert float(re.search(r"accuracy (\S+)$", run_main("evaluate", model, data).strip()).group(1)) >= 0.9
+    assert capsys.readouterr().err == ""  # (it warned of an overflow in the squares)
+
+
+@pytest.mark.parametrize("magnitude", [1e200, 1e-300], ids=["1e200", "1e-300"])
+def test_a_regression_target_of_any_finite_magnitude_is_standardised_and_the_model_is_usable(tmp_path, capsys,
+                                                                                             magnitude):
+    """The target scaler, the report's R^2 (it was nan: the squared errors overflowed) and the
+    loss in the target's units (beyond float64 for 1e200: printed all the same), predict's
+    values in the target's units (beyond float32: written as float64) and evaluate."""
+    header, rows = magnitude_data(target=magnitude)
+    data, model = write_csv(tmp_path / "d.csv", header, rows), tmp_path / "m.npz"
+    # (numbers of 1e200 are all integers: taken for classes without --task)
+    out = run_main("train", data, "--task", "regression", "--layers", 8, "--epochs", 30, "--lr", 0.01, "--quiet",
+                   "--out", model)
+    assert report_value(out, "validation", 1) >= 0.9
+    # the MSE in target units, ~(0.1 x magnitude)^2: beyond float64 both ways, printed as a number
+    loss = re.search(r"^validation\s+\d(?:\.\d+)?e([+-]\d+)\s", out, re.MULTILINE)
+    assert loss and abs(int(loss.group(1)) - 2 * round(np.log10(magnitude))) <= 4, out
+    truth = np.array([float(r[-1]) for r in rows]) / magnitude
+    pred = np.array([float(r[0]) for r in read_csv(run_main("predict", model, data))[1]]) / magnitude
+    assert np.isfinite(pred).all() and cli.r2_score(truth, pred) >= 0.9
+    r2 = float(re.search(r"R\^2 (\S+)$", run_main("evaluate", model, data).strip()).group(1))
+    assert r2 == pytest.approx(cli.r2_score(truth, pred), abs=1e-3)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_scaler_neither_overflows_nor_underflows():
+    for magnitude in (1e300, 1e200, 1.0, 1e-200, 1e-300):
+        X = np.array([[1.0, 5.0], [-2.0, 5.0], [4.5, 5.0]]) * magnitude
+        mean, scale = cli.scaler(X, True)
+        np.testing.assert_allclose(mean / magnitude, [3.5 / 3, 5.0], rtol=1e-12)
+        assert scale[0] / magnitude == pytest.approx(np.array([1.0, -2.0, 4.5]).std(), rel=1e-12)
+        assert scale[1] == 1.0  # a constant column
+
+
+@pytest.mark.parametrize("file, options", [
+    ("tiny_feature.csv", []), ("tiny_target.csv", []), ("tiny_target.csv", ["--no-standardize", "--dtype", "float64"]),
+    ("big_feature.csv", ["--no-standardize"]), ("small_feature.csv", ["--no-standardize"]),
+])
+def test_a_column_the_model_cannot_learn_from_is_refused_and_nothing_is_written(error_dir, tmp_path, capsys, file,
+                                                                                options):
+    status = cli.main(["train", str(error_dir / file), "--quiet", "--out", str(tmp_path / "m.npz"), *options])
+    err = capsys.readouterr().err
+    assert status == 2 and len(without_notices(err)) == 1, err
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_the_model_file_carries_scaler_labels_and_names(workdir, tmp_path):
     """With no validation split every row is a training row: the stored scaler is the columns'
     mean and std (the constant column's scale 1), and predictions from the plain model on
@@ -575,6 +648,9 @@ def _error_files(d):
     write_csv(d / "ids.csv", ["patient", "row_no"] + header, [[f"P{i}", str(i)] + r for i, r in enumerate(rows)])
     # 'diagnosis' after the first 12 columns, where the list of them is cut short
     write_csv(d / "wide.csv", [f"f{j}" for j in range(20)] + ["diagnosis"], [[str(j) for j in range(21)]] * 3)
+    for name, kwargs in [("tiny_feature", dict(feature=1e-320)), ("tiny_target", dict(target=1e-320)),
+                         ("big_feature", dict(feature=1e200)), ("small_feature", dict(feature=1e-50))]:
+        write_csv(d / f"{name}.csv", *magnitude_data(n=40, **kwargs))
     np.savez(d / "foreign.npz", weights=np.ones(3))
     small_model(fastbp).save(d / "plain.npz")  # a fastbp model, but without the command's extras
 
@@ -637,6 +713,22 @@ ERRORS = [
     ("foreign npz as model", ["predict", "foreign.npz", "train.csv"], "foreign.npz: not a fastbp model file"),
     ("plain model", ["predict", "plain.npz", "train.csv"], "plain.npz: a fastbp model, but not one written by"),
     ("missing model", ["evaluate", "nope.npz", "train.csv"], "nope.npz: no such file"),
+    ("feature of ~1e-320", ["train", "tiny_feature.csv", "--out", "refused.npz"],
+     "feature column 'a': its standard deviation, "),
+    ("feature of ~1e-320 (the rest)", ["train", "tiny_feature.csv", "--out", "refused.npz"],
+     ", is below float64's smallest normal number (2.23e-308), too little to standardise by; rescale the column "
+     "in the file"),
+    ("target of ~1e-320", ["train", "tiny_target.csv", "--out", "refused.npz"],
+     "target column 'y': its standard deviation, "),
+    ("raw target of ~1e-320", ["train", "tiny_target.csv", "--no-standardize", "--out", "refused.npz"],
+     "target column 'y' varies, but its values are all 0 in float32, the model's dtype (whose subnormal numbers "
+     "fastbp's kernels flush to 0): the model could learn nothing from it; rescale the column in the file"),
+    ("raw feature of ~1e200", ["train", "big_feature.csv", "--no-standardize", "--out", "refused.npz"],
+     "feature column 'a' holds 2.0"),
+    ("raw feature of ~1e-50", ["train", "small_feature.csv", "--no-standardize", "--out", "refused.npz"],
+     "feature column 'a' varies, but its values are all 0 in float32, the model's dtype (whose subnormal numbers "
+     "fastbp's kernels flush to 0): the model could learn nothing from it; drop --no-standardize, or use --dtype "
+     "float64, or rescale the column in the file"),
 ]
 
 

@@ -167,6 +167,17 @@ def test_one_rank_is_fit_bit_for_bit():
         np.testing.assert_allclose(losses, list(history), rtol=1e-12)
 
 
+def test_a_schedules_rate_outside_the_dtype_is_refused_naming_it_as_fit_does():
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    model = fastbp.MLP([5, 9, 3], seed=2)  # float32
+    before = model.get_state()
+    with pytest.raises(ValueError, match=r"lr_schedule returned 1e\+39, which overflows to inf in float32"):
+        dist.fit(model, X, y, MPI.COMM_SELF, epochs=2, batch_size=16, lr_schedule=lambda t: 1e39,
+                 abort_on_error=False)  # (with it, the same message and Abort: the end of this process)
+    assert all(np.array_equal(v, before[k]) for k, v in model.get_state().items())
+
+
 def test_dropout_unshuffled_matches_one_process(warm_cache):
     """Unshuffled, each global batch holds rank 0's rows then rank 1's ... in one process's
     order, so with each rank drawing its rows' masks at their place in the batch (``row0``),

@@ -334,11 +334,19 @@ def test_nonfinite_update_is_identical_in_both_implementations():
     (dict(optimizer=fastbp.SGD(lr=1e-3, momentum=1e-45)), "momentum=...\\): 1e-45 underflows"),
     (dict(l2=1e-46), "l2: 1e-46 underflows in float32"),
     (dict(leaky_slope=1e-320, dtype="float64"), "leaky_slope: 1e-320 underflows in float64"),
+    # the kernels would flush it, and clipping would be off in fastbp only
+    (dict(clip_norm=1e-320, dtype="float64"), r"clip_norm: 1e-320 underflows in float64 \(it would be subnormal"),
+    (dict(clip_norm=1e-40), r"clip_norm: 1e-40 underflows in float32 \(it would be subnormal"),
 ])
 @pytest.mark.parametrize("fb", IMPLS, ids=lambda m: m.__name__)
 def test_settings_that_vanish_or_overflow_in_the_dtype_are_refused(fb, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fb.MLP([4, 8, 3], **kwargs)
+
+
+def test_a_clip_norm_subnormal_in_float32_only_is_a_float64_models_setting():
+    for fb in IMPLS:
+        assert fb.MLP([4, 8, 3], clip_norm=1e-40, dtype="float64").clip_norm == 1e-40
 
 
 def test_the_issue_reproducer_is_refused_and_its_float64_twin_trains():

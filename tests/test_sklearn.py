@@ -310,6 +310,9 @@ def test_pipeline_grid_search_cross_validation_clone_pickle():
     (dict(learning_rate_init=0.0), "learning_rate_init"),
     (dict(early_stopping=True, validation_fraction=1.0), "validation_fraction"),
     (dict(dtype="float16"), "dtype"),
+    (dict(clip_norm=1e-320, dtype="float64"), "clip_norm: 1e-320 underflows in float64"),
+    (dict(clip_norm=1e-40, dtype="float32"), "clip_norm: 1e-40 underflows in float32"),
+    (dict(lr_schedule=lambda t: 1e39, dtype="float32"), r"lr_schedule returned 1e\+39, which overflows to inf in float32"),
 ])
 def test_bad_parameters_are_named(params, match):
     X, y = classification()

@@ -91,6 +91,37 @@ def test_schedule_returning_a_bad_rate_is_rejected_before_training():
     assert np.array_equal(before[0][0], model.get_weights()[0][0])
 
 
+@pytest.mark.parametrize("dtype, rate, message", [
+    ("float32", 1e39, r"lr_schedule returned 1e\+39, which overflows to inf in float32"),
+    ("float32", 1e-40, r"lr_schedule returned 1e-40, which underflows in float32 \(it would be subnormal"),
+    ("float32", 1e-50, r"lr_schedule returned 1e-50, which underflows in float32 \(it would be 0"),
+    ("float64", 1e-320, r"lr_schedule returned 1e-320, which underflows in float64 \(it would be subnormal"),
+])
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+@pytest.mark.parametrize("fb", IMPLS, ids=IDS)
+def test_a_schedules_rate_outside_the_dtype_is_refused_naming_it(fb, dtype, rate, message, unit):
+    """As the optimizer's own lr is at construction: not met later as a diverged epoch (a rate
+    of inf) or as one whose rate the kernels flush to 0 (fastbp alone would not train)."""
+    def schedule(t):  # 0.01 for the first epoch (of two batches), then ``rate``
+        return 0.01 if t < (2 if unit == "step" else 1) else rate
+    schedule.unit = unit
+    X, y = data()
+    model = fb.MLP([4, 8, 3], optimizer=fb.SGD(0.01), dtype=dtype, seed=0)
+    model.fit(X, y, epochs=1, batch_size=60, lr_schedule=schedule)  # rates 0.01: fine
+    before, generator = model.get_state(), model._rng.bit_generator.state
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y, epochs=2, batch_size=60, lr_schedule=schedule)
+    assert all(np.array_equal(v, before[k]) for k, v in model.get_state().items())
+    assert model._rng.bit_generator.state == generator and model._epoch == 1
+
+
+def test_rates_for_epochs_checks_the_dtype_it_is_given():
+    assert S.rates_for_epochs(lambda t: 1e-40, 0, 0, 1, 2).tolist() == [[1e-40, 1e-40]]  # no dtype: no check
+    assert S.rates_for_epochs(lambda t: 1e-40, 0, 0, 1, 2, dtype="float64").tolist() == [[1e-40, 1e-40]]
+    with pytest.raises(ValueError, match="underflows in float32"):
+        S.rates_for_epochs(lambda t: 1e-40, 0, 0, 1, 2, dtype=np.float32)
+
+
 # ------------------------------------------------ validation, early stopping
 @pytest.mark.parametrize("fb", IMPLS, ids=IDS)
 def test_validation_metrics_are_recorded(fb):
