@@ -24,7 +24,18 @@ clipping, the update check and the fused update: the code ``train_epochs`` runs)
 on P ranks equals, up to the rounding of the sum, ``model.fit(X_all, y_all,
 batch_size=batch_size, shuffle=shuffle)`` of rank 0's model in one process, whatever the
 shard sizes (``tests/test_distributed.py`` checks 1e-10 in float64).  Every rank takes the
-same number of steps per epoch (``ceil(N / batch_size)``).
+same number of steps per epoch (``ceil(N / batch_size)``); a shard may hold no rows (that
+rank takes part in every step with a zero gradient), as long as some rank's holds one.
+
+**Settings that must agree.**  ``fit`` checks its arguments as ``model.fit`` does
+(``fastbp.validation``), then one ``allgather`` compares, before anything changes, what
+every rank must have the same: the model's configuration, ``epochs``, ``batch_size``,
+``shuffle``, ``on_nonfinite``, whether there is an ``lr_schedule`` and ``validation_data``,
+every field of ``early_stopping``, ``reduction`` and ``verify``.  The schedule's rates for an
+epoch's steps are compared (a CRC-32, one ``allgather``) before the epoch.  A difference, or
+arguments refused on some rank, raises ``ValueError`` on every rank naming the first setting
+that differs (or the refused rank): no rank returns while another waits in a collective,
+and no rank trains with rates or a stopping rule the others do not share.
 
 **Bitwise agreement between ranks.**  Every rank applies the update to the same parameters
 from the Allreduce's result, so ranks stay bitwise identical exactly when every rank gets
@@ -89,7 +100,15 @@ from . import compile_notice, kernels
 from .kernels.codes import Hyper
 from .kernels.optim import UNMEASURED
 from .training import EarlyStopper, History, epoch_orders, epoch_rates
-from .validation import early_stopping_monitor
+from .validation import (
+    as_float_array,
+    check_data,
+    check_fit_counts,
+    check_fit_options,
+    check_flag,
+    early_stopping_monitor,
+    validation_pair,
+)
 
 __all__ = ["fit", "save", "broadcast_model", "local_order"]
 
@@ -111,11 +130,16 @@ def broadcast_model(model, comm, root=0):
     """Make every rank's ``model`` rank ``root``'s: parameters (batch norm's running averages
     included), optimizer state, the state record (step count, dropout key, position) and the
     shuffle generator.  The configurations must agree (checked: ``ValueError`` on every
-    rank)."""
-    config = comm.bcast(model.get_config(), root=root)
-    same = config == model.get_config()
-    if not comm.allreduce(same, op=_mpi().LAND):
-        raise ValueError("fastbp.distributed: the model's configuration differs between ranks")
+    rank, naming the first setting that differs)."""
+    try:
+        _agree(comm, None, _config_settings(model), caller="fastbp.distributed.broadcast_model")
+    except _Collective as exc:
+        raise exc.error from None
+    _broadcast_state(model, comm, root)
+
+
+def _broadcast_state(model, comm, root):
+    """``broadcast_model`` of a model whose configuration every rank has (checked)."""
     comm.Bcast(model._params_ext, root=root)
     comm.Bcast(model._slots_buf, root=root)
     comm.Bcast(model._state.view(np.uint8), root=root)
@@ -140,7 +164,50 @@ def local_order(perm, offset, rows, batch_size):
 
 
 class _Collective(Exception):
-    """An error every rank raises at the same point (a wrapper: ``fit`` raises its cause)."""
+    """An error every rank raises at the same point (a wrapper: ``fit`` raises ``error``)."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
+def _config_settings(model):
+    """The model's configuration as ``(name, shown value)`` pairs, which must be the same on
+    every rank (``_agree``)."""
+    return [(f"the model's configuration ({key})", repr(value)) for key, value in model.get_config().items()]
+
+
+def _agree(comm, error, settings, extra=None, caller="fastbp.distributed.fit"):
+    """One ``allgather`` of every rank's ``error`` (the exception that refused this rank's
+    arguments, or None), ``settings`` (``(name, shown value)`` pairs that must be the same on
+    every rank) and ``extra``; returns the list of every rank's ``extra``.
+
+    Raises ``_Collective`` on every rank, from the same gathered values, so every rank
+    raises at once (no rank is left waiting in a later collective) and names the same cause:
+    a refused rank its own error, the others a ``ValueError`` naming the first refused rank;
+    else, for the first setting that differs from rank 0's, a ``ValueError`` naming it and
+    the first rank where it differs (``caller`` opens the messages)."""
+    size = comm.Get_size()
+    gathered = comm.allgather((None if error is None else f"{type(error).__name__}: {error}", settings, extra))
+    for rank, (refused, _, _) in enumerate(gathered):
+        if refused is not None:
+            raise _Collective(error if error is not None else ValueError(
+                f"{caller}: rank {rank} of {size} refused its arguments ({refused}); every rank "
+                f"must pass valid arguments, the same on every rank"))
+    others = [dict(theirs) for _, theirs, _ in gathered[1:]]
+    for name, shown in gathered[0][1]:
+        for rank, theirs in enumerate(others, 1):
+            other = theirs.get(name, "(not given)")
+            if other != shown:
+                raise _Collective(ValueError(
+                    f"{caller}: {name} differs between ranks ({_clip(shown)} on rank 0, "
+                    f"{_clip(other)} on rank {rank}); it must be the same on every rank"))
+    return [extra for _, _, extra in gathered]
+
+
+def _clip(shown, width=120):
+    """``shown`` shortened for a message (a long list of a configuration, say)."""
+    return shown if len(shown) <= width else shown[:width - 3] + "..."
 
 
 def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="raise", lr_schedule=None,
@@ -161,8 +228,15 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     metrics, which are bitwise the same on every rank, so every rank stops at the same epoch
     and restores the same parameters.
 
-    Errors every rank meets together (options or configurations that differ between ranks, a
-    non-finite step with ``on_nonfinite="raise"``) are raised on every rank.  Any other
+    ``X`` may have no rows on some ranks (not on all: ``ValueError``, as ``model.fit``
+    refuses empty data); so may the held-out rows (``validation_data`` with no rows on any
+    rank is refused likewise).
+
+    The arguments are checked as ``model.fit`` checks them.  Errors every rank meets together
+    are raised on every rank: arguments refused on some rank (that rank raises its error, the
+    others a ``ValueError`` naming it), a setting that differs between ranks (the module's
+    docstring lists them; a ``ValueError`` naming the first that differs), a non-finite step
+    with ``on_nonfinite="raise"``.  Any other
     exception on one rank (bad data in its shard, Ctrl-C, a failure in the kernels) would
     leave the other ranks waiting in a collective forever: with ``abort_on_error`` (the
     default) that rank prints it to stderr, naming itself, and calls ``comm.Abort(1)``, which
@@ -183,16 +257,11 @@ def fit(model, X, y, comm, epochs=1, batch_size=32, shuffle=True, on_nonfinite="
     appended (both halves of the step; the gradient's reduction), for
     ``benchmarks/distributed.py``."""
     MPI = _mpi()
-    # (before any collective: raised on every rank given the same arguments and model)
-    if reduction not in ("allreduce", "reduce_bcast"):
-        raise ValueError(f"reduction must be 'allreduce' or 'reduce_bcast', got {reduction!r}")
-    if on_nonfinite not in ("raise", "skip_batch"):
-        raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch' here, got {on_nonfinite!r}")
     try:
         return _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
-                    validation_data, early_stopping, verbose, reduction, verify, step_times)
+                    validation_data, early_stopping, verbose, reduction, verify, abort_on_error, step_times)
     except _Collective as exc:
-        raise exc.__cause__ from None
+        raise exc.error from None
     except BaseException as exc:
         if not abort_on_error:
             raise
@@ -232,37 +301,70 @@ def _sum(MPI, comm, buf, reduction):
         comm.Bcast(buf, root=0)
 
 
-def _collective(exc):
-    wrapped = _Collective()
-    wrapped.__cause__ = exc
-    return wrapped
+def _check_shard(model, X, y):
+    """``model``'s check of ``(X, y)`` (its compiled one), a shard of no rows allowed."""
+    X = as_float_array(X, "X", model.dtype)
+    if X.ndim == 2 and X.shape[0] == 0:
+        return check_data(X, y, model.sizes, model.loss, model.dtype, allow_empty=True)
+    return model._check_data(X, y)
+
+
+def _checked_settings(model, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data,
+                      early_stopping, verbose, reduction, verify, abort_on_error):
+    """``fit``'s arguments checked as ``model.fit`` checks them (``fastbp.validation``), and
+    everything that must be the same on every rank as ``(name, shown value)`` pairs, in the
+    order of ``fit``'s arguments.  The schedule and the validation data only by their presence
+    (a function's repr differs between processes; the schedule's rates are compared per epoch),
+    the early-stopping rule by every field."""
+    check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose)
+    if on_nonfinite not in ("raise", "skip_batch"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch' here, got {on_nonfinite!r}")
+    if reduction not in ("allreduce", "reduce_bcast"):
+        raise ValueError(f"reduction must be 'allreduce' or 'reduce_bcast', got {reduction!r}")
+    check_flag("verify", verify)
+    check_flag("abort_on_error", abort_on_error)
+    check_fit_counts(epochs, batch_size)
+    early_stopping_monitor(early_stopping, validation_data is not None, model.is_classifier)
+    if validation_data is not None:
+        validation_pair(validation_data)
+    model._check_optimizer()  # an optimizer rate changed since the last call (fit does the same)
+    return _config_settings(model) + [
+        ("epochs", repr(int(epochs))), ("batch_size", repr(int(batch_size))), ("shuffle", repr(bool(shuffle))),
+        ("on_nonfinite", repr(on_nonfinite)), ("lr_schedule", "None" if lr_schedule is None else "a schedule"),
+        ("validation_data", "None" if validation_data is None else "given"),
+        ("early_stopping", repr(early_stopping)), ("reduction", repr(reduction)), ("verify", repr(bool(verify)))]
 
 
 def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_schedule, validation_data,
-         early_stopping, verbose, reduction, verify, step_times):
-    # (the schedule and the stopping rule by their type only: a function's repr differs between processes)
-    options = (int(epochs), int(batch_size), bool(shuffle), on_nonfinite, reduction, type(lr_schedule).__name__,
-               validation_data is None, type(early_stopping).__name__, bool(verify))
-    if not comm.allreduce(comm.bcast(options, root=0) == options, op=MPI.LAND):
-        raise _collective(ValueError("fastbp.distributed.fit: epochs, batch_size, shuffle, on_nonfinite, reduction, "
-                                     "verify, and whether there is an lr_schedule, validation_data or "
-                                     "early_stopping must be the same on every rank"))
-    model._check_optimizer()  # an optimizer rate changed since the last call (fit does the same)
-    X, T = model._check_data(X, y)
+         early_stopping, verbose, reduction, verify, abort_on_error, step_times):
+    # Every check that could refuse a rank's arguments runs before the first collective, and
+    # its outcome goes into it: ranks whose arguments are refused, or differ, all raise there
+    # together instead of one returning and another waiting in a collective forever.
+    error, settings, val = None, [], None
+    try:
+        settings = _checked_settings(model, epochs, batch_size, shuffle, on_nonfinite, lr_schedule,
+                                     validation_data, early_stopping, verbose, reduction, verify, abort_on_error)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if error is None:  # bad data in this rank's shard: this rank's error alone (see fit)
+        X, T = _check_shard(model, X, y)
+        if validation_data is not None:
+            val = _check_shard(model, *validation_pair(validation_data))
+    counts = _agree(comm, error, settings, None if error else (X.shape[0], 0 if val is None else val[0].shape[0]))
+    sizes = [rows for rows, _ in counts]
+    if sum(sizes) == 0:
+        raise _Collective(ValueError("fastbp.distributed.fit: X is empty (0 samples) on every rank"))
+    if val is not None and sum(rows for _, rows in counts) == 0:
+        raise _Collective(ValueError("fastbp.distributed.fit: validation_data is empty (0 samples) on every rank"))
+    if val is not None and val[0].shape[0] == 0:
+        val = None  # (this rank adds nothing to the validation metrics)
     monitor = early_stopping_monitor(early_stopping, validation_data is not None, model.is_classifier)
     stopper = None if early_stopping is None else EarlyStopper(early_stopping, monitor)
-    val = None
-    if validation_data is not None and np.shape(validation_data[0])[0] > 0:
-        val = model._check_data(*validation_data)
     rows = X.shape[0]
-    sizes = comm.allgather(rows)
     rank = comm.Get_rank()
     N, offset = sum(sizes), sum(sizes[:rank])
     B = min(int(batch_size), N)
-    try:
-        broadcast_model(model, comm)
-    except ValueError as exc:
-        raise _collective(exc) from None
+    _broadcast_state(model, comm, 0)
 
     grads = model._grads
     running = [model._params_ext[lay["running"]:lay["running"] + 2 * lay["n_out"]]
@@ -280,7 +382,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
     n_batches = (N + B - 1) // B
     with guard:
         for epoch in range(1, int(epochs) + 1):
-            rates = epoch_rates(lr_schedule, model, N, B, shuffle, 1, n_batches)[0]
+            rates = _epoch_rates(comm, lr_schedule, model, N, B, shuffle, n_batches)
             drawn_from = model._rng.bit_generator.state
             perm = epoch_orders(model._rng, 1, N, shuffle)[0]
             started = perf_counter()
@@ -305,7 +407,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                     totals[1] += m
                 elif on_nonfinite == "raise":
                     model._rng.bit_generator.state = drawn_from  # (fit's rule: the epoch's order is drawn again)
-                    raise _collective(FloatingPointError(
+                    raise _Collective(FloatingPointError(
                         f"fastbp.distributed.fit: the gradient of epoch {int(st['epoch']) + 1}, batch {k} "
                         f"(layer {int(st['bad_layer'])}) is NaN or inf on some rank (status {int(st['status'])}); "
                         f"the step was not applied on any rank"))
@@ -337,7 +439,7 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
                 digest = zlib.crc32(model._slots_buf.view(np.uint8), zlib.crc32(model._params_ext.view(np.uint8)))
                 digests = comm.allgather(digest)
                 if len(set(digests)) > 1:
-                    raise _collective(RuntimeError(
+                    raise _Collective(RuntimeError(
                         f"fastbp.distributed.fit: after epoch {int(st['epoch']) + 1} the ranks' parameters or "
                         f"optimizer state are no longer bitwise identical (CRC-32 by rank: {digests}); this MPI's "
                         f"Allreduce does not give every rank the same bits: use reduction='reduce_bcast'"))
@@ -348,3 +450,23 @@ def _fit(MPI, model, X, y, comm, epochs, batch_size, shuffle, on_nonfinite, lr_s
     if stopper is not None:
         stopper.restore_best(model._params_ext)
     return history
+
+
+def _epoch_rates(comm, lr_schedule, model, n, batch_size, shuffle, n_batches):
+    """The learning rates of the next epoch's batches (``training.epoch_rates``), compared
+    between the ranks first (a CRC-32 of them, one ``allgather``): a schedule that gives
+    other rates on some rank, or fails on some rank, raises on every rank before any of the
+    epoch's steps (differing rates would otherwise make the ranks' weights drift apart)."""
+    if lr_schedule is None:
+        return epoch_rates(None, model, n, batch_size, shuffle, 1, n_batches)[0]
+    error, shown, rates = None, [], None
+    try:
+        rates = epoch_rates(lr_schedule, model, n, batch_size, shuffle, 1, n_batches)[0]
+    except Exception as exc:  # (a schedule is any callable: it may fail in any way, on one rank or all)
+        error = exc
+    if rates is not None:
+        epoch = int(model._state[0]["epoch"]) + 1
+        shown = [(f"lr_schedule (its rates for epoch {epoch})",
+                  f"{float(rates[0])!r} .. {float(rates[-1])!r}, CRC-32 {zlib.crc32(rates.tobytes()):#010x}")]
+    _agree(comm, error, shown)
+    return rates

@@ -233,13 +233,14 @@ def as_float_array(a, what, dtype):
     return arr
 
 
-def check_X(X, n_features, dtype):
-    """Inputs as a finite, non-empty ``(n, n_features)`` array of ``dtype``."""
+def check_X(X, n_features, dtype, allow_empty=False):
+    """Inputs as a finite, non-empty ``(n, n_features)`` array of ``dtype`` (``allow_empty``:
+    of 0 rows too, for a part of the data such as ``fastbp.distributed``'s shards)."""
     X = as_float_array(X, "X", dtype)
     if X.ndim != 2:
         hint = f"; {_one_dimensional_hint(X.shape[0], n_features)}" if X.ndim == 1 else ""
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
-    if X.shape[0] == 0:
+    if X.shape[0] == 0 and not allow_empty:
         raise ValueError("X is empty (0 samples)")
     if X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features but the model expects {n_features}")
@@ -289,7 +290,7 @@ def check_y(y, n, k, loss, dtype):
     if not np.isfinite(T).all():
         raise ValueError(f"y has values too large for the model's dtype {np.dtype(dtype).name} "
                          f"(largest {np.finfo(dtype).max:.3g})")
-    if loss in CLASSIFICATION_LOSSES and (T.min() < 0 or T.max() > 1):
+    if loss in CLASSIFICATION_LOSSES and T.size and (T.min() < 0 or T.max() > 1):
         raise ValueError(f"{loss} targets must lie in [0, 1]")
     if loss == "cross_entropy" and not np.allclose(T.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("cross_entropy targets of shape (n, k) must be one-hot or probability rows summing to 1")
@@ -333,7 +334,8 @@ def _one_hot(labels, n, k, dtype):
     """Integer class labels of shape (n,) as one-hot rows (n, k) of ``dtype``."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError("cross_entropy labels of shape (n,) or (n, 1) must be integer class indices")
-    if labels.min() < 0 or labels.max() >= k:  # reported as given (a huge float label would wrap as an int64)
+    # (no labels: an empty shard, allow_empty; a bad label is reported as given: a huge float would wrap as an int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
         bad = labels[(labels < 0) | (labels >= k)][0].item()
         raise ValueError(f"class label {bad!r} is outside [0, {k}) for a model with {k} outputs")
     labels = labels.astype(np.int64)
@@ -342,9 +344,10 @@ def _one_hot(labels, n, k, dtype):
     return T
 
 
-def check_data(X, y, sizes, loss, dtype):
-    """``(X, T)`` checked for a model of these ``sizes``, ``loss`` and ``dtype``."""
-    X = check_X(X, sizes[0], dtype)
+def check_data(X, y, sizes, loss, dtype, allow_empty=False):
+    """``(X, T)`` checked for a model of these ``sizes``, ``loss`` and ``dtype`` (``allow_empty``:
+    ``check_X``'s)."""
+    X = check_X(X, sizes[0], dtype, allow_empty)
     return X, check_y(y, X.shape[0], sizes[-1], loss, dtype)
 
 
@@ -417,10 +420,16 @@ def check_optimizer_state(optimizer, slots, dtype):
     return slots
 
 
+def check_flag(name, value):
+    """``value`` as a bool, refused unless it is one (a string such as ``'no'`` would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_fit_options(shuffle, on_nonfinite, lr_schedule, early_stopping, verbose):
     """``fit``'s options, checked before its data."""
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    check_flag("shuffle", shuffle)
     if on_nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
     if lr_schedule is not None and not callable(lr_schedule):
@@ -439,6 +448,15 @@ def check_fit_counts(epochs, batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
+def validation_pair(validation_data):
+    """``validation_data`` as its two parts ``(X_val, y_val)``, unchecked."""
+    try:
+        X_val, y_val = validation_data
+    except (TypeError, ValueError):
+        raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+    return X_val, y_val
+
+
 def split_validation(X, T, validation_data, validation_split, sizes, loss, dtype):
     """Training data and the validation pair ``(X_val, T_val)`` (or None), checked.
 
@@ -451,11 +469,7 @@ def split_validation(X, T, validation_data, validation_split, sizes, loss, dtype
     if validation_data is not None and validation_split:
         raise ValueError("give validation_data or validation_split, not both")
     if validation_data is not None:
-        try:
-            X_val, y_val = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        return X, T, check_data(X_val, y_val, sizes, loss, dtype)
+        return X, T, check_data(*validation_pair(validation_data), sizes, loss, dtype)
     if validation_split:
         n_val = int(round(X.shape[0] * validation_split))
         if n_val < 1 or n_val >= X.shape[0]:

@@ -9,6 +9,7 @@ identical.  Skipped only when mpi4py cannot be imported."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -147,6 +148,114 @@ def test_ranks_that_drift_apart_are_caught_on_every_rank(warm_cache):
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("no longer bitwise identical") == 2, done.stdout
     assert '"rank": 0' in done.stdout and '"rank": 1' in done.stdout, done.stdout
+
+
+def test_an_empty_shard_takes_part_in_every_step(warm_cache):
+    """Rank 0 (the root of the broadcast) holds no rows: it still takes part in every
+    collective, with a zero gradient, and 2 ranks equal one process on the other's rows."""
+    check(run_ranks([0, 37], 16, 2))
+
+
+@pytest.fixture(scope="module")
+def disagreeing():
+    """``tests/mpi/disagreeing_ranks.py`` on 2 ranks: per case, each rank's error, message and
+    whether its model is unchanged.  A hang (a rank returning while the other waits) is cut
+    by the timeout: the job's process group is killed (no rank left spinning), and the cases
+    it reported before it hung are kept."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    job = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi", "disagreeing_ranks.py")],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = job.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        out, err = job.communicate()
+        err += "\n(the job hung: killed after 240 s)"
+    cases = {}
+    for line in out.splitlines():
+        if line.startswith('{"case"'):
+            case = json.loads(line)
+            cases[case["case"]] = case["ranks"]
+    return cases, out + err
+
+
+@pytest.mark.parametrize("case, named", [
+    ("sizes", "the model's configuration (sizes) differs between ranks ([4, 8, 3] on rank 0, [4, 9, 3] on rank 1)"),
+    ("dtype", "the model's configuration (dtype) differs between ranks ('float64' on rank 0, 'float32' on rank 1)"),
+    ("seed", "the model's configuration (seed) differs between ranks (0 on rank 0, 1 on rank 1)"),
+    ("optimizer", "the model's configuration (optimizer_config) differs between ranks"),
+    ("epochs", "epochs differs between ranks (2 on rank 0, 3 on rank 1)"),
+    ("batch_size", "batch_size differs between ranks (8 on rank 0, 9 on rank 1)"),
+    ("shuffle", "shuffle differs between ranks (True on rank 0, False on rank 1)"),
+    ("on_nonfinite", "on_nonfinite differs between ranks ('raise' on rank 0, 'skip_batch' on rank 1)"),
+    ("validation_data", "validation_data differs between ranks (given on rank 0, None on rank 1)"),
+    ("reduction", "reduction differs between ranks ('allreduce' on rank 0, 'reduce_bcast' on rank 1)"),
+    ("verify", "verify differs between ranks (True on rank 0, False on rank 1)"),
+    ("early_stopping_presence", "early_stopping differs between ranks (None on rank 0, EarlyStopping(patience=1"),
+    ("early_stopping_patience", "early_stopping differs between ranks (EarlyStopping(patience=1, min_delta=10.0, "
+                                "restore_best=True, monitor='val_loss') on rank 0, EarlyStopping(patience=50,"),
+    ("early_stopping_restore_best", "early_stopping differs between ranks (EarlyStopping(patience=1, min_delta=10.0, "
+                                    "restore_best=True, monitor='val_loss') on rank 0, EarlyStopping(patience=1, "
+                                    "min_delta=10.0, restore_best=False"),
+    ("lr_schedule_presence", "lr_schedule differs between ranks (None on rank 0, a schedule on rank 1)"),
+    ("lr_schedule_rates", "lr_schedule (its rates for epoch 1) differs between ranks (0.01 .. 0.0025, CRC-32"),
+    ("lr_schedule_rates_unverified", "lr_schedule (its rates for epoch 1) differs between ranks (0.01 .. 0.0025"),
+])
+def test_a_setting_that_differs_between_ranks_is_named_on_every_rank(disagreeing, case, named):
+    """Every setting that must agree is compared before training (the schedule's rates before
+    each epoch, whatever ``verify``): every rank raises the same ValueError naming the first
+    that differs, and no rank's model changed (no rank returns while another waits)."""
+    cases, output = disagreeing
+    assert case in cases, output
+    for rank in cases[case]:
+        assert rank["error"] == "ValueError" and named in rank["message"], cases[case]
+        assert rank["unchanged"], cases[case]
+
+
+def test_arguments_refused_on_one_rank_raise_on_every_rank(disagreeing):
+    cases, output = disagreeing
+    assert "epochs_refused_on_one_rank" in cases, output
+    zero, one = cases["epochs_refused_on_one_rank"]
+    assert one["error"] == "ValueError" and one["message"] == "epochs must be a non-negative integer, got -1", one
+    assert zero["error"] == "ValueError" and "rank 1 of 2 refused its arguments (ValueError: epochs must be" \
+        in zero["message"], zero
+    assert zero["unchanged"] and one["unchanged"]
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"batch_size": -5}, ValueError, "batch_size must be a positive integer, got -5"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
+    ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer, got 2.5"),
+    ({"batch_size": True}, ValueError, "batch_size must be a positive integer, got True"),
+    ({"epochs": -1}, ValueError, "epochs must be a non-negative integer, got -1"),
+    ({"epochs": 2.7}, ValueError, "epochs must be a non-negative integer, got 2.7"),
+    ({"shuffle": "no"}, TypeError, "shuffle must be True or False, got 'no'"),
+    ({"verify": "no"}, TypeError, "verify must be True or False, got 'no'"),
+    ({"abort_on_error": "no"}, TypeError, "abort_on_error must be True or False, got 'no'"),
+    ({"on_nonfinite": "stop"}, ValueError, "on_nonfinite must be 'raise' or 'skip_batch' here, got 'stop'"),
+    ({"reduction": "ring"}, ValueError, "reduction must be 'allreduce' or 'reduce_bcast', got 'ring'"),
+    ({"validation_data": "held out"}, ValueError, "validation_data must be a pair (X_val, y_val)"),
+    ({"validation_data": "empty"}, ValueError, "validation_data is empty (0 samples) on every rank"),
+    ({"validation_data": "narrow"}, ValueError, "X has 3 features but the model expects 4"),
+    ({"X": "empty"}, ValueError, "X is empty (0 samples) on every rank"),
+])
+def test_arguments_are_checked_as_fit_checks_them(options, error, message):
+    """``model.fit``'s checks (``fastbp.validation``), before anything changes; a shard may be
+    empty, but not every rank's training or validation data (``model.fit`` refuses those)."""
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
+    held_out = {"empty": (X[:0], y[:0]), "narrow": (np.zeros((0, 3)), y[:0])}
+    if "validation_data" in options:
+        options["validation_data"] = held_out.get(options["validation_data"], options["validation_data"])
+    if options.pop("X", None) == "empty":
+        X, y = X[:0], y[:0]
+    model = fastbp.MLP([4, 8, 3], seed=1)
+    before = (model._params_ext.copy(), model._slots_buf.copy(), model._state.copy(), model._rng.bit_generator.state)
+    with pytest.raises(error) as raised:  # (abort_on_error=False: a rank's own error is raised, not MPI_Abort)
+        dist.fit(model, X, y, MPI.COMM_SELF, **{"abort_on_error": False, **options})
+    assert str(raised.value) == message or str(raised.value) == f"fastbp.distributed.fit: {message}", raised.value
+    assert all(np.array_equal(a, b) for a, b in zip(before[:3], (model._params_ext, model._slots_buf, model._state)))
+    assert model._rng.bit_generator.state == before[3]
 
 
 def test_one_rank_is_fit_bit_for_bit():
