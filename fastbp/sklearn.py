@@ -397,7 +397,7 @@ class _BaseMLP(BaseEstimator):
         """``partial_fit`` with a new ``learning_rate_init``: the model's optimizer takes it
         (its state goes on), checked against the model's dtype first."""
         check_representable(_optimizer(self.get_params(deep=False)), self._model.l2, self._model.leaky_slope,
-                            self._model.dtype)
+                            self._model.clip_norm, self._model.dtype)
         self._model.optimizer.lr = self.learning_rate_init
         self._model_params["learning_rate_init"] = self.learning_rate_init
 
