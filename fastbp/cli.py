@@ -990,8 +990,9 @@ def main(argv=None):
     except TrainingFailed as exc:
         _error(f"fastbp: error: {exc}")
         return EXIT_FAILED
-    except MemoryError:
-        _error("fastbp: error: out of memory (a smaller model, --batch-size or data file?)")
+    except MemoryError as exc:  # (its own words where it has them: e.g. an address-space limit's remedy)
+        _error(f"fastbp: error: {exc}" if str(exc) else
+               "fastbp: error: out of memory (a smaller model, --batch-size or data file?)")
         return EXIT_FAILED
     except KeyboardInterrupt:
         if on_a_terminal(sys.stdout):  # end the progress line the interrupt cut short

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import compile_notice, kernels
 from ._base import BaseMLP
+from .address_space import ensure_room
 import contextlib
 
 from .kernels.blas import BLOCKS, PRODUCT_SPLIT_ABOVE, one_blas_thread
@@ -98,7 +99,9 @@ class MLP(BaseMLP):
         if cfg is not self._cfg_split:  # (tests replace the Config)
             self._cfg_split, self._cfg_whole = cfg, cfg[:_PAR_PRODUCT] + (None, None) + cfg[_PAR_ELEMENTS + 1:]
         splits_product = rows * self._widest > cfg[_PAR_PRODUCT]
-        if splits_product or max(rows * self._widest_layer, self._grads.size) >= cfg[_PAR_ELEMENTS]:
+        parallel = splits_product or max(rows * self._widest_layer, self._grads.size) >= cfg[_PAR_ELEMENTS]
+        ensure_room(parallel)  # under `ulimit -v`: MemoryError here, not a hang in OpenBLAS
+        if parallel:
             return cfg, (one_blas_thread() if splits_product else _NO_GUARD)
         return self._cfg_whole, _NO_GUARD
 

@@ -211,6 +211,11 @@ def one_blas_thread():
                 set_(_saved)
 
 
+def thread_count():
+    """OpenBLAS's thread count for products that are not split (1 where it cannot be read)."""
+    return _threads[0]() if _threads is not None else 1
+
+
 def describe():
     """One line: where fastbp's matrix products go."""
     if BLOCKED:
