@@ -257,6 +257,7 @@ def venv_mode(args):
 # A warm process, phase by phase (a file, so that `total`'s cache=True has a place to live).
 FLOOR_SESSION = """
 import json, sys, time
+began = time.time()  # (wall clock, which the parent shares: the interpreter's start and exit)
 t0 = time.perf_counter()
 import numpy as np
 t1 = time.perf_counter()
@@ -289,7 +290,8 @@ from fastbp import kernels
 entry = (kernels.all_finite, kernels.one_hot, kernels.train_epochs, kernels.infer)
 print(json.dumps({"numpy": t1 - t0, "numba": t2 - t1, "fastbp": t3 - t2, "scipy.linalg": t4 - t3,
                   "dispatch": t5 - t4, "first fit": fits[0], "second fit": fits[1], "dispatch modules": len(new),
-                  "compiles": sum(sum(d.stats.cache_misses.values()) for d in entry)}))
+                  "compiles": sum(sum(d.stats.cache_misses.values()) for d in entry), "began": began,
+                  "ended": time.time()}))
 """
 
 # Which of fastbp's modules run no Python function of theirs in a whole warm first session.
@@ -346,7 +348,8 @@ def largest(runs, count):
     parents, times = {}, {}
     for rows in runs:
         for i, (self_us, _, depth, name) in enumerate(rows):
-            parents.setdefault(name, next((r[3] for r in rows[i + 1:] if r[2] < depth), "the script"))
+            parents.setdefault(name, next((r[3] for r in rows[i + 1:] if r[2] < depth),
+                                          "no module (the script, or code it ran)"))
             times.setdefault(name, []).append(self_us / 1e6)
     found = [(name, statistics.median(t + [0.0] * (len(runs) - len(t))), parents[name]) for name, t in times.items()]
     return sorted(found, key=lambda f: -f[1])[:count]
@@ -386,27 +389,30 @@ def floor_mode(args):
         for code in comparisons:
             timed([python, "-c", code], cwd=folder)
         for _ in range(args.repeat):
+            started = time.time()
             total, out, _ = timed([python, path], cwd=folder)
-            sessions.append((total, json.loads(out)))
+            phases = json.loads(out)
+            phases["start"], phases["exit"] = phases["began"] - started, started + total - phases["ended"]
+            sessions.append((total, phases))
             trees.append(import_breakdown(subtree(import_rows([python, "-c", "import fastbp"], folder), "fastbp")))
             wholes.append(import_rows([python, path], folder))
             for code in comparisons:
                 processes[code].append(timed([python, "-c", code], cwd=folder)[0])
         unused = json.loads(timed([python, "-c", USED], cwd=folder)[1])
     phases = {key: statistics.median(s[1][key] for s in sessions)
-              for key in ("numpy", "numba", "fastbp", "scipy.linalg", "dispatch", "first fit", "second fit")}
+              for key in ("start", "numpy", "numba", "fastbp", "scipy.linalg", "dispatch", "first fit", "second fit", "exit")}
     last = sessions[-1][1]
     total = statistics.median(s[0] for s in sessions)
     print(f"Machine: {machine()}; median of {args.repeat}; warm (every cache populated by a run before)\n")
-    print(f"A warm process up to its first fit ({python} {os.path.basename(path)}): {total:.2f} s")
-    inside = sum(phases[k] for k in ("numpy", "numba", "fastbp", "scipy.linalg", "dispatch", "first fit"))
-    for label, value in (("interpreter start and exit (the rest)", total - inside),
+    print(f"A warm process, import to a first fit and a second ({python} {os.path.basename(path)}): {total:.2f} s")
+    for label, value in (("the interpreter's start (to the script's first line)", phases["start"]),
                          ("import numpy", phases["numpy"]), ("import numba (after numpy)", phases["numba"]),
                          ("import fastbp (after both)", phases["fastbp"]),
                          ("import scipy.linalg (Numba's first dispatch imports it)", phases["scipy.linalg"]),
                          ("first dispatch of any Numba function, the rest (a cached one-liner)", phases["dispatch"]),
                          ("first fit (4-16-3, 150 rows, one epoch): loads its kernels", phases["first fit"]),
-                         ("  of which the fit itself (a second fit)", phases["second fit"])):
+                         ("  of which the fit itself (a second fit)", phases["second fit"]),
+                         ("the interpreter's exit (after the script's last line)", phases["exit"])):
         print(f"  {label:68s} {value:6.3f} s")
     print(f"  (scipy.linalg and the first dispatch imported {last['dispatch modules']} modules; "
           f"kernel compiles in the session: {last['compiles']})")
