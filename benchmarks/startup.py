@@ -36,6 +36,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "asv_benchmarks"))
+from benchmarks.common import cpu_model  # noqa: E402  (the one home of the CPU's name, as scaling.py)
 
 # One dtype's part of a session: fit, predict, evaluate, train_step, each timed.
 SESSION_PART = """
@@ -120,17 +122,6 @@ def run(cache_dir, dtype):
 
 def median_columns(rows):
     return [statistics.median(col) for col in zip(*rows)]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def machine():
