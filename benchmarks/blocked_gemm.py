@@ -1,4 +1,4 @@
-"""Design (c) of issue 11: can Numba's threads own the GEMMs?
+"""The threading design's option (c): can Numba's threads own the GEMMs?
 
     python benchmarks/blocked_gemm.py [--repeat 300]
 

@@ -9,7 +9,7 @@ sgemm-bound limit fastbp reaches.
 each about 20 ms long, and a few of each small call; its numbers are only a smoke test.
 
 After the epoch table, for the chosen workloads among W1 and W2 (unless ``--no-calls``), a
-second table: issue 11's small calls, fastbp vs the reference in microseconds per call, with
+second table: the small calls, fastbp vs the reference in microseconds per call, with
 each target and whether this run met it (measured by ``small_calls.small_call_rows``; see
 ``small_calls.py``).  ``--json`` writes the epoch times per workload and, under
 ``"small_calls"``, these rows.

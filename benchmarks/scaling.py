@@ -1,5 +1,5 @@
 """Thread scaling of a W3 / W4 epoch from 1 to 2 threads, next to its GEMMs' own, and an
-Amdahl projection to 8, 16 and 64 cores (issue 11).
+Amdahl projection to 8, 16 and 64 cores.
 
     python benchmarks/scaling.py [--workloads W3 W4] [--rounds 3] [--repeat 5] [--json FILE] [--quick]
 

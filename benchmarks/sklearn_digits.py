@@ -12,7 +12,7 @@ the same data: compiling); the table gives the median seconds per fit, the ratio
 accuracy per seed (random_state = round), and the epochs' matrix products alone as fastbp
 computes them (``compare.gemm_limit_runner``), a floor for any implementation of these epochs.
 
-Issue 12's targets: the estimator within 10 % of ``fastbp.MLP.fit``; at least 10x faster
+The targets: the estimator within 10 % of ``fastbp.MLP.fit``; at least 10x faster
 than scikit-learn's ``MLPClassifier``; test accuracy within 1 percentage point of it.
 """
 

@@ -1,4 +1,4 @@
-"""Small calls, fastbp vs ``fastbp.reference`` in one process (issue 11's per-call targets).
+"""Small calls, fastbp vs ``fastbp.reference`` in one process (the per-call targets).
 
     python benchmarks/small_calls.py [--calls 2000]
 
@@ -8,7 +8,7 @@ in alternating blocks; the ratio is reference / fastbp.  The last row of each wo
 fastbp alone: ``fit(epochs=1)`` called in a loop (first column) against
 ``fit(epochs=E) / E`` (second column), the ratio first / second.
 
-Issue 11's targets: ratio >= 3 (predict), >= 5 (evaluate; set on W1, the same call on W2),
+The targets: ratio >= 3 (predict), >= 5 (evaluate; set on W1, the same call on W2),
 >= 10 (train_step); the fit loop within 2x of ``fit(E)/E`` on W1 and 1.1x on W2.
 ``compare.py`` prints the same rows (``small_call_rows``, ``print_rows``) after its epoch table.
 """
@@ -26,7 +26,7 @@ from benchmarks.common import WORKLOADS, make_data, make_model  # noqa: E402
 import fastbp  # noqa: E402
 import fastbp.reference  # noqa: E402
 
-CALL_WORKLOADS = ("W1", "W2")  # the networks issue 11 sets small-call targets on
+CALL_WORKLOADS = ("W1", "W2")  # the networks the small-call targets are set on
 BLOCKS = 4  # alternating blocks per measurement
 QUICK_CALLS, QUICK_EPOCHS = 80, 5  # ``quick``: 20 fastbp calls per block
 MIN_RATIO = {"predict, 1 row": 3, "evaluate, 150 rows": 5, "train_step, 16 rows": 10}
@@ -60,7 +60,7 @@ def row(workload, call, first_us, second_us, ratio, target=None):
 
 
 def small_call_rows(workloads=CALL_WORKLOADS, calls=2000, quick=False):
-    """Issue 11's small calls on ``workloads`` as dict rows (see ``row``).
+    """The small calls on ``workloads`` as dict rows (see ``row``).
 
     ``calls``: timed fastbp calls per small call (a tenth of that for the reference, a
     twentieth for the fits); ``quick``: a few calls each (a smoke test, not a measurement).

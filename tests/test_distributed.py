@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (``fastbp.distributed``, issue 13).
+"""Data-parallel training over MPI (``fastbp.distributed``).
 
 The multi-rank cases run ``tests/mpi/distributed_fit.py`` under ``mpiexec -n P`` (from the
 ``mpich`` wheel of the ``mpi`` extra, next to the Python executable, or on PATH) and check

@@ -350,7 +350,7 @@ def test_a_clip_norm_subnormal_in_float32_only_is_a_float64_models_setting():
 
 
 def test_the_issue_reproducer_is_refused_and_its_float64_twin_trains():
-    """The reproducer of issue 10: ``Adam(eps=1e-50)`` in float32 (eps would be 0: 0 / 0 for an
+    """A reported reproducer: ``Adam(eps=1e-50)`` in float32 (eps would be 0: 0 / 0 for an
     input column of zeros) is refused; in float64 eps is representable and training matches
     the reference to 1e-10 with finite weights."""
     rng = np.random.default_rng(0)

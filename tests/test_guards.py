@@ -1,4 +1,4 @@
-"""The per-layer non-finite *gradient* guard (issue 14): a batch whose loss is finite but
+"""The per-layer non-finite *gradient* guard: a batch whose loss is finite but
 whose gradient is not is refused as a gradient fault, in both implementations, in float32
 and float64, under every ``on_nonfinite`` policy.
 

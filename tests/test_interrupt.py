@@ -1,6 +1,6 @@
-"""An interrupted fit leaves exactly a model that trained the steps it applied (issue 10,
-item 4): weights, optimizer state, step / epoch / mini-batch counts, schedule position and
-shuffle generator belong together, so save -> load -> fit (or fit again in the same process)
+"""An interrupted fit leaves exactly a model that trained the steps it applied: weights,
+optimizer state, step / epoch / mini-batch counts, schedule position and shuffle generator
+belong together, so save -> load -> fit (or fit again in the same process)
 ends bit for bit where the uninterrupted fit ends.
 
 Ctrl-C: a child process trains and sends itself SIGINT at seeded random moments of a fit

@@ -1,5 +1,6 @@
-"""The parallel paths of design (c) (issue 11): large products split into ``cfg.blocks`` blocks
-of single-threaded OpenBLAS calls, elementwise passes split over Numba's threads.
+"""The parallel paths of the threading design (README, "Every core busy"): large products
+split into ``cfg.blocks`` blocks of single-threaded OpenBLAS calls, elementwise passes split
+over Numba's threads.
 
 * Any thread count gives the same bits: with every parallel path forced on (thresholds 0,
   2 and 3 blocks), training under ``numba.set_num_threads(1)`` and under all of Numba's

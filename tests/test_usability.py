@@ -1,4 +1,4 @@
-"""What a newcomer meets first (issue 12, part 4): defaults that follow from the other
+"""What a newcomer meets first: defaults that follow from the other
 arguments, errors that say what is accepted, and an API that describes itself.  Both
 implementations."""
 

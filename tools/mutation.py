@@ -1,4 +1,4 @@
-"""Mutation testing of the kernels, the reference and the guards (issue 14).
+"""Mutation testing of the kernels, the reference and the guards.
 
     python tools/mutation.py --list                                  # the mutants, not run
     python tools/mutation.py --file fastbp/kernels/losses.py         # every mutant of one file

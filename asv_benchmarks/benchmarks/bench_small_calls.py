@@ -1,4 +1,4 @@
-"""Small calls, as in a user's own loop or online inference (issue 11): one-row ``predict``,
+"""Small calls, as in a user's own loop or online inference: one-row ``predict``,
 ``evaluate`` on W1's data, ``train_step`` on a 16-row batch and a one-epoch ``fit``, on the W1
 and W2 networks, fastbp and the NumPy reference side by side."""
 

@@ -2,7 +2,7 @@
 
 Numba's ``np.dot`` calls SciPy's OpenBLAS, which runs large products on threads of its own
 and keeps them spinning for a while after each product: a Numba parallel loop started right
-after one found the other core busy (README, "Performance": design (b) of issue 11).  So
+after one found the other core busy (README, "Performance", the threading design).  So
 fastbp owns the threads: a large product is split into blocks of the output's rows or
 columns over Numba's threads (``dense.matmul``), each block one call of ``fastbp_sgemm`` /
 ``fastbp_dgemm`` (OpenBLAS's CBLAS ``?gemm``), and while a compiled call that may split a

@@ -108,7 +108,7 @@ compiled without any parallel loop, see ``common.by_threshold``), and into how m
 such a product is split (``blas.BLOCKS``: the machine's cores, never the thread count, see
 ``.blas``)."""
 
-# From what size a phase runs in parallel (measured: README, "Performance"; issue 11).
+# From what size a phase runs in parallel (measured: README, "Performance").
 # Products: those OpenBLAS itself would thread (more than 65,536 x 4 multiply-adds); smaller
 # ones run whole on the calling thread.
 PAR_PRODUCT = 1 << 18
